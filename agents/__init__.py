@@ -1,0 +1,1 @@
+"""Agents: reference policies, the SB3 adapter, evaluation and the command line."""

@@ -1,0 +1,256 @@
+"""Reference policies that calibrate the benchmark.
+
+Each policy maps a batch of observations to actions for a `RecommendationVectorEnv`.
+Privileged policies (``privileged = True``) also read the simulator's true state
+through ``env.simulator.expected_responses(env.state, env.candidates)``; they are
+oracles and references, never deployable recommenders.
+
+| policy | scores each candidate by | privileged |
+|--------|--------------------------|------------|
+| `RandomPolicy` | nothing (uniform) | no |
+| `DotProductPolicy` | ``user · doc`` (RecSim's observable interest match) | no |
+| `MaxClickPolicy` | true click probability | yes |
+| `MyopicPolicy` | true expected watch time now | yes |
+| `MaxQualityPolicy` | the item's hidden quality | yes |
+| `OraclePlanner` | a linear value of true expectations (watch now, satisfaction gain, …), weights tuned by search | yes |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from loe_gym import RecommendationVectorEnv
+from loe_gym.errors import did_you_mean
+
+
+class Policy(Protocol):
+    """A batched recommendation policy."""
+
+    name: str
+    privileged: bool
+
+    def act(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        """``(num_users,)`` candidate indices, or ``(num_users, slate_size)`` for slates."""
+        ...
+
+
+def top_slates(scores: np.ndarray, slate_size: int) -> np.ndarray:
+    """Indices of the ``slate_size`` best candidates per row, best first.
+
+    Args:
+        scores: ``(num_users, num_candidates)``.
+
+    Returns:
+        ``(num_users,)`` when ``slate_size == 1``, else ``(num_users, slate_size)``.
+    """
+    if slate_size == 1:
+        return scores.argmax(axis=1)
+    best = np.argpartition(-scores, slate_size - 1, axis=1)[:, :slate_size]
+    order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1)
+    return np.take_along_axis(best, order, axis=1)
+
+
+class _ScoringPolicy:
+    """Shows the candidates with the highest ``score`` (ties broken by candidate order)."""
+
+    name = "scoring"
+    privileged = True
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        raise NotImplementedError
+
+    def act(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        return top_slates(self.scores(obs, env), env.config.slate_size)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _expected(env: RecommendationVectorEnv, key: str) -> np.ndarray:
+    simulator = env.simulator
+    if not hasattr(simulator, "expected_responses"):
+        raise TypeError(
+            f"{type(simulator).__name__} exposes no expected_responses(); privileged "
+            "policies need it (see loe_gym.PrivilegedSimulator)."
+        )
+    expected = simulator.expected_responses(env.state, env.candidates)
+    if key not in expected:
+        raise KeyError(
+            f"{type(simulator).__name__}.expected_responses() has no {key!r}; it has "
+            f"{sorted(expected)}."
+        )
+    return np.asarray(expected[key])
+
+
+class RandomPolicy:
+    """Uniformly random distinct candidates."""
+
+    name = "random"
+    privileged = False
+
+    def __init__(self, seed: int | None = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        return top_slates(self.rng.random((env.num_envs, env.config.num_candidates)), env.config.slate_size)
+
+
+class DotProductPolicy(_ScoringPolicy):
+    """RecSim's max-click heuristic: the candidates with the highest ``user · doc``."""
+
+    name = "max_click_dot"
+    privileged = False
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        if "user" not in obs or "doc" not in obs:
+            raise KeyError("DotProductPolicy needs the 'user' and 'doc' keys of observation='recsim'.")
+        if obs["user"].shape[-1] != obs["doc"].shape[-1]:
+            raise ValueError(
+                f"DotProductPolicy needs user and doc vectors of one size, got "
+                f"{obs['user'].shape[-1]} and {obs['doc'].shape[-1]}."
+            )
+        return np.einsum("ucf,uf->uc", obs["doc"], obs["user"])
+
+
+class MaxClickPolicy(_ScoringPolicy):
+    """The candidates with the highest true click probability (privileged)."""
+
+    name = "max_click"
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        return _expected(env, "click_probability")
+
+
+class MyopicPolicy(_ScoringPolicy):
+    """The candidates with the highest true expected watch time now (privileged)."""
+
+    name = "myopic"
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        return _expected(env, "watch_time")
+
+
+class MaxQualityPolicy(_ScoringPolicy):
+    """The candidates of highest hidden quality (privileged)."""
+
+    name = "max_quality"
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        return _expected(env, "quality")
+
+
+@dataclass(frozen=True)
+class OracleWeights:
+    """Weights of the oracle planner's value of a candidate (watch time has weight 1).
+
+    The defaults were tuned by the cross-entropy method on ``Engagement-v0``
+    (``loe-gym tune-oracle``, see docs/simulators/engagement.md), on populations
+    disjoint from the calibration seeds.
+    """
+
+    features: tuple[str, ...] = (
+        "satisfaction_gain",
+        "click_probability",
+        "quality_completion",
+        "clickbait",
+        "satisfaction_gain_x_low_satisfaction",
+    )
+    values: tuple[float, ...] = (62.5, 0.0, 0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        if len(self.features) != len(self.values):
+            raise ValueError(
+                f"OracleWeights has {len(self.features)} features but {len(self.values)} values."
+            )
+        unknown = [name for name in self.features if name not in ORACLE_FEATURES]
+        if unknown:
+            raise ValueError(
+                f"Unknown oracle feature {unknown[0]!r}.{did_you_mean(unknown[0], ORACLE_FEATURES)} "
+                f"Known: {', '.join(ORACLE_FEATURES)}."
+            )
+
+
+ORACLE_FEATURES = (
+    "satisfaction_gain",
+    "click_probability",
+    "quality_completion",
+    "clickbait",
+    "satisfaction_gain_x_low_satisfaction",
+)
+
+
+def oracle_features(env: RecommendationVectorEnv) -> dict[str, np.ndarray]:
+    """Privileged per-candidate features ``(num_users, num_candidates)`` for the planner."""
+    simulator = env.simulator
+    if not hasattr(simulator, "expected_responses"):
+        raise TypeError(f"{type(simulator).__name__} exposes no expected_responses().")
+    expected = simulator.expected_responses(env.state, env.candidates)
+    click = np.asarray(expected["click_probability"])
+    gain = np.asarray(expected.get("satisfaction_gain", np.zeros_like(click)))
+    quality = np.asarray(expected.get("quality", np.zeros_like(click)))
+    appeal = np.asarray(expected.get("appeal", np.zeros_like(click)))
+    completion = np.asarray(expected.get("completion", np.ones_like(click)))
+    satisfaction = getattr(env.state, "satisfaction", None)
+    low = 1.0 - (satisfaction[:, None] if satisfaction is not None else np.zeros((click.shape[0], 1)))
+    return {
+        "watch_time": np.asarray(expected["watch_time"]),
+        "satisfaction_gain": gain,
+        "click_probability": click,
+        "quality_completion": click * quality * completion,
+        "clickbait": click * np.maximum(appeal - quality, 0.0),
+        "satisfaction_gain_x_low_satisfaction": gain * low,
+    }
+
+
+@dataclass
+class OraclePlanner(_ScoringPolicy):
+    """Values each candidate by expected watch now plus a weighted long-term part.
+
+    ``value = watch_time + Σ_k w_k · feature_k`` over privileged expectations (see
+    `oracle_features`); with the default weights it is the planner of the reference
+    spec (watch + 5 × expected satisfaction gain), and ``loe-gym tune-oracle`` searches
+    all weights to maximise long-term engagement.
+    """
+
+    weights: OracleWeights = field(default_factory=OracleWeights)
+    name: str = "oracle_planner"
+    privileged: bool = True
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        features = oracle_features(env)
+        value = features["watch_time"].copy()
+        for name, weight in zip(self.weights.features, self.weights.values, strict=True):
+            if weight:
+                value += weight * features[name]
+        return value
+
+    def __repr__(self) -> str:
+        return f"OraclePlanner({dict(zip(self.weights.features, self.weights.values, strict=True))})"
+
+
+REFERENCE_POLICIES: dict[str, type[Any]] = {
+    "random": RandomPolicy,
+    "max_click": MaxClickPolicy,
+    "max_click_dot": DotProductPolicy,
+    "myopic": MyopicPolicy,
+    "max_quality": MaxQualityPolicy,
+    "oracle_planner": OraclePlanner,
+}
+
+
+def make_policy(name: str, **kwargs: Any) -> Policy:
+    """Build a reference policy by name (see `REFERENCE_POLICIES`)."""
+    if name not in REFERENCE_POLICIES:
+        raise ValueError(
+            f"Unknown policy {name!r}.{did_you_mean(name, REFERENCE_POLICIES)} "
+            f"Choose from {', '.join(REFERENCE_POLICIES)}."
+        )
+    return REFERENCE_POLICIES[name](**kwargs)  # type: ignore[no-any-return]
+
+
+def policy_names(names: Sequence[str] | None = None) -> list[str]:
+    return list(REFERENCE_POLICIES) if names is None else list(names)

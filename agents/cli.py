@@ -1,0 +1,186 @@
+"""The ``loe-gym`` command line.
+
+    loe-gym simulate            # short run of the default env: long-term metrics per reference policy
+    loe-gym calibrate --env loe_gym/Engagement-v0 --num-users 2000 --seeds 0 1 2 3 4 --output out.md
+    loe-gym tune-oracle         # search the oracle planner's weights (CEM)
+
+Every option is documented in ``loe-gym <command> --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import gymnasium as gym
+
+import loe_gym  # noqa: F401  (registers the environments)
+from agents.baselines import REFERENCE_POLICIES
+from agents.evaluation import METRICS, evaluate
+from loe_gym.errors import did_you_mean
+
+DEFAULT_POLICIES = {
+    "loe_gym/Engagement-v0": ["random", "max_click", "myopic", "max_quality", "oracle_planner"],
+    "loe_gym/EngagementSlate-v0": ["random", "max_click", "myopic", "max_quality", "oracle_planner"],
+    "loe_gym/InterestEvolution-v0": ["random", "max_click_dot", "max_quality"],
+    "loe_gym/LongTermSatisfaction-v0": ["random", "max_click", "max_quality"],
+}
+TABLE_METRICS = ("total_watch", "active_days", "next_day_retention", "ctr", "session_length")
+
+
+def _check_env_id(env_id: str) -> None:
+    known = [name for name in gym.registry if name.startswith("loe_gym/")]
+    if env_id not in gym.registry:
+        raise SystemExit(
+            f"error: unknown env id {env_id!r}.{did_you_mean(env_id, known)} "
+            f"Registered: {', '.join(known)}."
+        )
+
+
+def _check_policies(policies: Sequence[str]) -> None:
+    for name in policies:
+        if name not in REFERENCE_POLICIES:
+            raise SystemExit(
+                f"error: unknown policy {name!r}.{did_you_mean(name, REFERENCE_POLICIES)} "
+                f"Choose from {', '.join(REFERENCE_POLICIES)}."
+            )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _add_evaluation_options(parser: argparse.ArgumentParser, users: int, seeds: list[int]) -> None:
+    parser.add_argument(
+        "--env", default="loe_gym/Engagement-v0", help="registered env id (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--num-users", type=_positive, default=users, help="users per population (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=seeds, help="population seeds (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        default=None,
+        help=f"reference policies among {', '.join(REFERENCE_POLICIES)} (default: per env)",
+    )
+    parser.add_argument(
+        "--horizon-days", type=_positive, default=None, help="days per user life (default: the env's)"
+    )
+
+
+def _run(args: argparse.Namespace, progress: bool) -> tuple[str, dict[str, object]]:
+    _check_env_id(args.env)
+    policies = args.policies or DEFAULT_POLICIES.get(args.env, ["random", "max_click"])
+    _check_policies(policies)
+    options = {} if args.horizon_days is None else {"horizon_days": args.horizon_days}
+    start = time.perf_counter()
+    result = evaluate(
+        args.env,
+        policies,
+        num_users=args.num_users,
+        seeds=tuple(args.seeds),
+        env_options=options,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - start
+    table = result.table(TABLE_METRICS)
+    legend = "\n".join(f"- `{m}`: {METRICS[m]}" for m in TABLE_METRICS)
+    text = (
+        f"{args.env}: {args.num_users} users per population, seeds {list(args.seeds)}; "
+        f"mean ± 95% CI half-width over seeds.\n\n{table}\n\n{legend}\n"
+    )
+    payload = result.to_dict() | {"seconds": seconds}
+    return text, payload
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    text, _ = _run(args, progress=sys.stderr.isatty())
+    print(text)
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    output = Path(args.output) if args.output else None
+    if output is not None and output.exists() and not args.overwrite:
+        raise SystemExit(
+            f"error: {output} exists; pass --overwrite to replace it or choose another --output."
+        )
+    text, payload = _run(args, progress=sys.stderr.isatty())
+    command = "loe-gym calibrate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "loe-gym calibrate"
+    print(text)
+    print(f"({payload['seconds']:.0f} s)")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(f"<!-- produced by: {command} -->\n{text}")
+        output.with_suffix(".json").write_text(json.dumps(payload, indent=2))
+        print(f"wrote {output} and {output.with_suffix('.json')}")
+    return 0
+
+
+def _cmd_tune_oracle(args: argparse.Namespace) -> int:
+    from agents.oracle_tuning import tune_oracle
+
+    _check_env_id(args.env)
+    result = tune_oracle(
+        args.env,
+        num_users=args.num_users,
+        seeds=tuple(args.seeds),
+        iterations=args.iterations,
+        population=args.population,
+        progress=sys.stderr.isatty(),
+    )
+    print(f"best mean total watch per user on the tuning seeds: {result.score:.1f}")
+    print("weights:", dict(zip(result.weights.features, result.weights.values, strict=True)))
+    print("best score per iteration:", [round(v, 1) for v in result.history])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loe-gym", description="loe_gym: long-term engagement simulation lab."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    simulate = commands.add_parser(
+        "simulate", help="a short simulation: long-term metrics per reference policy"
+    )
+    _add_evaluation_options(simulate, users=500, seeds=[0, 1])
+    simulate.set_defaults(handler=_cmd_simulate)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="the calibration table of an env (reference policies, CIs over seeds)"
+    )
+    _add_evaluation_options(calibrate, users=2000, seeds=[0, 1, 2, 3, 4])
+    calibrate.add_argument("--output", default=None, help="markdown file to write (and .json beside)")
+    calibrate.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    calibrate.set_defaults(handler=_cmd_calibrate)
+
+    tune = commands.add_parser("tune-oracle", help="search the oracle planner's weights (CEM)")
+    tune.add_argument("--env", default="loe_gym/Engagement-v0", help="env id (default: %(default)s)")
+    tune.add_argument("--num-users", type=_positive, default=500, help="users per population")
+    tune.add_argument(
+        "--seeds", type=int, nargs="+", default=[1000, 1001], help="tuning seeds (keep apart from evaluation seeds)"
+    )
+    tune.add_argument("--iterations", type=_positive, default=8, help="CEM iterations")
+    tune.add_argument("--population", type=_positive, default=12, help="samples per iteration")
+    tune.set_defaults(handler=_cmd_tune_oracle)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

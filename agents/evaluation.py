@@ -1,0 +1,282 @@
+"""Long-term evaluation: run policies over whole user lives and summarise with CIs.
+
+Every policy sees the same populations: under one seed the environment draws the
+same users and the same candidate stream whatever the policy does (it keeps users
+and retrieval on separate random streams), so differences between policies are not
+differences between populations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from scipy import stats
+from tqdm.auto import tqdm
+
+from agents.baselines import Policy, make_policy
+from loe_gym import RecommendationVectorEnv
+
+METRICS: dict[str, str] = {
+    "total_watch": "total watch minutes per user over the horizon",
+    "total_clicks": "clicks per user over the horizon",
+    "active_days": "days with at least one session, per user",
+    "sessions": "sessions per user",
+    "session_length": "items shown per session",
+    "session_minutes": "minutes watched per session",
+    "next_day_retention": "share of session ends followed by a visit the next day",
+    "churn_rate": "share of users who churned before the horizon",
+    "ctr": "clicks per item shown",
+    "completion": "mean completion of clicked items",
+}
+"""The metrics of a `PopulationResult`, with their meaning."""
+
+
+@dataclass(frozen=True)
+class PopulationResult:
+    """Per-user totals of one population under one policy and seed (arrays ``(num_users,)``)."""
+
+    policy: str
+    seed: int
+    watch: np.ndarray
+    clicks: np.ndarray
+    impressions: np.ndarray
+    sessions: np.ndarray
+    session_ends: np.ndarray
+    next_day_returns: np.ndarray
+    churned: np.ndarray
+    completion_sum: np.ndarray
+    daily_watch: np.ndarray
+    """``(horizon_days,)`` mean watch minutes per user on each day."""
+    daily_active: np.ndarray
+    """``(horizon_days,)`` share of users with a session on each day."""
+    daily_satisfaction: np.ndarray
+    """``(horizon_days,)`` mean (privileged) satisfaction at the sessions' ends on each
+    day; NaN on days without a session end or for simulators without satisfaction."""
+    session_lengths: np.ndarray
+    """``(num_sessions_ended,)`` items shown in each session that ended."""
+    return_gaps: np.ndarray
+    """``(num_returns,)`` days between a session end and the next visit (churn excluded)."""
+
+    def summary(self) -> dict[str, float]:
+        """Population-level value of each metric in `METRICS`."""
+        sessions = max(float(self.sessions.sum()), 1.0)
+        clicks = float(self.clicks.sum())
+        return {
+            "total_watch": float(self.watch.mean()),
+            "total_clicks": float(self.clicks.mean()),
+            "active_days": float(self.sessions.mean()),
+            "sessions": float(self.sessions.mean()),
+            "session_length": float(self.impressions.sum()) / sessions,
+            "session_minutes": float(self.watch.sum()) / sessions,
+            "next_day_retention": float(self.next_day_returns.sum())
+            / max(float(self.session_ends.sum()), 1.0),
+            "churn_rate": float(self.churned.mean()),
+            "ctr": clicks / max(float(self.impressions.sum()), 1.0),
+            "completion": float(self.completion_sum.sum()) / max(clicks, 1.0),
+        }
+
+
+def run_population(
+    env: RecommendationVectorEnv,
+    policy: Policy,
+    seed: int,
+    *,
+    progress: bool = False,
+    max_steps: int = 100_000,
+) -> PopulationResult:
+    """Run every user of ``env`` through one whole life (until churn or the horizon).
+
+    Args:
+        env: a vector env in ``next_step`` autoreset mode; its ``num_envs`` users
+            form the population.
+        policy: a batched policy (see `agents.baselines`).
+        seed: seeds the population, the candidates and the responses.
+        max_steps: safety cap on vector steps (raises if reached).
+    """
+    n = env.num_envs
+    horizon = env.config.horizon_days
+    obs, _ = env.reset(seed=seed)
+    finished = np.zeros(n, bool)
+    totals = {
+        name: np.zeros(n)
+        for name in (
+            "watch", "clicks", "impressions", "sessions", "session_ends",
+            "next_day_returns", "churned", "completion_sum",
+        )
+    }
+    daily_watch = np.zeros(horizon)
+    daily_active = np.zeros(horizon)
+    satisfaction_sum = np.zeros(horizon)
+    satisfaction_count = np.zeros(horizon)
+    session_steps = np.zeros(n)
+    session_lengths: list[np.ndarray] = []
+    return_gaps: list[np.ndarray] = []
+    bar = tqdm(total=n, desc=f"{policy.name} seed {seed}", disable=not progress, leave=False)
+    for _ in range(max_steps):
+        actions = policy.act(obs, env)
+        obs, _, terminated, truncated, info = env.step(actions)
+        live = info["acted"] & ~finished
+        if not live.any():
+            break
+        watch = info["reward_parts"]["watch_time"] * live
+        totals["watch"] += watch
+        totals["clicks"] += info["reward_parts"]["click"] * live
+        totals["impressions"] += info["slate"].shape[1] * live
+        starts = live & (info["step_in_session"] == 0)
+        totals["sessions"] += starts
+        totals["session_ends"] += info["session_end"] & live
+        totals["next_day_returns"] += info["returned_next_day"] & live
+        totals["churned"] += info["churned"] & live
+        totals["completion_sum"] += (info["completion"] * info["clicked"]).sum(axis=1) * live
+        day = np.minimum(info["day"], horizon - 1)
+        np.add.at(daily_watch, day, watch)
+        np.add.at(daily_active, day[starts], 1.0)
+        session_steps = np.where(info["acted"], session_steps + 1, 0)
+        ended = info["session_end"] & live
+        if ended.any():
+            session_lengths.append(session_steps[ended])
+            returning = ended & ~info["churned"]
+            return_gaps.append(info["gap_days"][returning])
+            satisfaction = getattr(env.state, "satisfaction", None)
+            if satisfaction is not None:
+                # Users reset this step hold a new life's state; `ended` excludes them.
+                satisfaction_sum += np.bincount(day[ended], satisfaction[ended], horizon)
+                satisfaction_count += np.bincount(day[ended], minlength=horizon)
+        session_steps = np.where(info["session_end"], 0, session_steps)
+        done = (terminated | truncated) & live
+        finished |= done
+        bar.update(int(done.sum()))
+        if finished.all():
+            break
+    else:
+        raise RuntimeError(
+            f"{n - int(finished.sum())} users still active after max_steps={max_steps} steps; "
+            "raise max_steps or set max_episode_steps on the environment."
+        )
+    bar.close()
+    return PopulationResult(
+        policy=policy.name,
+        seed=seed,
+        watch=totals["watch"],
+        clicks=totals["clicks"],
+        impressions=totals["impressions"],
+        sessions=totals["sessions"],
+        session_ends=totals["session_ends"],
+        next_day_returns=totals["next_day_returns"],
+        churned=totals["churned"],
+        completion_sum=totals["completion_sum"],
+        daily_watch=daily_watch / n,
+        daily_active=daily_active / n,
+        daily_satisfaction=np.divide(
+            satisfaction_sum,
+            satisfaction_count,
+            out=np.full(horizon, np.nan),
+            where=satisfaction_count > 0,
+        ),
+        session_lengths=np.concatenate(session_lengths) if session_lengths else np.zeros(0),
+        return_gaps=np.concatenate(return_gaps) if return_gaps else np.zeros(0, np.int64),
+    )
+
+
+@dataclass(frozen=True)
+class MetricSummary:
+    """Mean over seeds and the half-width of its 95% t-interval."""
+
+    mean: float
+    half_width: float
+    values: tuple[float, ...]
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+    def __str__(self) -> str:
+        digits = 0 if abs(self.mean) >= 100 else 2 if abs(self.mean) >= 1 else 3
+        return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}"
+
+
+def summarise(values: Sequence[float]) -> MetricSummary:
+    """Mean and 95% CI half-width (Student t over seeds; 0 for a single seed)."""
+    array = np.asarray(values, dtype=float)
+    mean = float(array.mean())
+    if array.size < 2:
+        return MetricSummary(mean, math.nan, tuple(array.tolist()))
+    half = float(stats.t.ppf(0.975, array.size - 1) * array.std(ddof=1) / math.sqrt(array.size))
+    return MetricSummary(mean, half, tuple(array.tolist()))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Results of several policies over several seeds."""
+
+    env_id: str
+    num_users: int
+    seeds: tuple[int, ...]
+    results: Mapping[str, tuple[PopulationResult, ...]]
+
+    def metric(self, policy: str, name: str) -> MetricSummary:
+        return summarise([r.summary()[name] for r in self.results[policy]])
+
+    def table(self, metrics: Sequence[str] = ("total_watch", "active_days", "next_day_retention", "ctr", "session_length")) -> str:
+        """A markdown table: one row per policy, mean ± 95% CI half-width per metric."""
+        header = "| policy | " + " | ".join(metrics) + " |"
+        rule = "|" + "---|" * (len(metrics) + 1)
+        rows = [
+            "| " + policy + " | " + " | ".join(str(self.metric(policy, m)) for m in metrics) + " |"
+            for policy in self.results
+        ]
+        return "\n".join([header, rule, *rows])
+
+    def ratio(self, numerator: str, denominator: str, metric: str = "total_watch") -> float:
+        return self.metric(numerator, metric).mean / self.metric(denominator, metric).mean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "env_id": self.env_id,
+            "num_users": self.num_users,
+            "seeds": list(self.seeds),
+            "policies": {
+                policy: {
+                    name: {"mean": s.mean, "ci95_half_width": s.half_width, "per_seed": list(s.values)}
+                    for name in METRICS
+                    for s in [self.metric(policy, name)]
+                }
+                for policy in self.results
+            },
+        }
+
+
+def evaluate(
+    env_id: str,
+    policies: Sequence[str | Policy],
+    *,
+    num_users: int = 2000,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    env_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    policy_factory: Callable[[str], Policy] = make_policy,
+) -> Evaluation:
+    """Evaluate ``policies`` on ``num_users`` users of ``env_id`` for each seed."""
+    if num_users < 1:
+        raise ValueError(f"num_users must be ≥ 1, got {num_users}.")
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, e.g. seeds=(0, 1, 2, 3, 4).")
+    env = gym.make_vec(env_id, num_envs=num_users, vectorization_mode="vector_entry_point", **dict(env_options or {}))
+    core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
+    results: dict[str, tuple[PopulationResult, ...]] = {}
+    for entry in policies:
+        policy = policy_factory(entry) if isinstance(entry, str) else entry
+        results[policy.name] = tuple(
+            run_population(core, policy, seed, progress=progress) for seed in seeds
+        )
+    env.close()
+    return Evaluation(env_id=env_id, num_users=num_users, seeds=tuple(seeds), results=results)

@@ -1,0 +1,90 @@
+"""The item catalog: what a platform knows about its items, and what only the simulator knows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from loe_gym.types import FloatArray, IntArray
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Items that can be recommended.
+
+    Item ids are the row indices ``0 … num_items - 1``; they are stable for the life of
+    the catalog, so logs and predictors can refer to them.
+
+    Attributes:
+        features: ``(num_items, num_features) float32`` public item features, what a
+            platform knows (they enter the agent's observation).
+        feature_names: one name per feature column.
+        hidden: named ``(num_items, ...)`` arrays only the simulator may use (true
+            quality, appeal, …). They never enter the agent's observation; oracle
+            baselines and diagnostics may read them.
+        topics: ``(num_items,) int64`` topic of each item, or ``None`` if the catalog
+            has no topics. Used for diversity metrics and topic-aware baselines.
+    """
+
+    features: FloatArray
+    feature_names: tuple[str, ...]
+    hidden: Mapping[str, np.ndarray] = field(default_factory=dict)
+    topics: IntArray | None = None
+
+    def __post_init__(self) -> None:
+        features = np.asarray(self.features, dtype=np.float32)
+        if features.ndim != 2 or features.shape[0] < 1:
+            raise ValueError(
+                "Catalog.features must have shape (num_items, num_features) with "
+                f"num_items ≥ 1, got shape {features.shape}."
+            )
+        if not np.all(np.isfinite(features)):
+            row = int(np.argwhere(~np.isfinite(features))[0][0])
+            raise ValueError(f"Catalog.features must be finite; item {row} has NaN or inf.")
+        names = tuple(self.feature_names)
+        if len(names) != features.shape[1]:
+            raise ValueError(
+                f"Catalog.feature_names has {len(names)} names for "
+                f"{features.shape[1]} feature columns; give one name per column."
+            )
+        hidden = {}
+        for name, values in self.hidden.items():
+            values = np.asarray(values)
+            if values.shape[:1] != (features.shape[0],):
+                raise ValueError(
+                    f"Catalog.hidden[{name!r}] must have leading axis num_items="
+                    f"{features.shape[0]}, got shape {values.shape}."
+                )
+            values.setflags(write=False)
+            hidden[name] = values
+        topics = None
+        if self.topics is not None:
+            topics = np.asarray(self.topics, dtype=np.int64)
+            if topics.shape != (features.shape[0],) or topics.min() < 0:
+                raise ValueError(
+                    "Catalog.topics must be non-negative ints of shape "
+                    f"({features.shape[0]},), got shape {topics.shape}."
+                )
+            topics.setflags(write=False)
+        features.setflags(write=False)
+        # Frozen dataclass: assign the normalised, read-only arrays once.
+        object.__setattr__(self, "features", features)
+        object.__setattr__(self, "feature_names", names)
+        object.__setattr__(self, "hidden", MappingProxyType(hidden))
+        object.__setattr__(self, "topics", topics)
+
+    @property
+    def num_items(self) -> int:
+        return int(self.features.shape[0])
+
+    @property
+    def num_features(self) -> int:
+        return int(self.features.shape[1])
+
+    @property
+    def num_topics(self) -> int:
+        """Number of topics (0 when the catalog has none)."""
+        return 0 if self.topics is None else int(self.topics.max()) + 1

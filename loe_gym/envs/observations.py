@@ -1,0 +1,66 @@
+"""Observation layouts: flat ``Dict`` spaces that SB3's ``MultiInputPolicy`` accepts.
+
+``history`` (default): what a recommender platform sees — candidate ids and public
+features, the recent history of shown items with feedback, and the visit context.
+``recsim``: RecSim's observation content (``user``, ``doc``, ``response``) with fixed
+shapes, so that RecSim policies carry over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from gymnasium import spaces
+
+from loe_gym.catalog import Catalog
+
+HISTORY_FEEDBACK = ("clicked", "watch_time", "completion")
+"""Columns of ``history_feedback``."""
+CONTEXT = ("day", "step_in_session", "days_since_last_visit")
+"""Columns of ``context``."""
+
+
+@dataclass(frozen=True)
+class ObservationLayout:
+    """Shapes of one user's observation (the vector env adds a leading ``num_users`` axis)."""
+
+    kind: str
+    num_candidates: int
+    slate_size: int
+    history_length: int
+    user_feature_size: int
+    response_fields: tuple[str, ...]
+
+    def space(self, catalog: Catalog, user_bounds: tuple[float, float]) -> spaces.Dict:
+        """The single-user observation space."""
+        c, f = self.num_candidates, catalog.num_features
+        low = np.broadcast_to(catalog.features.min(axis=0), (c, f)).astype(np.float32)
+        high = np.broadcast_to(catalog.features.max(axis=0), (c, f)).astype(np.float32)
+        max_id = catalog.num_items - 1
+        ids = spaces.Box(0, max_id, (c,), np.int64)
+        candidate_features = spaces.Box(low, high, (c, f), np.float32)
+        user = spaces.Box(user_bounds[0], user_bounds[1], (self.user_feature_size,), np.float32)
+        if self.kind == "recsim":
+            return spaces.Dict(
+                {
+                    "user": user,
+                    "doc": candidate_features,
+                    "doc_ids": ids,
+                    "response": spaces.Box(
+                        -np.inf, np.inf, (self.slate_size, len(self.response_fields)), np.float32
+                    ),
+                }
+            )
+        h = self.history_length
+        feedback_high = np.broadcast_to(np.array([1.0, np.inf, 1.0], np.float32), (h, 3))
+        layout = {
+            "candidate_ids": ids,
+            "candidate_features": candidate_features,
+            "history_item_ids": spaces.Box(-1, max_id, (h,), np.int64),
+            "history_feedback": spaces.Box(0.0, feedback_high, (h, 3), np.float32),
+            "context": spaces.Box(0.0, np.inf, (len(CONTEXT),), np.float32),
+        }
+        if self.user_feature_size:
+            layout["user"] = user
+        return spaces.Dict(layout)

@@ -1,0 +1,67 @@
+"""Resolve a simulator given as an instance, class, ``"module:Class"`` string or built-in name.
+
+``loe_gym`` never imports the ``simulators`` package directly: built-in simulators are
+entry-point strings exactly like a user's own, so both are first-class.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
+from loe_gym.errors import ContractError, did_you_mean
+from loe_gym.simulator import UserSimulator
+
+BUILT_IN_SIMULATORS: dict[str, str] = {
+    "engagement": "simulators.engagement:EngagementUsers",
+    "interest_evolution": "simulators.interest_evolution:InterestEvolutionUsers",
+    "long_term_satisfaction": "simulators.long_term_satisfaction:LongTermSatisfactionUsers",
+}
+
+_REQUIRED = ("catalog", "reset", "respond", "update", "user_features")
+
+
+def load_entry_point(entry_point: str) -> Any:
+    """Import ``"package.module:Attribute"`` and return the attribute."""
+    if ":" not in entry_point:
+        raise ValueError(
+            f"Simulator entry point {entry_point!r} must look like 'package.module:ClassName'"
+            f"{' or be one of ' + ', '.join(BUILT_IN_SIMULATORS)}.{did_you_mean(entry_point, BUILT_IN_SIMULATORS)}"
+        )
+    module_name, _, attribute = entry_point.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ImportError(
+            f"Cannot import module {module_name!r} of simulator entry point {entry_point!r}: "
+            f"{error}. Check the module path and that its package is installed."
+        ) from error
+    if not hasattr(module, attribute):
+        public = [name for name in dir(module) if not name.startswith("_")]
+        raise AttributeError(
+            f"Module {module_name!r} has no attribute {attribute!r}.{did_you_mean(attribute, public)}"
+        )
+    return getattr(module, attribute)
+
+
+def make_simulator(simulator: Any, simulator_kwargs: Mapping[str, Any] | None = None) -> UserSimulator[Any]:
+    """Build the simulator described by ``simulator`` (see `EnvConfig.simulator`)."""
+    kwargs = dict(simulator_kwargs or {})
+    if isinstance(simulator, str):
+        simulator = load_entry_point(BUILT_IN_SIMULATORS.get(simulator, simulator))
+    if isinstance(simulator, type) or (callable(simulator) and not hasattr(simulator, "respond")):
+        simulator = simulator(**kwargs)
+    elif kwargs:
+        raise ValueError(
+            f"simulator_kwargs {sorted(kwargs)} were given with an already built simulator "
+            f"{simulator!r}; pass the class or entry-point string instead, or drop the kwargs."
+        )
+    missing = [name for name in _REQUIRED if not hasattr(simulator, name)]
+    if missing:
+        raise ContractError(
+            f"{simulator!r} is not a user simulator: it lacks {', '.join(missing)}. "
+            "Implement the loe_gym.UserSimulator protocol (reset, respond, update, "
+            "user_features, catalog) and run loe_gym.check_simulator on it."
+        )
+    return simulator

@@ -1,0 +1,520 @@
+"""The batched core: a Gymnasium ``VectorEnv`` where each sub-environment is one user.
+
+Everything else is a view of this class: `RecommendationEnv` is its ``num_users=1``
+view, and the SB3 adapter in ``agents`` drives it in ``same_step`` autoreset mode.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from loe_gym.envs.config import AUTORESET_MODES, EnvConfig
+from loe_gym.envs.observations import ObservationLayout
+from loe_gym.envs.simulators import make_simulator
+from loe_gym.errors import did_you_mean
+from loe_gym.spaces import SlateSpace, replace_repeats
+from loe_gym.simulator import Responses, replace_users, row_sum
+from loe_gym.types import BoolArray, Generator, IntArray
+
+_AUTORESET = {
+    "next_step": AutoresetMode.NEXT_STEP,
+    "same_step": AutoresetMode.SAME_STEP,
+    "disabled": AutoresetMode.DISABLED,
+}
+
+
+class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
+    """A batch of users, each living through sessions and days of recommendations.
+
+    ## Description
+
+    Each of the ``num_envs`` sub-environments is one user of a user simulator
+    (``simulator``; the default is the long-term-engagement model of
+    ``simulators.engagement``). At every step the environment retrieves
+    ``num_candidates`` items uniformly without replacement from the catalog, the agent
+    picks a slate of ``slate_size`` of them, the simulator's users respond (click, watch,
+    end the session, come back after some days or churn) and change (interests,
+    satisfaction, fatigue). An episode is one user's life over ``horizon_days`` days
+    across many sessions: the goal is long-term engagement, not the next click.
+
+    ## Action Space
+
+    ``slate_size == 1``: ``Discrete(num_candidates)`` per user, the index of the
+    candidate to show (batched: ``MultiDiscrete([num_candidates] * num_users)``).
+    ``slate_size > 1``: `loe_gym.spaces.SlateSpace` per user, a ``MultiDiscrete`` of
+    ``slate_size`` indices of *distinct* candidates (its ``sample`` draws distinct ones).
+    A slate with a repeated candidate is rejected, unless
+    ``duplicate_slate_items="replace"``, which replaces each repeat, left to right, by
+    the lowest unused candidate index (for policies that sample positions independently,
+    such as SB3's ``MultiDiscrete`` policies).
+
+    ## Observation Space
+
+    A flat ``Dict`` (per user; the vector env adds a leading ``num_users`` axis).
+    With ``observation="history"`` (default):
+
+    | key | meaning | shape | range |
+    |-----|---------|-------|-------|
+    | ``candidate_ids`` | catalog ids of the candidates | ``(C,)`` int64 | ``[0, num_items)`` |
+    | ``candidate_features`` | public features of the candidates | ``(C, F)`` float32 | catalog min/max |
+    | ``history_item_ids`` | last ``H`` shown items, oldest first; −1 = none yet | ``(H,)`` int64 | ``[−1, num_items)`` |
+    | ``history_feedback`` | clicked, watch_time (min), completion per history item | ``(H, 3)`` float32 | ``≥ 0`` |
+    | ``context`` | day, step in session, days since the previous visit | ``(3,)`` float32 | ``≥ 0`` |
+    | ``user`` | observable user features, only if the simulator has some | ``(U,)`` float32 | simulator's |
+
+    With ``observation="recsim"``: ``user`` (the simulator's observable user vector,
+    ``(U,)``), ``doc`` (candidates' features, ``(C, F)``), ``doc_ids`` (their ids,
+    ``(C,)`` int64) and ``response`` (the last step's responses per slate position,
+    ``(slate_size, R)`` float32, columns ``clicked, watch_time`` then the simulator's
+    ``response_extras``; zeros before the first step).
+
+    ## Rewards
+
+    ``reward="watch_time"`` (default): minutes watched this step.
+    ``reward="click"``: number of clicks this step. ``info["reward_parts"]`` reports both.
+
+    ## Starting State
+
+    New users are sampled by ``simulator.reset`` at the start of a session on day 0,
+    with an empty history.
+
+    ## Episode End
+
+    ``terminated``: the user churned (for the engagement model: the return gap exceeded
+    the churn threshold; for the RecSim ports: the time budget ran out, RecSim's ``done``).
+    ``truncated``: the user's next visit would fall on day ``horizon_days`` or later, or
+    the episode reached ``max_episode_steps``.
+    Finished users are replaced by new ones according to ``autoreset_mode``
+    (Gymnasium's ``next_step`` by default; ``same_step`` puts the final observation in
+    ``info["final_obs"]``).
+
+    ## Info
+
+    Arrays with leading axis ``num_users`` describing the step just taken: ``acted``
+    (False where the step only reset the user), ``user_id`` (unique per simulated user
+    life), ``episode``, ``day``, ``session``, ``step_in_session``, ``slate`` (item ids),
+    ``clicked``, ``watch_time``, ``completion``, ``session_end``, ``gap_days``,
+    ``churned``, ``returned_next_day``, and ``reward_parts`` (``watch_time``, ``click``).
+
+    ## Arguments
+
+    | argument | default | meaning |
+    |----------|---------|---------|
+    | ``num_envs`` | 1 | number of users simulated side by side |
+    | ``simulator`` | ``"simulators.engagement:EngagementUsers"`` | instance, class, entry point or built-in name |
+    | ``simulator_kwargs`` | ``{}`` | options of the simulator's config |
+    | ``num_candidates`` | 20 | candidates per step |
+    | ``slate_size`` | 1 | items shown per step |
+    | ``history_length`` | 10 | history items in the observation |
+    | ``horizon_days`` | 30 | days per episode |
+    | ``max_episode_steps`` | None | optional step cap per episode |
+    | ``reward`` | ``"watch_time"`` | or ``"click"`` |
+    | ``observation`` | ``"history"`` | or ``"recsim"`` |
+    | ``duplicate_slate_items`` | ``"error"`` | or ``"replace"`` (see Action Space) |
+    | ``autoreset_mode`` | ``"next_step"`` | or ``"same_step"``, ``"disabled"`` |
+
+    ## Version History
+
+    * v0: initial version.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> import loe_gym
+        >>> envs = gym.make_vec("loe_gym/Engagement-v0", num_envs=4)
+        >>> obs, info = envs.reset(seed=0)
+        >>> obs["candidate_features"].shape
+        (4, 20, 13)
+        >>> obs, reward, terminated, truncated, info = envs.step(envs.action_space.sample())
+        >>> reward.shape
+        (4,)
+    """
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        *,
+        autoreset_mode: str | AutoresetMode = "next_step",
+        render_mode: str | None = None,
+        **options: Any,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs (the number of users) must be a positive integer, got {num_envs!r}.")
+        if render_mode is not None:
+            raise ValueError(f"render_mode={render_mode!r} is not supported; this environment does not render.")
+        self.config = EnvConfig.from_dict(options)
+        self.autoreset_mode = _parse_autoreset(autoreset_mode)
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
+        self.simulator = make_simulator(self.config.simulator, self.config.simulator_kwargs)
+        self.catalog = self.simulator.catalog
+        cfg = self.config
+        if cfg.num_candidates > self.catalog.num_items:
+            raise ValueError(
+                f"num_candidates={cfg.num_candidates} exceeds the catalog's {self.catalog.num_items} "
+                "items; lower num_candidates or use a larger catalog."
+            )
+        self.num_envs = int(num_envs)
+        self.num_users = self.num_envs
+        self.render_mode = None
+        extras = tuple(getattr(self.simulator, "response_extras", ()))
+        self.layout = ObservationLayout(
+            kind=cfg.observation,
+            num_candidates=cfg.num_candidates,
+            slate_size=cfg.slate_size,
+            history_length=cfg.history_length,
+            user_feature_size=int(self.simulator.user_feature_size),
+            response_fields=("clicked", "watch_time", *extras),
+        )
+        user_bounds = tuple(getattr(self.simulator, "user_feature_bounds", (-np.inf, np.inf)))
+        self.single_observation_space = self.layout.space(self.catalog, user_bounds)  # type: ignore[arg-type]
+        if cfg.slate_size == 1:
+            self.single_action_space: spaces.Space[Any] = spaces.Discrete(cfg.num_candidates)
+            self.action_space = batch_space(self.single_action_space, self.num_envs)
+        else:
+            self.single_action_space = SlateSpace(cfg.num_candidates, cfg.slate_size)
+            self.action_space = SlateSpace(cfg.num_candidates, cfg.slate_size, self.num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+
+        self._features = self.catalog.features  # (num_items, F) float32, read-only
+        self._rows = np.arange(self.num_envs)[:, None]
+        self._rng: Generator = np.random.default_rng()
+        self._candidate_rng: Generator = np.random.default_rng()
+        self._next_user_id = 0
+        self._has_reset = False
+        # Probability that C uniform draws with replacement are distinct: decides how
+        # candidates are drawn without replacement (rejection is fastest when it is high).
+        m, c = self.catalog.num_items, cfg.num_candidates
+        self._distinct_probability = math.exp(sum(math.log1p(-i / m) for i in range(c)))
+
+    # ------------------------------------------------------------------ reset
+
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Sample new users (all, or those in ``options["reset_mask"]``).
+
+        Args:
+            seed: an int seeds the environment's single random generator (users are
+                drawn from one stream, so a batch is reproducible as a whole).
+            options: ``{"reset_mask": (num_users,) bool}`` to reset only some users.
+        """
+        if seed is not None:
+            if isinstance(seed, (list, tuple)):
+                raise TypeError(
+                    "RecommendationVectorEnv draws all users from one random stream; pass one "
+                    f"int seed, not a list of {len(seed)} seeds."
+                )
+            # Two streams: users and their responses, and candidate retrieval. Policies
+            # compared under one seed then see the same users and the same candidates.
+            user_seed, candidate_seed = np.random.SeedSequence(int(seed)).spawn(2)
+            self._rng = np.random.default_rng(user_seed)
+            self._candidate_rng = np.random.default_rng(candidate_seed)
+        mask = None if options is None else options.get("reset_mask")
+        if mask is None or not self._has_reset:
+            if mask is not None:
+                raise ValueError("The first reset must reset every user: drop options['reset_mask'].")
+            self._reset_all()
+        else:
+            mask = np.asarray(mask)
+            if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
+                raise ValueError(
+                    f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), got "
+                    f"{mask.dtype} of shape {mask.shape}."
+                )
+            self._reset_users(mask)
+        self._has_reset = True
+        return self._observe(), {"user_id": self._user_id.copy()}
+
+    def _reset_all(self) -> None:
+        n, cfg = self.num_envs, self.config
+        self._state = self.simulator.reset(n, self._rng)
+        self._user_id = np.arange(self._next_user_id, self._next_user_id + n, dtype=np.int64)
+        self._next_user_id += n
+        self._episode = np.zeros(n, np.int64)
+        self._day = np.zeros(n, np.int64)
+        self._session = np.zeros(n, np.int64)
+        self._step_in_session = np.zeros(n, np.int64)
+        self._days_since_last_visit = np.zeros(n, np.int64)
+        self._episode_steps = np.zeros(n, np.int64)
+        self._history_items = np.full((n, cfg.history_length), -1, np.int64)
+        self._history_feedback = np.zeros((n, cfg.history_length, 3), np.float32)
+        self._last_response = np.zeros((n, cfg.slate_size, len(self.layout.response_fields)), np.float32)
+        self._needs_reset = np.zeros(n, bool)
+        self._candidates = self._draw_candidates(n)
+
+    def _reset_users(self, mask: BoolArray, draw_candidates: bool = True) -> None:
+        """Replace the users in ``mask`` by new ones (arrays are replaced, never mutated,
+        since earlier observations may share them).
+
+        Inside ``step`` the whole batch has just drawn fresh candidates, so
+        ``draw_candidates=False`` keeps the candidate stream aligned across policies."""
+        count = int(mask.sum())
+        if count == 0:
+            return
+        self._state = replace_users(self._state, mask, self.simulator.reset(count, self._rng))
+        new_ids = np.arange(self._next_user_id, self._next_user_id + count, dtype=np.int64)
+        self._next_user_id += count
+        self._user_id = _put(self._user_id, mask, new_ids)
+        self._episode = self._episode + mask
+        zero = np.int64(0)
+        self._day = np.where(mask, zero, self._day)
+        self._session = np.where(mask, zero, self._session)
+        self._step_in_session = np.where(mask, zero, self._step_in_session)
+        self._days_since_last_visit = np.where(mask, zero, self._days_since_last_visit)
+        self._episode_steps = np.where(mask, zero, self._episode_steps)
+        self._history_items = _put(self._history_items, mask, -1)
+        self._history_feedback = _put(self._history_feedback, mask, 0.0)
+        self._last_response = _put(self._last_response, mask, 0.0)
+        self._needs_reset = _put(self._needs_reset, mask, False)
+        if draw_candidates:
+            self._candidates = _put(self._candidates, mask, self._draw_candidates(count))
+
+    # ------------------------------------------------------------------- step
+
+    def step(
+        self, actions: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        if not self._has_reset:
+            raise RuntimeError("Call reset() before step().")
+        cfg = self.config
+        slots = self._validate_actions(actions)  # (N, S) candidate indices
+        needs_reset = self._needs_reset
+        if self.autoreset_mode is AutoresetMode.DISABLED and needs_reset.any():
+            users = np.flatnonzero(needs_reset)[:5].tolist()
+            raise RuntimeError(
+                f"Users {users} finished their episode; with autoreset_mode='disabled' call "
+                "reset(options={'reset_mask': mask}) for them before stepping again."
+            )
+        acted = ~needs_reset
+        # Describe the step about to be taken (info), before time advances.
+        day, session, step_in_session = self._day, self._session, self._step_in_session
+        user_id, episode = self._user_id, self._episode
+
+        slates = self._candidates[self._rows, slots]
+        state = self._state
+        responses = self.simulator.respond(state, slates, self._rng)
+        self._state = self.simulator.update(state, slates, responses, self._rng)
+
+        clicks = row_sum(responses.clicked).astype(np.float64)
+        watch = row_sum(responses.watch_time)
+        reward = watch if cfg.reward == "watch_time" else clicks
+
+        # Time: a finished session moves the user to the day of the next visit.
+        session_end, churned = responses.session_end, responses.churned
+        returns = session_end & ~churned
+        self._day = day + np.where(returns, responses.gap_days, 0)
+        self._session = session + returns
+        self._step_in_session = np.where(session_end, 0, step_in_session + 1)
+        self._days_since_last_visit = np.where(returns, responses.gap_days, self._days_since_last_visit)
+        self._episode_steps = self._episode_steps + 1
+        terminated = churned.copy()
+        truncated = ~terminated & (self._day >= cfg.horizon_days)
+        if cfg.max_episode_steps is not None:
+            truncated |= ~terminated & (self._episode_steps >= cfg.max_episode_steps)
+        self._record(slates, responses)
+        self._candidates = self._draw_candidates(self.num_envs)
+
+        info: dict[str, Any] = {
+            "acted": acted,
+            "user_id": user_id,
+            "episode": episode,
+            "day": day,
+            "session": session,
+            "step_in_session": step_in_session,
+            "slate": slates,
+            "clicked": responses.clicked,
+            "watch_time": responses.watch_time,
+            "completion": responses.completion,
+            "session_end": session_end,
+            "gap_days": responses.gap_days,
+            "churned": churned,
+            "returned_next_day": responses.returned_next_day,
+            "reward_parts": {"watch_time": watch, "click": clicks},
+        }
+        if needs_reset.any():
+            # Gymnasium's next-step autoreset: this step only resets those users.
+            self._reset_users(needs_reset, draw_candidates=False)
+            reward = np.where(acted, reward, 0.0)
+            terminated &= acted
+            truncated &= acted
+            for key in ("session_end", "churned", "returned_next_day"):
+                info[key] = info[key] & acted
+            info["user_id"], info["episode"] = self._user_id.copy(), self._episode.copy()
+        done = terminated | truncated
+        if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
+            final_obs = self._observe()
+            self._reset_users(done, draw_candidates=False)
+            info["final_obs"] = np.array(
+                [
+                    {k: v[i] for k, v in final_obs.items()} if done[i] else None
+                    for i in range(self.num_envs)
+                ],
+                dtype=object,
+            )
+            info["_final_obs"] = done
+        elif self.autoreset_mode is not AutoresetMode.SAME_STEP:
+            self._needs_reset = done
+        return self._observe(), reward, terminated, truncated, info
+
+    # ---------------------------------------------------------------- helpers
+
+    def _validate_actions(self, actions: Any) -> IntArray:
+        """Return ``(num_users, slate_size)`` int64 candidate indices or raise."""
+        n, c, s = self.num_envs, self.config.num_candidates, self.config.slate_size
+        array = np.asarray(actions)
+        expected = (n,) if s == 1 else (n, s)
+        if array.shape != expected:
+            if s == 1 and array.shape == (n, 1):
+                array = array[:, 0]
+            else:
+                raise ValueError(
+                    f"actions must have shape {expected} (num_users={n}"
+                    f"{'' if s == 1 else f', slate_size={s}'}), got shape {array.shape}."
+                )
+        if array.dtype.kind != "i" and array.dtype.kind != "u":
+            if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+                array = array.astype(np.int64)
+            else:
+                bad = "NaN or inf" if array.dtype.kind == "f" else array.dtype
+                raise TypeError(
+                    f"actions must be integer candidate indices in [0, {c}), got {bad} "
+                    f"(dtype {array.dtype}). Pass e.g. np.int64 indices."
+                )
+        if array.min() < 0 or array.max() >= c:
+            flat = array.reshape(n, -1)
+            user = int(np.flatnonzero(((flat < 0) | (flat >= c)).any(axis=1))[0])
+            raise ValueError(
+                f"actions must be candidate indices in [0, {c}); user {user} got "
+                f"{flat[user].tolist() if s > 1 else int(flat[user, 0])}."
+            )
+        slots = array.reshape(n, s).astype(np.int64, copy=False)
+        if s > 1:
+            ordered = np.sort(slots, axis=1)
+            repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+            if repeated.any() and self.config.duplicate_slate_items == "replace":
+                return replace_repeats(slots, c)
+            if repeated.any():
+                user = int(np.flatnonzero(repeated)[0])
+                raise ValueError(
+                    f"A slate must hold distinct candidates; user {user} got {slots[user].tolist()}. "
+                    "Pick slate_size different candidate indices."
+                )
+        return slots
+
+    def _draw_candidates(self, count: int) -> IntArray:
+        """``(count, C)`` distinct item ids per row, uniform over the catalog."""
+        m, c = self.catalog.num_items, self.config.num_candidates
+        rng = self._candidate_rng
+        if self._distinct_probability < 0.5:
+            return np.argpartition(rng.random((count, m)), c - 1, axis=1)[:, :c].astype(np.int64)
+        # Uniform floats scaled to ids: several times cheaper than bounded integer draws,
+        # and exact enough (catalogs are far smaller than 2**53).
+        candidates = (rng.random((count, c)) * m).astype(np.int64)
+        if c > 1:
+            # Rejection: redraw whole rows with a repeat, which keeps every row exactly
+            # uniform over ordered tuples of distinct items.
+            rows = np.arange(count)
+            block = candidates
+            while True:
+                ordered = block.copy()
+                ordered.sort(axis=1)
+                repeats = ordered[:, 1:] == ordered[:, :-1]
+                if not repeats.any():
+                    break
+                rows = rows[np.unique(np.flatnonzero(repeats) // (c - 1))]
+                block = (rng.random((rows.size, c)) * m).astype(np.int64)
+                candidates[rows] = block
+        return candidates
+
+    def _record(self, slates: IntArray, responses: Responses) -> None:
+        """Push the shown items into the history and keep the responses for ``recsim``."""
+        cfg = self.config
+        if self.layout.kind == "recsim":
+            columns = [responses.clicked, responses.watch_time]
+            columns += [responses.extras[name] for name in self.layout.response_fields[2:]]
+            self._last_response = np.stack(columns, axis=-1).astype(np.float32)
+            return
+        h, s = cfg.history_length, cfg.slate_size
+        if h == 0:
+            return
+        feedback = np.stack([responses.clicked, responses.watch_time, responses.completion], axis=-1)
+        if s >= h:
+            self._history_items = slates[:, s - h :].copy()
+            self._history_feedback = feedback[:, s - h :].astype(np.float32)
+        else:
+            self._history_items = np.concatenate([self._history_items[:, s:], slates], axis=1)
+            self._history_feedback = np.concatenate(
+                [self._history_feedback[:, s:], feedback.astype(np.float32)], axis=1
+            )
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        candidate_features = np.take(self._features, self._candidates, axis=0)
+        if self.layout.kind == "recsim":
+            return {
+                "user": self.simulator.user_features(self._state).astype(np.float32, copy=False),
+                "doc": candidate_features,
+                "doc_ids": self._candidates,
+                "response": self._last_response,
+            }
+        context = np.empty((self.num_envs, 3), np.float32)
+        context[:, 0] = self._day
+        context[:, 1] = self._step_in_session
+        context[:, 2] = self._days_since_last_visit
+        obs = {
+            "candidate_ids": self._candidates,
+            "candidate_features": candidate_features,
+            "history_item_ids": self._history_items,
+            "history_feedback": self._history_feedback,
+            "context": context,
+        }
+        if self.layout.user_feature_size:
+            obs["user"] = self.simulator.user_features(self._state).astype(np.float32, copy=False)
+        return obs
+
+    # -------------------------------------------------------- for baselines
+
+    @property
+    def state(self) -> Any:
+        """The simulator's (privileged) state of the current users; read-only by contract."""
+        return self._state
+
+    @property
+    def candidates(self) -> IntArray:
+        """``(num_users, num_candidates)`` item ids of the current candidates."""
+        return self._candidates
+
+    @property
+    def rng(self) -> Generator:
+        return self._rng
+
+    def __repr__(self) -> str:
+        return (
+            f"RecommendationVectorEnv(num_users={self.num_envs}, simulator={self.simulator!r}, "
+            f"num_candidates={self.config.num_candidates}, slate_size={self.config.slate_size})"
+        )
+
+
+def _put(array: np.ndarray, mask: BoolArray, values: Any) -> np.ndarray:
+    """A copy of ``array`` with rows ``mask`` set to ``values``."""
+    out = array.copy()
+    out[mask] = values
+    return out
+
+
+def _parse_autoreset(mode: str | AutoresetMode) -> AutoresetMode:
+    if isinstance(mode, AutoresetMode):
+        return mode
+    key = str(mode).lower()
+    if key not in _AUTORESET:
+        raise ValueError(
+            f"Unknown autoreset_mode {mode!r}.{did_you_mean(key, AUTORESET_MODES)} "
+            f"Choose one of {', '.join(AUTORESET_MODES)}."
+        )
+    return _AUTORESET[key]

@@ -1,0 +1,192 @@
+"""The simulator contract: what a user model must provide to run in loe_gym.
+
+A user simulator works on a *batch* of users with numpy. Its state is a frozen
+dataclass whose fields are arrays with leading axis ``num_users``; every method takes
+the state and returns new values (inputs are never mutated), and all randomness flows
+through the ``np.random.Generator`` passed in. One step of the environment is::
+
+    responses = simulator.respond(state, slates, rng)         # what the users do
+    state = simulator.update(state, slates, responses, rng)   # how they change
+
+Candidate retrieval, histories, days and the episode horizon belong to the environment,
+so a simulator only models users. `loe_gym.check_simulator` verifies a plug-in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+from loe_gym.catalog import Catalog
+from loe_gym.types import BoolArray, FloatArray, Generator, IntArray
+
+StateT = TypeVar("StateT")
+
+
+@dataclass(frozen=True)
+class Responses:
+    """What a batch of users did with the slates they were shown in one step.
+
+    Attributes:
+        clicked: ``(num_users, slate_size) bool``; at most one click per slate for
+            choice models with a single pick.
+        watch_time: ``(num_users, slate_size) float`` minutes watched, 0 where not clicked.
+        completion: ``(num_users, slate_size) float`` fraction of the item consumed,
+            in [0, 1], 0 where not clicked.
+        session_end: ``(num_users,) bool`` the user closed the app after this step.
+        gap_days: ``(num_users,) int64`` days until the next visit where the session
+            ended and the user will return (1 = tomorrow); 0 otherwise.
+        churned: ``(num_users,) bool`` the user never comes back (ends the episode);
+            implies ``session_end``.
+        extras: simulator-specific per-item responses, each ``(num_users, slate_size)``
+            float (RecSim's ``liked``, ``quality``, ``cluster_id``, …). Their names
+            are the simulator's ``response_extras``, in that order.
+    """
+
+    clicked: BoolArray
+    watch_time: FloatArray
+    completion: FloatArray
+    session_end: BoolArray
+    gap_days: IntArray
+    churned: BoolArray
+    extras: Mapping[str, FloatArray] = field(default_factory=dict)
+
+    @property
+    def num_users(self) -> int:
+        return int(self.clicked.shape[0])
+
+    @property
+    def returned_next_day(self) -> BoolArray:
+        """``(num_users,) bool`` the session ended and the next visit is tomorrow."""
+        return self.session_end & ~self.churned & (self.gap_days == 1)
+
+
+@runtime_checkable
+class UserSimulator(Protocol[StateT]):
+    """A batched user model (see the module docstring for the step contract).
+
+    Attributes:
+        catalog: the items users can be shown.
+        response_extras: names of the simulator-specific fields in ``Responses.extras``.
+        user_feature_size: size of the *observable* per-user vector returned by
+            ``user_features`` (0 when the platform observes nothing about the user
+            beyond the interaction history).
+    """
+
+    catalog: Catalog
+    response_extras: tuple[str, ...]
+    user_feature_size: int
+
+    def reset(self, num_users: int, rng: Generator) -> StateT:
+        """Sample ``num_users`` new users; returns their initial state."""
+        ...
+
+    def respond(self, state: StateT, slates: IntArray, rng: Generator) -> Responses:
+        """Users' responses to ``slates``: ``(num_users, slate_size)`` item ids."""
+        ...
+
+    def update(
+        self, state: StateT, slates: IntArray, responses: Responses, rng: Generator
+    ) -> StateT:
+        """The users' next state after seeing ``slates`` and responding ``responses``."""
+        ...
+
+    def user_features(self, state: StateT) -> FloatArray:
+        """``(num_users, user_feature_size) float`` what the platform observes of users."""
+        ...
+
+
+@runtime_checkable
+class PrivilegedSimulator(UserSimulator[StateT], Protocol[StateT]):
+    """A simulator that can tell oracles the true expectations of responses.
+
+    These quantities never enter the agent's observation; oracle baselines and
+    diagnostics (e.g. the Bayes-optimal AUC of a predictor) use them.
+    """
+
+    def expected_responses(self, state: StateT, items: IntArray) -> dict[str, FloatArray]:
+        """True expectations for each user and item shown *alone*.
+
+        Args:
+            items: ``(num_users, num_items_per_user)`` item ids.
+
+        Returns:
+            Arrays of shape ``(num_users, num_items_per_user)`` with at least
+            ``click_probability`` and ``watch_time`` (expected minutes, unconditional).
+        """
+        ...
+
+
+# --- helpers for states: frozen dataclasses of arrays with leading axis num_users ---
+
+
+def state_fields(state: Any) -> dict[str, np.ndarray]:
+    """The array fields of a simulator state, by name."""
+    if not dataclasses.is_dataclass(state) or isinstance(state, type):
+        raise TypeError(
+            "A simulator state must be a dataclass instance whose fields are numpy "
+            f"arrays with leading axis num_users; got {type(state).__name__}."
+        )
+    return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+
+
+def select_users(state: StateT, index: IntArray | BoolArray) -> StateT:
+    """The sub-batch of users ``index`` (an int or bool index along axis 0)."""
+    return dataclasses.replace(  # type: ignore[type-var]
+        state,  # type: ignore[arg-type]
+        **{name: value[index] for name, value in state_fields(state).items()},
+    )
+
+
+def replace_users(state: StateT, mask: BoolArray, new_users: StateT) -> StateT:
+    """A copy of ``state`` where users with ``mask`` are taken from ``new_users``.
+
+    ``new_users`` holds exactly ``mask.sum()`` users, in order.
+    """
+    merged = {}
+    new_values = state_fields(new_users)
+    for name, value in state_fields(state).items():
+        value = value.copy()
+        value[mask] = new_values[name]
+        merged[name] = value
+    return dataclasses.replace(state, **merged)  # type: ignore[type-var]
+
+
+def concatenate_states(states: list[StateT]) -> StateT:
+    """Stack several states along the user axis."""
+    fields = [state_fields(s) for s in states]
+    return dataclasses.replace(  # type: ignore[type-var]
+        states[0],  # type: ignore[arg-type]
+        **{name: np.concatenate([f[name] for f in fields]) for name in fields[0]},
+    )
+
+
+def select_responses(responses: Responses, index: IntArray | BoolArray) -> Responses:
+    """The responses of users ``index``."""
+    return Responses(
+        clicked=responses.clicked[index],
+        watch_time=responses.watch_time[index],
+        completion=responses.completion[index],
+        session_end=responses.session_end[index],
+        gap_days=responses.gap_days[index],
+        churned=responses.churned[index],
+        extras={k: v[index] for k, v in responses.extras.items()},
+    )
+
+
+# --- fast row reductions: most steps have slate_size 1, where numpy's axis-1
+# reductions cost more than the arithmetic they reduce.
+
+
+def row_any(values: np.ndarray) -> BoolArray:
+    """``values.any(axis=1)`` for a ``(num_users, slate_size)`` array."""
+    return values[:, 0].astype(bool) if values.shape[1] == 1 else values.any(axis=1)
+
+
+def row_sum(values: np.ndarray) -> np.ndarray:
+    """``values.sum(axis=1)`` for a ``(num_users, slate_size)`` array."""
+    return values[:, 0].copy() if values.shape[1] == 1 else values.sum(axis=1)
