@@ -24,12 +24,20 @@ from agents.evaluation import METRICS, evaluate
 from loe_gym.errors import did_you_mean
 
 DEFAULT_POLICIES = {
-    "loe_gym/Engagement-v0": ["random", "max_click", "myopic", "max_quality", "oracle_planner"],
-    "loe_gym/EngagementSlate-v0": ["random", "max_click", "myopic", "max_quality", "oracle_planner"],
-    "loe_gym/InterestEvolution-v0": ["random", "max_click_dot", "max_quality"],
-    "loe_gym/LongTermSatisfaction-v0": ["random", "max_click", "max_quality"],
+    "loe_gym/Engagement-v0": [
+        "random", "max_click", "myopic", "max_quality", "one_step_planner", "oracle_planner",
+    ],
+    "loe_gym/EngagementSlate-v0": [
+        "random", "max_click", "myopic", "max_quality", "one_step_planner", "oracle_planner",
+    ],
+    "loe_gym/InterestEvolution-v0": ["random", "max_click_dot", "myopic", "max_quality"],
+    # Its users always click the first item, so "max-click" is max immediate engagement.
+    "loe_gym/LongTermSatisfaction-v0": ["random", "myopic", "max_quality"],
 }
 TABLE_METRICS = ("total_watch", "active_days", "next_day_retention", "ctr", "session_length")
+# RecSim's environments model one session: days and returns do not apply.
+RECSIM_ENVS = ("loe_gym/InterestEvolution-v0", "loe_gym/LongTermSatisfaction-v0")
+RECSIM_METRICS = ("total_watch", "episode_length", "ctr", "total_clicks")
 
 
 def _check_env_id(env_id: str) -> None:
@@ -48,6 +56,21 @@ def _check_policies(policies: Sequence[str]) -> None:
                 f"error: unknown policy {name!r}.{did_you_mean(name, REFERENCE_POLICIES)} "
                 f"Choose from {', '.join(REFERENCE_POLICIES)}."
             )
+
+
+def _parse_options(pairs: Sequence[str]) -> dict[str, object]:
+    """``["catalog_seed=1", "num_items=500"]`` → ``{"catalog_seed": 1, "num_items": 500}``."""
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --simulator-option expects KEY=VALUE, got {pair!r}.")
+        try:
+            value: object = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        options[key] = value
+    return options
 
 
 def _positive(text: str) -> int:
@@ -76,13 +99,24 @@ def _add_evaluation_options(parser: argparse.ArgumentParser, users: int, seeds: 
     parser.add_argument(
         "--horizon-days", type=_positive, default=None, help="days per user life (default: the env's)"
     )
+    parser.add_argument(
+        "--simulator-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a simulator config option, e.g. catalog_seed=1 (repeatable)",
+    )
 
 
 def _run(args: argparse.Namespace, progress: bool) -> tuple[str, dict[str, object]]:
     _check_env_id(args.env)
     policies = args.policies or DEFAULT_POLICIES.get(args.env, ["random", "max_click"])
     _check_policies(policies)
-    options = {} if args.horizon_days is None else {"horizon_days": args.horizon_days}
+    options: dict[str, object] = {}
+    if args.horizon_days is not None:
+        options["horizon_days"] = args.horizon_days
+    if args.simulator_option:
+        options["simulator_kwargs"] = _parse_options(args.simulator_option)
     start = time.perf_counter()
     result = evaluate(
         args.env,
@@ -93,10 +127,12 @@ def _run(args: argparse.Namespace, progress: bool) -> tuple[str, dict[str, objec
         progress=progress,
     )
     seconds = time.perf_counter() - start
-    table = result.table(TABLE_METRICS)
-    legend = "\n".join(f"- `{m}`: {METRICS[m]}" for m in TABLE_METRICS)
+    metrics = RECSIM_METRICS if args.env in RECSIM_ENVS else TABLE_METRICS
+    table = result.table(metrics)
+    legend = "\n".join(f"- `{m}`: {METRICS[m]}" for m in metrics)
+    where = f" with {options['simulator_kwargs']}" if "simulator_kwargs" in options else ""
     text = (
-        f"{args.env}: {args.num_users} users per population, seeds {list(args.seeds)}; "
+        f"{args.env}{where}: {args.num_users} users per population, seeds {list(args.seeds)}; "
         f"mean ± 95% CI half-width over seeds.\n\n{table}\n\n{legend}\n"
     )
     payload = result.to_dict() | {"seconds": seconds}
@@ -179,7 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except (ValueError, TypeError) as error:
+        # Bad options surface as clear one-line errors, not tracebacks.
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ METRICS: dict[str, str] = {
     "total_clicks": "clicks per user over the horizon",
     "active_days": "days with at least one session, per user",
     "sessions": "sessions per user",
+    "episode_length": "steps per user life (RecSim's episode length)",
     "session_length": "items shown per session",
     "session_minutes": "minutes watched per session",
     "next_day_retention": "share of session ends followed by a visit the next day",
@@ -45,6 +46,7 @@ class PopulationResult:
     watch: np.ndarray
     clicks: np.ndarray
     impressions: np.ndarray
+    steps: np.ndarray
     sessions: np.ndarray
     session_ends: np.ndarray
     next_day_returns: np.ndarray
@@ -71,6 +73,7 @@ class PopulationResult:
             "total_clicks": float(self.clicks.mean()),
             "active_days": float(self.sessions.mean()),
             "sessions": float(self.sessions.mean()),
+            "episode_length": float(self.steps.mean()),
             "session_length": float(self.impressions.sum()) / sessions,
             "session_minutes": float(self.watch.sum()) / sessions,
             "next_day_retention": float(self.next_day_returns.sum())
@@ -105,7 +108,7 @@ def run_population(
     totals = {
         name: np.zeros(n)
         for name in (
-            "watch", "clicks", "impressions", "sessions", "session_ends",
+            "watch", "clicks", "impressions", "steps", "sessions", "session_ends",
             "next_day_returns", "churned", "completion_sum",
         )
     }
@@ -127,6 +130,7 @@ def run_population(
         totals["watch"] += watch
         totals["clicks"] += info["reward_parts"]["click"] * live
         totals["impressions"] += info["slate"].shape[1] * live
+        totals["steps"] += live
         starts = live & (info["step_in_session"] == 0)
         totals["sessions"] += starts
         totals["session_ends"] += info["session_end"] & live
@@ -165,6 +169,7 @@ def run_population(
         watch=totals["watch"],
         clicks=totals["clicks"],
         impressions=totals["impressions"],
+        steps=totals["steps"],
         sessions=totals["sessions"],
         session_ends=totals["session_ends"],
         next_day_returns=totals["next_day_returns"],
@@ -200,7 +205,7 @@ class MetricSummary:
         return self.mean + self.half_width
 
     def __str__(self) -> str:
-        digits = 0 if abs(self.mean) >= 100 else 2 if abs(self.mean) >= 1 else 3
+        digits = 1 if abs(self.mean) >= 100 else 2 if abs(self.mean) >= 1 else 3
         return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}"
 
 

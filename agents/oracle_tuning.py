@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.baselines import ORACLE_FEATURES, OraclePlanner, OracleWeights
+from agents.baselines import ORACLE_FEATURES, REFERENCE_PLANNER_WEIGHTS, OraclePlanner, OracleWeights
 from agents.evaluation import run_population
 from loe_gym import RecommendationVectorEnv
 
@@ -48,11 +48,11 @@ def tune_oracle(
         seeds: population seeds used for tuning; keep them apart from evaluation seeds.
         iterations, population, elite: CEM schedule (Gaussian over weights, refitted
             to the ``elite`` best of ``population`` samples each iteration).
-        initial: starting mean (default: the reference planner's weights).
+        initial: starting mean (default: the reference spec's one-step planner).
     """
     if not 1 <= elite <= population:
         raise ValueError(f"elite must lie in [1, population={population}], got {elite}.")
-    start = initial or OracleWeights()
+    start = initial or REFERENCE_PLANNER_WEIGHTS
     names = tuple(ORACLE_FEATURES)
     mean = np.array([dict(zip(start.features, start.values, strict=True)).get(n, 0.0) for n in names])
     std = np.asarray(initial_std if initial_std is not None else [30.0, 2.0, 5.0, 5.0, 30.0], float)

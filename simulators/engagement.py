@@ -58,22 +58,35 @@ class EngagementConfig(FrozenConfig):
     estimate_noise: float = 0.05
     """Std of the noise on the public CTR / completion estimates."""
     click_bias: float = -1.0
+    """Intercept of the click utility z."""
     interest_weight: float = 3.5
+    """Weight of the interest θ_t in the click utility."""
     appeal_weight: float = 2.0
+    """Weight of the appeal a_j in the click utility (clickbait clicks)."""
     fatigue_weight: float = 1.2
+    """Weight of the topic fatigue φ_t in the click utility."""
     completion_bias: float = -1.0
+    """Intercept of the completion logit."""
     completion_quality_weight: float = 2.0
+    """Weight of the quality q_j in the completion logit."""
     completion_interest_weight: float = 3.0
+    """Weight of the interest θ_t in the completion logit."""
     completion_noise: float = 0.1
+    """Std of the Gaussian noise on completion (before clipping to [0, 1])."""
     satisfaction_rate: float = 0.08
+    """Step size of satisfaction towards q·c − clickbait_penalty·max(a − q, 0) on a click."""
     clickbait_penalty: float = 0.5
+    """How much appeal in excess of quality disappoints."""
     initial_satisfaction_mean: float = 0.5
+    """Mean of the initial satisfaction (then clipped to [0, 1])."""
     initial_satisfaction_std: float = 0.1
+    """Std of the initial satisfaction."""
     fatigue_decay: float = 0.8
     """Per-step fatigue decay."""
     session_fatigue_decay: float = 0.2
     """Fatigue kept between sessions."""
     interest_drift: float = 0.05
+    """Step of θ_t towards 1 when an item of topic t is clicked."""
     time_refund: float = 0.5
     """Budget cost of a click is w·(1 − time_refund·q): good content gives time back."""
     no_click_cost: float = 1.0
@@ -81,7 +94,9 @@ class EngagementConfig(FrozenConfig):
     session_budget: float = 20.0
     """Minutes of budget at the start of each session."""
     return_bias: float = -1.5
+    """Intercept of the daily return probability σ(return_bias + w·s)."""
     return_satisfaction_weight: float = 5.0
+    """Weight w of satisfaction in the daily return probability."""
     churn_gap_days: int = 7
     """A return gap longer than this many days is churn."""
 

@@ -58,7 +58,9 @@ RecSim → loe_gym mapping:
   (RecSim's ``IEvResponse.create_observation``; ``response_extras`` is
   ``("liked", "quality", "cluster_id")``).
 - reward: ``Responses.watch_time`` summed over the slate is RecSim's
-  ``clicked_watchtime_reward``; ``Responses.completion`` is w / ℓ_j.
+  ``clicked_watchtime_reward``; ``Responses.completion`` is w / ℓ_j. RecSim bounds its
+  ``watch_time`` response space by 100 minutes (``watch_time_observation_limit``), which
+  4-minute videos never reach.
 - episode: RecSim models one session. The step where the budget runs out has
   ``session_end = churned = True`` (``gap_days = 0``), so the environment's ``terminated``
   is RecSim's ``done``; there is no return visit.

@@ -297,6 +297,8 @@ class LongTermSatisfactionUsers:
             "next_net_positive_exposure": exposure,
             "next_satisfaction": expit(c.sensitivity * exposure),
             "clickbait_score": self._clickbait[items],
+            # Kale is the nutritious end of the clickbait scale: quality = 1 − clickbait.
+            "quality": 1.0 - self._clickbait[items],
         }
 
 

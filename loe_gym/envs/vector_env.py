@@ -184,6 +184,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
 
         self._features = self.catalog.features  # (num_items, F) float32, read-only
         self._rows = np.arange(self.num_envs)[:, None]
+        self._watch_time_limit = getattr(self.simulator, "watch_time_observation_limit", None)
         self._rng: Generator = np.random.default_rng()
         self._candidate_rng: Generator = np.random.default_rng()
         self._next_user_id = 0
@@ -286,7 +287,10 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         cfg = self.config
         slots = self._validate_actions(actions)  # (N, S) candidate indices
         needs_reset = self._needs_reset
-        if self.autoreset_mode is AutoresetMode.DISABLED and needs_reset.any():
+        # count_nonzero is several times cheaper than .any() on small arrays, and a
+        # single-user step is a few dozen such calls.
+        resetting = np.count_nonzero(needs_reset) > 0
+        if resetting and self.autoreset_mode is AutoresetMode.DISABLED:
             users = np.flatnonzero(needs_reset)[:5].tolist()
             raise RuntimeError(
                 f"Users {users} finished their episode; with autoreset_mode='disabled' call "
@@ -338,7 +342,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             "returned_next_day": responses.returned_next_day,
             "reward_parts": {"watch_time": watch, "click": clicks},
         }
-        if needs_reset.any():
+        if resetting:
             # Gymnasium's next-step autoreset: this step only resets those users.
             self._reset_users(needs_reset, draw_candidates=False)
             reward = np.where(acted, reward, 0.0)
@@ -348,7 +352,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
                 info[key] = info[key] & acted
             info["user_id"], info["episode"] = self._user_id.copy(), self._episode.copy()
         done = terminated | truncated
-        if self.autoreset_mode is AutoresetMode.SAME_STEP and done.any():
+        if self.autoreset_mode is AutoresetMode.SAME_STEP and np.count_nonzero(done):
             final_obs = self._observe()
             self._reset_users(done, draw_candidates=False)
             info["final_obs"] = np.array(
@@ -378,16 +382,15 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
                     f"actions must have shape {expected} (num_users={n}"
                     f"{'' if s == 1 else f', slate_size={s}'}), got shape {array.shape}."
                 )
-        if array.dtype.kind != "i" and array.dtype.kind != "u":
-            if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
-                array = array.astype(np.int64)
-            else:
-                bad = "NaN or inf" if array.dtype.kind == "f" else array.dtype
-                raise TypeError(
-                    f"actions must be integer candidate indices in [0, {c}), got {bad} "
-                    f"(dtype {array.dtype}). Pass e.g. np.int64 indices."
-                )
-        if array.min() < 0 or array.max() >= c:
+        if array.dtype.kind not in "iu":
+            detail = ""
+            if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+                detail = " containing NaN or inf"
+            raise TypeError(
+                f"actions must be integer candidate indices in [0, {c}), got dtype "
+                f"{array.dtype}{detail}. Pass integer indices, e.g. actions.astype(np.int64)."
+            )
+        if np.count_nonzero((array < 0) | (array >= c)):
             flat = array.reshape(n, -1)
             user = int(np.flatnonzero(((flat < 0) | (flat >= c)).any(axis=1))[0])
             raise ValueError(
@@ -397,11 +400,11 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         slots = array.reshape(n, s).astype(np.int64, copy=False)
         if s > 1:
             ordered = np.sort(slots, axis=1)
-            repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
-            if repeated.any() and self.config.duplicate_slate_items == "replace":
-                return replace_repeats(slots, c)
-            if repeated.any():
-                user = int(np.flatnonzero(repeated)[0])
+            equal = ordered[:, 1:] == ordered[:, :-1]
+            if np.count_nonzero(equal):
+                if self.config.duplicate_slate_items == "replace":
+                    return replace_repeats(slots, c)
+                user = int(np.flatnonzero(equal)[0] // (s - 1))
                 raise ValueError(
                     f"A slate must hold distinct candidates; user {user} got {slots[user].tolist()}. "
                     "Pick slate_size different candidate indices."
@@ -426,7 +429,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
                 ordered = block.copy()
                 ordered.sort(axis=1)
                 repeats = ordered[:, 1:] == ordered[:, :-1]
-                if not repeats.any():
+                if not np.count_nonzero(repeats):
                     break
                 rows = rows[np.unique(np.flatnonzero(repeats) // (c - 1))]
                 block = (rng.random((rows.size, c)) * m).astype(np.int64)
@@ -437,22 +440,34 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         """Push the shown items into the history and keep the responses for ``recsim``."""
         cfg = self.config
         if self.layout.kind == "recsim":
-            columns = [responses.clicked, responses.watch_time]
-            columns += [responses.extras[name] for name in self.layout.response_fields[2:]]
-            self._last_response = np.stack(columns, axis=-1).astype(np.float32)
+            watch_time = responses.watch_time
+            if self._watch_time_limit is not None:
+                # RecSim clips what the agent observes (not the reward) to its response space.
+                watch_time = np.minimum(watch_time, self._watch_time_limit)
+            response = np.empty(self._last_response.shape, np.float32)
+            response[..., 0] = responses.clicked
+            response[..., 1] = watch_time
+            for column, name in enumerate(self.layout.response_fields[2:], start=2):
+                response[..., column] = responses.extras[name]
+            self._last_response = response
             return
         h, s = cfg.history_length, cfg.slate_size
         if h == 0:
             return
-        feedback = np.stack([responses.clicked, responses.watch_time, responses.completion], axis=-1)
         if s >= h:
             self._history_items = slates[:, s - h :].copy()
-            self._history_feedback = feedback[:, s - h :].astype(np.float32)
         else:
             self._history_items = np.concatenate([self._history_items[:, s:], slates], axis=1)
-            self._history_feedback = np.concatenate(
-                [self._history_feedback[:, s:], feedback.astype(np.float32)], axis=1
-            )
+        # Shift the window left by s and write this step's feedback at its end.
+        feedback = np.empty_like(self._history_feedback)
+        kept = max(h - s, 0)
+        feedback[:, :kept] = self._history_feedback[:, s:]
+        new = slice(kept, h)
+        first = max(s - h, 0)
+        feedback[:, new, 0] = responses.clicked[:, first:]
+        feedback[:, new, 1] = responses.watch_time[:, first:]
+        feedback[:, new, 2] = responses.completion[:, first:]
+        self._history_feedback = feedback
 
     def _observe(self) -> dict[str, np.ndarray]:
         candidate_features = np.take(self._features, self._candidates, axis=0)
