@@ -97,7 +97,9 @@ class RandomPolicy:
         self.rng = np.random.default_rng(seed)
 
     def act(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
-        return top_slates(self.rng.random((env.num_envs, env.config.num_candidates)), env.config.slate_size)
+        return top_slates(
+            self.rng.random((env.num_envs, env.config.num_candidates)), env.config.slate_size
+        )
 
 
 class DotProductPolicy(_ScoringPolicy):
@@ -108,7 +110,9 @@ class DotProductPolicy(_ScoringPolicy):
 
     def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
         if "user" not in obs or "doc" not in obs:
-            raise KeyError("DotProductPolicy needs the 'user' and 'doc' keys of observation='recsim'.")
+            raise KeyError(
+                "DotProductPolicy needs the 'user' and 'doc' keys of observation='recsim'."
+            )
         if obs["user"].shape[-1] != obs["doc"].shape[-1]:
             raise ValueError(
                 f"DotProductPolicy needs user and doc vectors of one size, got "
@@ -202,7 +206,9 @@ def oracle_features(env: RecommendationVectorEnv) -> dict[str, np.ndarray]:
     appeal = np.asarray(expected.get("appeal", np.zeros_like(click)))
     completion = np.asarray(expected.get("completion", np.ones_like(click)))
     satisfaction = getattr(env.state, "satisfaction", None)
-    low = 1.0 - (satisfaction[:, None] if satisfaction is not None else np.zeros((click.shape[0], 1)))
+    low = 1.0 - (
+        satisfaction[:, None] if satisfaction is not None else np.zeros((click.shape[0], 1))
+    )
     return {
         "watch_time": np.asarray(expected["watch_time"]),
         "satisfaction_gain": gain,
@@ -236,7 +242,9 @@ class OraclePlanner(_ScoringPolicy):
         return value
 
     def __repr__(self) -> str:
-        return f"OraclePlanner({dict(zip(self.weights.features, self.weights.values, strict=True))})"
+        return (
+            f"OraclePlanner({dict(zip(self.weights.features, self.weights.values, strict=True))})"
+        )
 
 
 def one_step_planner() -> OraclePlanner:

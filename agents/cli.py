@@ -25,10 +25,20 @@ from loe_gym.errors import did_you_mean
 
 DEFAULT_POLICIES = {
     "loe_gym/Engagement-v0": [
-        "random", "max_click", "myopic", "max_quality", "one_step_planner", "oracle_planner",
+        "random",
+        "max_click",
+        "myopic",
+        "max_quality",
+        "one_step_planner",
+        "oracle_planner",
     ],
     "loe_gym/EngagementSlate-v0": [
-        "random", "max_click", "myopic", "max_quality", "one_step_planner", "oracle_planner",
+        "random",
+        "max_click",
+        "myopic",
+        "max_quality",
+        "one_step_planner",
+        "oracle_planner",
     ],
     "loe_gym/InterestEvolution-v0": ["random", "max_click_dot", "myopic", "max_quality"],
     # Its users always click the first item, so "max-click" is max immediate engagement.
@@ -85,10 +95,17 @@ def _add_evaluation_options(parser: argparse.ArgumentParser, users: int, seeds: 
         "--env", default="loe_gym/Engagement-v0", help="registered env id (default: %(default)s)"
     )
     parser.add_argument(
-        "--num-users", type=_positive, default=users, help="users per population (default: %(default)s)"
+        "--num-users",
+        type=_positive,
+        default=users,
+        help="users per population (default: %(default)s)",
     )
     parser.add_argument(
-        "--seeds", type=int, nargs="+", default=seeds, help="population seeds (default: %(default)s)"
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=seeds,
+        help="population seeds (default: %(default)s)",
     )
     parser.add_argument(
         "--policies",
@@ -97,7 +114,10 @@ def _add_evaluation_options(parser: argparse.ArgumentParser, users: int, seeds: 
         help=f"reference policies among {', '.join(REFERENCE_POLICIES)} (default: per env)",
     )
     parser.add_argument(
-        "--horizon-days", type=_positive, default=None, help="days per user life (default: the env's)"
+        "--horizon-days",
+        type=_positive,
+        default=None,
+        help="days per user life (default: the env's)",
     )
     parser.add_argument(
         "--simulator-option",
@@ -152,7 +172,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             f"error: {output} exists; pass --overwrite to replace it or choose another --output."
         )
     text, payload = _run(args, progress=sys.stderr.isatty())
-    command = "loe-gym calibrate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "loe-gym calibrate"
+    command = (
+        "loe-gym calibrate " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "loe-gym calibrate"
+    )
     print(text)
     print(f"({payload['seconds']:.0f} s)")
     if output is not None:
@@ -197,15 +219,23 @@ def build_parser() -> argparse.ArgumentParser:
         "calibrate", help="the calibration table of an env (reference policies, CIs over seeds)"
     )
     _add_evaluation_options(calibrate, users=2000, seeds=[0, 1, 2, 3, 4])
-    calibrate.add_argument("--output", default=None, help="markdown file to write (and .json beside)")
+    calibrate.add_argument(
+        "--output", default=None, help="markdown file to write (and .json beside)"
+    )
     calibrate.add_argument("--overwrite", action="store_true", help="replace an existing --output")
     calibrate.set_defaults(handler=_cmd_calibrate)
 
     tune = commands.add_parser("tune-oracle", help="search the oracle planner's weights (CEM)")
-    tune.add_argument("--env", default="loe_gym/Engagement-v0", help="env id (default: %(default)s)")
+    tune.add_argument(
+        "--env", default="loe_gym/Engagement-v0", help="env id (default: %(default)s)"
+    )
     tune.add_argument("--num-users", type=_positive, default=500, help="users per population")
     tune.add_argument(
-        "--seeds", type=int, nargs="+", default=[1000, 1001], help="tuning seeds (keep apart from evaluation seeds)"
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[1000, 1001],
+        help="tuning seeds (keep apart from evaluation seeds)",
     )
     tune.add_argument("--iterations", type=_positive, default=8, help="CEM iterations")
     tune.add_argument("--population", type=_positive, default=12, help="samples per iteration")

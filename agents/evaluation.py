@@ -108,8 +108,15 @@ def run_population(
     totals = {
         name: np.zeros(n)
         for name in (
-            "watch", "clicks", "impressions", "steps", "sessions", "session_ends",
-            "next_day_returns", "churned", "completion_sum",
+            "watch",
+            "clicks",
+            "impressions",
+            "steps",
+            "sessions",
+            "session_ends",
+            "next_day_returns",
+            "churned",
+            "completion_sum",
         )
     }
     daily_watch = np.zeros(horizon)
@@ -231,7 +238,16 @@ class Evaluation:
     def metric(self, policy: str, name: str) -> MetricSummary:
         return summarise([r.summary()[name] for r in self.results[policy]])
 
-    def table(self, metrics: Sequence[str] = ("total_watch", "active_days", "next_day_retention", "ctr", "session_length")) -> str:
+    def table(
+        self,
+        metrics: Sequence[str] = (
+            "total_watch",
+            "active_days",
+            "next_day_retention",
+            "ctr",
+            "session_length",
+        ),
+    ) -> str:
         """A markdown table: one row per policy, mean ± 95% CI half-width per metric."""
         header = "| policy | " + " | ".join(metrics) + " |"
         rule = "|" + "---|" * (len(metrics) + 1)
@@ -251,7 +267,11 @@ class Evaluation:
             "seeds": list(self.seeds),
             "policies": {
                 policy: {
-                    name: {"mean": s.mean, "ci95_half_width": s.half_width, "per_seed": list(s.values)}
+                    name: {
+                        "mean": s.mean,
+                        "ci95_half_width": s.half_width,
+                        "per_seed": list(s.values),
+                    }
                     for name in METRICS
                     for s in [self.metric(policy, name)]
                 }
@@ -275,7 +295,12 @@ def evaluate(
         raise ValueError(f"num_users must be ≥ 1, got {num_users}.")
     if not seeds:
         raise ValueError("seeds must name at least one seed, e.g. seeds=(0, 1, 2, 3, 4).")
-    env = gym.make_vec(env_id, num_envs=num_users, vectorization_mode="vector_entry_point", **dict(env_options or {}))
+    env = gym.make_vec(
+        env_id,
+        num_envs=num_users,
+        vectorization_mode="vector_entry_point",
+        **dict(env_options or {}),
+    )
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
     results: dict[str, tuple[PopulationResult, ...]] = {}
     for entry in policies:

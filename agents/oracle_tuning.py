@@ -15,7 +15,12 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.baselines import ORACLE_FEATURES, REFERENCE_PLANNER_WEIGHTS, OraclePlanner, OracleWeights
+from agents.baselines import (
+    ORACLE_FEATURES,
+    REFERENCE_PLANNER_WEIGHTS,
+    OraclePlanner,
+    OracleWeights,
+)
 from agents.evaluation import run_population
 from loe_gym import RecommendationVectorEnv
 
@@ -54,7 +59,9 @@ def tune_oracle(
         raise ValueError(f"elite must lie in [1, population={population}], got {elite}.")
     start = initial or REFERENCE_PLANNER_WEIGHTS
     names = tuple(ORACLE_FEATURES)
-    mean = np.array([dict(zip(start.features, start.values, strict=True)).get(n, 0.0) for n in names])
+    mean = np.array(
+        [dict(zip(start.features, start.values, strict=True)).get(n, 0.0) for n in names]
+    )
     std = np.asarray(initial_std if initial_std is not None else [30.0, 2.0, 5.0, 5.0, 30.0], float)
     if std.shape != mean.shape:
         raise ValueError(f"initial_std needs {mean.size} values (one per {names}), got {std.size}.")

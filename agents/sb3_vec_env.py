@@ -38,14 +38,18 @@ class RecommendationSB3VecEnv(VecEnv):
         >>> model = model.learn(128)
     """
 
-    def __init__(self, env_id: str | None = "loe_gym/Engagement-v0", num_users: int = 64, **options: Any) -> None:
+    def __init__(
+        self, env_id: str | None = "loe_gym/Engagement-v0", num_users: int = 64, **options: Any
+    ) -> None:
         # SB3's MultiDiscrete policies sample slate positions independently, so repeats
         # happen; repair them (documented on the env) unless the caller asks otherwise.
         options.setdefault("duplicate_slate_items", "replace")
         if env_id is None:
-            core = RecommendationVectorEnv(num_envs=num_users, autoreset_mode="same_step", **options)
+            core = RecommendationVectorEnv(
+                num_envs=num_users, autoreset_mode="same_step", **options
+            )
         else:
-            core = gym.make_vec(
+            core = gym.make_vec(  # type: ignore[assignment]
                 env_id,
                 num_envs=num_users,
                 vectorization_mode="vector_entry_point",
@@ -58,8 +62,9 @@ class RecommendationSB3VecEnv(VecEnv):
 
     def reset(self) -> VecEnvObs:
         seed = self._seeds[0]
-        obs, info = self.core.reset(seed=seed)
+        obs, _ = self.core.reset(seed=seed, options=self._options[0] or None)
         self._reset_seeds()
+        self._reset_options()
         self.reset_infos = [{} for _ in range(self.num_envs)]
         return obs
 
@@ -92,7 +97,9 @@ class RecommendationSB3VecEnv(VecEnv):
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
         setattr(self.core, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any
+    ) -> list[Any]:
         result = getattr(self.core, method_name)(*method_args, **method_kwargs)
         return [result] * len(self._indices(indices))
 
@@ -107,6 +114,8 @@ class RecommendationSB3VecEnv(VecEnv):
         return list(indices)
 
 
-def make_sb3_env(env_id: str = "loe_gym/Engagement-v0", num_users: int = 64, **options: Any) -> VecMonitor:
+def make_sb3_env(
+    env_id: str = "loe_gym/Engagement-v0", num_users: int = 64, **options: Any
+) -> VecMonitor:
     """`RecommendationSB3VecEnv` wrapped in ``VecMonitor`` (episode returns for SB3's logger)."""
     return VecMonitor(RecommendationSB3VecEnv(env_id, num_users, **options))

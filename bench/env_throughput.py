@@ -65,8 +65,14 @@ def single_throughput(env_id: str, steps: int, repeats: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--envs", nargs="+", default=[e for e in loe_gym.ENVIRONMENTS if e != "loe_gym/Recommendation-v0"])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--envs",
+        nargs="+",
+        default=[e for e in loe_gym.ENVIRONMENTS if e != "loe_gym/Recommendation-v0"],
+    )
     parser.add_argument("--num-users", type=int, nargs="+", default=[1, 64, 1024, 4096])
     parser.add_argument("--user-steps", type=int, default=400_000, help="user-steps per timed run")
     parser.add_argument("--repeats", type=int, default=5)
@@ -74,10 +80,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write all results here")
     args = parser.parse_args()
 
-    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, numpy {np.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, numpy {np.__version__}"
+    )
     print(f"median of {args.repeats} runs; user-steps/s (steps/s × users)\n")
     records = []
-    header = "| env | " + " | ".join(f"{n} users" for n in args.num_users) + " | single env (gym.make) |"
+    header = (
+        "| env | " + " | ".join(f"{n} users" for n in args.num_users) + " | single env (gym.make) |"
+    )
     print(header)
     print("|" + "---|" * (len(args.num_users) + 2))
     for env_id in args.envs:
@@ -85,11 +95,30 @@ def main() -> None:
         for n in args.num_users:
             steps = max(50, min(20_000, args.user_steps // n))
             runs = vector_throughput(env_id, n, steps, args.repeats)
-            records.append({"env": env_id, "kind": "vector", "num_users": n, "median": statistics.median(runs), "runs": runs})
+            records.append(
+                {
+                    "env": env_id,
+                    "kind": "vector",
+                    "num_users": n,
+                    "median": statistics.median(runs),
+                    "runs": runs,
+                }
+            )
             cells.append(f"{statistics.median(runs):,.0f}")
         runs = single_throughput(env_id, 20_000, args.repeats)
-        records.append({"env": env_id, "kind": "single", "num_users": 1, "median": statistics.median(runs), "runs": runs})
-        print(f"| {env_id} | " + " | ".join(cells) + f" | {statistics.median(runs):,.0f} |", flush=True)
+        records.append(
+            {
+                "env": env_id,
+                "kind": "single",
+                "num_users": 1,
+                "median": statistics.median(runs),
+                "runs": runs,
+            }
+        )
+        print(
+            f"| {env_id} | " + " | ".join(cells) + f" | {statistics.median(runs):,.0f} |",
+            flush=True,
+        )
 
     if not args.no_peers:
         from peers.run_peers import peer_results
@@ -99,24 +128,40 @@ def main() -> None:
         for record in peers:
             records.append({"kind": "peer", **record})
             if "median" in record:
-                print(f"- {record.get('peer')} {record.get('env')} × {record.get('num_users')} users: {record['median']:,.0f} user-steps/s")
+                print(
+                    f"- {record.get('peer')} {record.get('env')} × {record.get('num_users')} users: {record['median']:,.0f} user-steps/s"
+                )
             else:
                 print(f"- {record.get('peer')}: {record.get('error', record)}")
-        ours = {(r["env"], r["kind"], r["num_users"]): r["median"] for r in records if r["kind"] != "peer"}
+        ours = {
+            (r["env"], r["kind"], r["num_users"]): r["median"]
+            for r in records
+            if r["kind"] != "peer"
+        }
         for record in peers:
-            if record.get("peer") == "recsim" and record.get("env") == "interest_evolution" and "median" in record:
+            if (
+                record.get("peer") == "recsim"
+                and record.get("env") == "interest_evolution"
+                and "median" in record
+            ):
                 mine = ours.get(("loe_gym/InterestEvolution-v0", "single", 1))
                 if mine:
-                    print(f"\nInterestEvolution-v0 single env / RecSim interest_evolution: {mine / record['median']:.2f}×")
+                    print(
+                        f"\nInterestEvolution-v0 single env / RecSim interest_evolution: {mine / record['median']:.2f}×"
+                    )
                 for n in args.num_users:
                     vec = ours.get(("loe_gym/InterestEvolution-v0", "vector", n))
                     if vec:
-                        print(f"InterestEvolution-v0 vector × {n} users / RecSim single user: {vec / record['median']:.1f}×")
+                        print(
+                            f"InterestEvolution-v0 vector × {n} users / RecSim single user: {vec / record['median']:.1f}×"
+                        )
             if record.get("peer") == "sardine" and "median" in record:
                 n = record.get("num_users")
                 vec = ours.get(("loe_gym/Engagement-v0", "vector", n))
                 if vec:
-                    print(f"Engagement-v0 × {n} users / SARDINE {record.get('env')} × {n}: {vec / record['median']:.1f}×")
+                    print(
+                        f"Engagement-v0 × {n} users / SARDINE {record.get('env')} × {n}: {vec / record['median']:.1f}×"
+                    )
     if args.json:
         args.json.write_text(json.dumps(records, indent=2))
 

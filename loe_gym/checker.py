@@ -88,7 +88,9 @@ def _check_attributes(simulator: Any) -> None:
         )
 
 
-def _random_slates(rng: np.random.Generator, num_users: int, num_items: int, slate_size: int) -> np.ndarray:
+def _random_slates(
+    rng: np.random.Generator, num_users: int, num_items: int, slate_size: int
+) -> np.ndarray:
     return np.stack([rng.choice(num_items, slate_size, replace=False) for _ in range(num_users)])
 
 
@@ -177,7 +179,11 @@ def _check_responses(simulator: Any, responses: Any, num_users: int, slate_size:
     }
     for name, (shape, kinds) in expected.items():
         value = getattr(responses, name)
-        if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype.kind not in kinds:
+        if (
+            not isinstance(value, np.ndarray)
+            or value.shape != shape
+            or value.dtype.kind not in kinds
+        ):
             got = (
                 f"{value.dtype} of shape {value.shape}"
                 if isinstance(value, np.ndarray)

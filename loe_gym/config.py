@@ -6,6 +6,8 @@ import dataclasses
 import math
 from typing import Any, Self
 
+import numpy as np
+
 from loe_gym.errors import did_you_mean
 
 
@@ -80,7 +82,14 @@ class FrozenConfig:
                 )
 
     def _check_numbers(self) -> None:
-        """Every int/float field is a finite number (catches strings and NaN)."""
+        """Every int/float field is a finite number, and int fields are whole (catches
+        strings, NaN and ``num_items=50.5``)."""
         for f in dataclasses.fields(self):
-            if f.type in ("int", "float", int, float):
-                self._value(f.name)
+            if f.type not in ("int", "float", int, float):
+                continue
+            self._value(f.name)
+            value = getattr(self, f.name)
+            if f.type in ("int", int) and not isinstance(value, (int, np.integer)):
+                raise TypeError(
+                    f"{type(self).__name__}.{f.name} must be an integer, got {value!r}."
+                )

@@ -18,8 +18,12 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 def check_positive_int(name: str, value: object) -> int:
     """Return ``value`` as an int if it is an integer ≥ 1, else raise naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not hasattr(value, "__index__"):
-        raise TypeError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__}).")
+    if isinstance(value, bool) or (
+        not isinstance(value, (int,)) and not hasattr(value, "__index__")
+    ):
+        raise TypeError(
+            f"{name} must be a positive integer, got {value!r} ({type(value).__name__})."
+        )
     as_int = int(value)  # type: ignore[call-overload]
     if as_int < 1:
         raise ValueError(f"{name} must be a positive integer (≥ 1), got {as_int}.")

@@ -184,7 +184,9 @@ def select_responses(responses: Responses, index: IntArray | BoolArray) -> Respo
 
 def row_any(values: np.ndarray) -> BoolArray:
     """``values.any(axis=1)`` for a ``(num_users, slate_size)`` array."""
-    return values[:, 0].astype(bool) if values.shape[1] == 1 else values.any(axis=1)
+    if values.shape[1] == 1:
+        return values[:, 0].astype(bool)
+    return np.asarray(values.any(axis=1), dtype=bool)
 
 
 def row_sum(values: np.ndarray) -> np.ndarray:

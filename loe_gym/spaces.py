@@ -53,7 +53,9 @@ class SlateSpace(spaces.MultiDiscrete):
 
     def __repr__(self) -> str:
         users = "" if self.num_users is None else f", num_users={self.num_users}"
-        return f"SlateSpace(num_candidates={self.num_candidates}, slate_size={self.slate_size}{users})"
+        return (
+            f"SlateSpace(num_candidates={self.num_candidates}, slate_size={self.slate_size}{users})"
+        )
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SlateSpace) and super().__eq__(other)
@@ -62,23 +64,35 @@ class SlateSpace(spaces.MultiDiscrete):
 
 
 def replace_repeats(slots: np.ndarray, num_candidates: int) -> np.ndarray:
-    """Replace each repeated index, left to right, by the lowest index not yet used.
+    """Replace each repeated index by the lowest index absent from the slate.
+
+    The first occurrence of an index stays where it is; later occurrences, left to right,
+    take the lowest candidate indices that the slate does not hold, so the items the
+    policy did choose keep their positions.
 
     Args:
         slots: ``(num_users, slate_size)`` candidate indices.
 
     Returns:
         A new array whose rows hold distinct indices; rows without repeats are unchanged.
+
+    Example:
+        >>> replace_repeats(np.array([[0, 0, 1, 2, 3]]), num_candidates=6)
+        array([[0, 4, 1, 2, 3]])
     """
     slots = slots.copy()
     num_users, slate_size = slots.shape
-    taken = np.zeros((num_users, num_candidates), bool)
     rows = np.arange(num_users)
+    present = np.zeros((num_users, num_candidates), bool)
+    present[rows[:, None], slots] = True
+    seen = np.zeros((num_users, num_candidates), bool)
     for position in range(slate_size):
         choice = slots[:, position]
-        repeated = taken[rows, choice]
+        repeated = seen[rows, choice]
         if repeated.any():
-            choice = np.where(repeated, np.argmin(taken, axis=1), choice)
+            replacement = np.argmin(present, axis=1)
+            choice = np.where(repeated, replacement, choice)
             slots[:, position] = choice
-        taken[rows, choice] = True
+            present[rows[repeated], replacement[repeated]] = True
+        seen[rows, choice] = True
     return slots

@@ -31,6 +31,7 @@ The reference parameters (``EngagementConfig()``) are those of ``docs/simulators
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import expit, ndtr
@@ -104,12 +105,21 @@ class EngagementConfig(FrozenConfig):
         self._check_numbers()
         self._check_positive("num_items", "num_topics", "session_budget", "churn_gap_days")
         self._check_nonnegative(
-            "appeal_noise", "length_log_std", "estimate_noise", "completion_noise",
-            "no_click_cost", "initial_satisfaction_std",
+            "appeal_noise",
+            "length_log_std",
+            "estimate_noise",
+            "completion_noise",
+            "no_click_cost",
+            "initial_satisfaction_std",
         )
         self._check_unit_interval(
-            "satisfaction_rate", "fatigue_decay", "session_fatigue_decay",
-            "interest_drift", "time_refund", "initial_satisfaction_mean", "clickbait_penalty",
+            "satisfaction_rate",
+            "fatigue_decay",
+            "session_fatigue_decay",
+            "interest_drift",
+            "time_refund",
+            "initial_satisfaction_mean",
+            "clickbait_penalty",
         )
 
 
@@ -146,14 +156,16 @@ def make_engagement_catalog(config: EngagementConfig) -> Catalog:
     ctr = expit(config.click_bias + config.appeal_weight * appeal)
     completion = expit(config.completion_bias + config.completion_quality_weight * quality)
     ctr_estimate = np.clip(ctr + rng.normal(0.0, config.estimate_noise, m), 0.0, 1.0)
-    completion_estimate = np.clip(
-        completion + rng.normal(0.0, config.estimate_noise, m), 0.0, 1.0
-    )
+    completion_estimate = np.clip(completion + rng.normal(0.0, config.estimate_noise, m), 0.0, 1.0)
     features = np.concatenate(
         [np.eye(k)[topics], np.stack([length, ctr_estimate, completion_estimate], axis=1)],
         axis=1,
     )
-    names = tuple(f"topic_{i}" for i in range(k)) + ("length", "ctr_estimate", "completion_estimate")
+    names = tuple(f"topic_{i}" for i in range(k)) + (
+        "length",
+        "ctr_estimate",
+        "completion_estimate",
+    )
     return Catalog(
         features=features,
         feature_names=names,
@@ -201,7 +213,7 @@ class EngagementUsers:
         self.catalog = catalog
         c = self.config
         hidden = self.catalog.hidden
-        self._topics = self.catalog.topics
+        self._topics = np.asarray(self.catalog.topics)
         self._quality = np.asarray(hidden["quality"])
         self._appeal = np.asarray(hidden["appeal"])
         self._length = np.asarray(hidden["length"])
@@ -211,7 +223,7 @@ class EngagementUsers:
         self._clickbait = c.clickbait_penalty * np.maximum(self._appeal - self._quality, 0.0)
         self._budget_factor = 1.0 - c.time_refund * self._quality
         self._offsets_cache: dict[int, IntArray] = {}
-        self._pending: tuple[object, ...] | None = None
+        self._pending: tuple[Any, ...] | None = None
 
     def __repr__(self) -> str:
         return f"EngagementUsers(num_items={self.config.num_items}, num_topics={self.config.num_topics})"
@@ -254,7 +266,9 @@ class EngagementUsers:
         watch_time = self._length[slates] * completion
 
         clicked_any = row_any(clicked)
-        cost = np.where(clicked_any, row_sum(watch_time * self._budget_factor[slates]), c.no_click_cost)
+        cost = np.where(
+            clicked_any, row_sum(watch_time * self._budget_factor[slates]), c.no_click_cost
+        )
         budget = state.budget - cost
         session_end = budget <= 0.0
         target = row_sum((self._quality[slates] * completion - self._clickbait[slates]) * clicked)
@@ -283,7 +297,7 @@ class EngagementUsers:
         self, state: EngagementState, slates: IntArray, responses: Responses, rng: Generator
     ) -> EngagementState:
         c = self.config
-        num_users, slate_size = slates.shape
+        slate_size = slates.shape[1]
         pending = self._pending
         if pending is not None and pending[0] is state and pending[1] is responses:
             _, _, satisfaction, budget, cell, clicked_any = pending
@@ -331,7 +345,7 @@ class EngagementUsers:
         """
         c = self.config
         users = np.arange(items.shape[0])[:, None]
-        topics = self._topics[items]  # type: ignore[index]
+        topics = self._topics[items]
         interest = state.interests[users, topics]
         click = expit(
             self._click_item_term[items]

@@ -124,7 +124,11 @@ def tree_differences(a: Any, b: Any, path: str = "") -> list[str]:
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         if len(a) != len(b):
             return [f"{path}: lengths {len(a)} != {len(b)}"]
-        return [d for i, (x, y) in enumerate(zip(a, b, strict=True)) for d in tree_differences(x, y, f"{path}[{i}]")]
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in tree_differences(x, y, f"{path}[{i}]")
+        ]
     if isinstance(a, np.ndarray) and a.dtype == object:
         b = np.asarray(b, dtype=object)
         if a.shape != b.shape:

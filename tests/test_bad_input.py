@@ -9,9 +9,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from conftest import NUM_ITEMS, SMALL, assert_tree_equal, make_vector, random_slots
 
 import loe_gym
-from conftest import NUM_ITEMS, SMALL, assert_tree_equal, make_vector, random_slots
 from loe_gym.envs import make_simulator
 from simulators.engagement import EngagementUsers
 
@@ -26,7 +26,10 @@ BAD_VECTOR_ACTIONS = {
     "too few users": (np.array([0, 1]), r"shape \(3,\).*got shape \(2,\)"),
     "extra axis": (np.zeros((3, 2), np.int64), r"shape \(3,\).*got shape \(3, 2\)"),
     "scalar": (np.int64(1), r"shape \(3,\).*got shape \(\)"),
-    "fractional float": (np.array([0.5, 1.0, 1.0]), r"0\.5"),
+    # Floats are rejected even when whole: an index that went through a float is a
+    # bug upstream. The message names the dtype received and the fix.
+    "fractional float": (np.array([0.5, 1.0, 1.0]), r"integer candidate indices.*float64"),
+    "whole floats": (np.array([0.0, 1.0, 1.0]), r"integer candidate indices.*float64"),
     "NaN": (np.array([np.nan, 1.0, 1.0]), r"NaN"),
     "inf": (np.array([np.inf, 1.0, 1.0]), r"inf"),
     "strings": (np.array(["a", "b", "c"]), r"integer candidate indices"),
@@ -34,14 +37,22 @@ BAD_VECTOR_ACTIONS = {
 }
 
 BAD_SLATE_ACTIONS = {
-    "repeated candidate": (np.array([[0, 1, 2, 3, 4], [0, 1, 1, 3, 4]]), r"distinct.*\[0, 1, 1, 3, 4\]"),
-    "slate too short": (np.array([[0, 1, 2, 3], [0, 1, 5, 3]]), r"shape \(2, 5\).*slate_size=5.*\(2, 4\)"),
+    "repeated candidate": (
+        np.array([[0, 1, 2, 3, 4], [0, 1, 1, 3, 4]]),
+        r"distinct.*\[0, 1, 1, 3, 4\]",
+    ),
+    "slate too short": (
+        np.array([[0, 1, 2, 3], [0, 1, 5, 3]]),
+        r"shape \(2, 5\).*slate_size=5.*\(2, 4\)",
+    ),
     "index too large": (np.array([[0, 1, 2, 3, 4], [0, 1, 5, 3, 20]]), r"\[0, 20\); user 1"),
     "NaN in slate": (np.array([[0, 1, 2, 3, 4], [0, 1, np.nan, 3, 4]]), r"NaN"),
 }
 
 
-def _twin_vectors(env_id: str, num_envs: int, **options: Any) -> tuple[Any, Any, np.random.Generator]:
+def _twin_vectors(
+    env_id: str, num_envs: int, **options: Any
+) -> tuple[Any, Any, np.random.Generator]:
     """Two identical envs stepped identically a few times, and the action generator."""
     first = make_vector(num_envs, env_id, horizon_days=30, **options)
     second = make_vector(num_envs, env_id, horizon_days=30, **options)
@@ -83,7 +94,7 @@ def test_bad_slate_action_is_rejected_and_changes_nothing(case: str) -> None:
 BAD_SINGLE_ACTIONS = {
     "index too large": (20, r"\[0, 20\).*got 20"),
     "negative index": (-1, r"\[0, 20\).*got -1"),
-    "fractional float": (1.5, r"1\.5"),
+    "fractional float": (1.5, r"integer candidate indices.*float"),
     "NaN": (float("nan"), r"NaN"),
     # A Discrete action is one index; the error must say so rather than leak numpy's
     # "cannot reshape" message.
@@ -218,12 +229,16 @@ def test_bad_positive_integer_options(name: str, value: Any) -> None:
 def test_bad_history_length_and_step_cap() -> None:
     with pytest.raises(ValueError, match=r"history_length must be a non-negative integer, got -1"):
         gym.make(ENGAGEMENT, history_length=-1, **SMALL)
-    with pytest.raises(ValueError, match=r"max_episode_steps must be a positive integer or None, got 0"):
+    with pytest.raises(
+        ValueError, match=r"max_episode_steps must be a positive integer or None, got 0"
+    ):
         gym.make_vec(ENGAGEMENT, num_envs=2, max_episode_steps=0, **SMALL)
 
 
 def test_more_candidates_than_items() -> None:
-    with pytest.raises(ValueError, match=rf"num_candidates=60 exceeds the catalog's {NUM_ITEMS} items"):
+    with pytest.raises(
+        ValueError, match=rf"num_candidates=60 exceeds the catalog's {NUM_ITEMS} items"
+    ):
         gym.make(ENGAGEMENT, num_candidates=60, **SMALL)
 
 
@@ -249,7 +264,9 @@ def test_unknown_simulator_option_suggests_the_near_match() -> None:
     ],
 )
 def test_unknown_reward_or_observation(option: str, value: str, suggestion: str) -> None:
-    with pytest.raises(ValueError, match=rf"Unknown {option} '{value}'\. Did you mean '{suggestion}'\?"):
+    with pytest.raises(
+        ValueError, match=rf"Unknown {option} '{value}'\. Did you mean '{suggestion}'\?"
+    ):
         gym.make(ENGAGEMENT, **{option: value}, **SMALL)
 
 
@@ -271,8 +288,16 @@ def test_unknown_env_id_suggests_the_near_match() -> None:
 @pytest.mark.parametrize(
     ("simulator", "error", "message"),
     [
-        ("simulators.engagement:EngagmentUsers", AttributeError, r"Did you mean 'EngagementUsers'\?"),
-        ("simulators.engagment:EngagementUsers", ImportError, r"Cannot import module 'simulators.engagment'"),
+        (
+            "simulators.engagement:EngagmentUsers",
+            AttributeError,
+            r"Did you mean 'EngagementUsers'\?",
+        ),
+        (
+            "simulators.engagment:EngagementUsers",
+            ImportError,
+            r"Cannot import module 'simulators.engagment'",
+        ),
         ("engagment", ValueError, r"'package.module:ClassName'.*Did you mean 'engagement'\?"),
         (42, loe_gym.ContractError, r"42 is not a user simulator.*check_simulator"),
     ],
@@ -305,7 +330,22 @@ def test_simulator_kwargs_must_be_a_mapping() -> None:
         # error raised while making the env, so "num_items.*50.5" alone would match.
         ("num_items", 50.5, r"EngagementConfig\.num_items must be .*50\.5"),
         ("num_items", 0, r"num_items must be > 0, got 0"),
+        ("num_topics", 2.5, r"EngagementConfig\.num_topics must be .*2\.5"),
+        ("churn_gap_days", 2.5, r"EngagementConfig\.churn_gap_days must be .*2\.5"),
+        ("catalog_seed", 1.5, r"EngagementConfig\.catalog_seed must be .*1\.5"),
         ("satisfaction_rate", 1.5, r"satisfaction_rate must lie in \[0, 1\], got 1\.5"),
+    ],
+    ids=[
+        "NaN bias",
+        "NaN noise",
+        "inf budget",
+        "string size",
+        "fractional size",
+        "zero size",
+        "fractional topics",
+        "fractional churn gap",
+        "fractional seed",
+        "rate > 1",
     ],
 )
 def test_bad_simulator_config_values(key: str, value: Any, message: str) -> None:

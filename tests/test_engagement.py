@@ -64,7 +64,9 @@ def test_click_probability_matches_the_spec(users: EngagementUsers) -> None:
 
 def test_update_after_a_click_on_good_content(users: EngagementUsers) -> None:
     state = one_user()
-    new = users.update(state, np.array([[0]]), responses_for(True, 0.9, 2.0), np.random.default_rng(0))
+    new = users.update(
+        state, np.array([[0]]), responses_for(True, 0.9, 2.0), np.random.default_rng(0)
+    )
     # satisfaction: 0.5 + 0.08·(0.8·0.9 − 0.5·max(0.3 − 0.8, 0) − 0.5) = 0.5 + 0.08·0.22 = 0.5176
     np.testing.assert_allclose(new.satisfaction, [0.5176])
     # fatigue: 0.8·[0, 1] = [0, 0.8], then the shown topic 0 gets +1 → [1.0, 0.8]
@@ -76,13 +78,17 @@ def test_update_after_a_click_on_good_content(users: EngagementUsers) -> None:
 
 
 def test_update_after_a_clickbait_click_lowers_satisfaction(users: EngagementUsers) -> None:
-    new = users.update(one_user(), np.array([[1]]), responses_for(True, 0.5, 1.0), np.random.default_rng(0))
+    new = users.update(
+        one_user(), np.array([[1]]), responses_for(True, 0.5, 1.0), np.random.default_rng(0)
+    )
     # 0.5 + 0.08·(0.2·0.5 − 0.5·(0.9 − 0.2) − 0.5) = 0.5 + 0.08·(0.1 − 0.35 − 0.5) = 0.44
     np.testing.assert_allclose(new.satisfaction, [0.44])
 
 
 def test_update_without_click(users: EngagementUsers) -> None:
-    new = users.update(one_user(), np.array([[1]]), responses_for(False, 0.0, 1.0), np.random.default_rng(0))
+    new = users.update(
+        one_user(), np.array([[1]]), responses_for(False, 0.0, 1.0), np.random.default_rng(0)
+    )
     np.testing.assert_allclose(new.satisfaction, [0.5])  # unchanged without a click
     np.testing.assert_allclose(new.fatigue, [[0.0, 1.8]])  # 0.8·1 + 1 on topic 1
     np.testing.assert_allclose(new.interests, [[0.5, -0.2]])  # no drift without a click
@@ -91,7 +97,9 @@ def test_update_without_click(users: EngagementUsers) -> None:
 
 def test_session_end_refills_budget_and_rests_fatigue(users: EngagementUsers) -> None:
     state = one_user(budget=0.5)
-    new = users.update(state, np.array([[0]]), responses_for(True, 0.9, 2.0, end=True), np.random.default_rng(0))
+    new = users.update(
+        state, np.array([[0]]), responses_for(True, 0.9, 2.0, end=True), np.random.default_rng(0)
+    )
     # within the step fatigue becomes [1.0, 0.8] (see above); between sessions ×0.2
     np.testing.assert_allclose(new.fatigue, [[0.2, 0.16]])
     np.testing.assert_allclose(new.budget, [20.0])

@@ -11,13 +11,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env as gym_check_env
-from scipy import stats
-from stable_baselines3.common.env_checker import check_env as sb3_check_env
-
-import loe_gym
 from conftest import (
-    ENV_IDS,
     NUM_ITEMS,
     SMALL,
     assert_tree_equal,
@@ -30,6 +24,11 @@ from conftest import (
     row,
     tree_equal,
 )
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from scipy import stats
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import loe_gym
 from loe_gym.envs.vector_env import RecommendationVectorEnv
 
 # Warnings we accept from the checkers, each with the reason. Any other warning fails.
@@ -66,7 +65,9 @@ INFO_KEYS = (
 PER_ITEM_INFO_KEYS = ("slate", "clicked", "watch_time", "completion")
 
 
-def unexpected_warnings(caught: list[warnings.WarningMessage], accepted: tuple[str, ...]) -> list[str]:
+def unexpected_warnings(
+    caught: list[warnings.WarningMessage], accepted: tuple[str, ...]
+) -> list[str]:
     return [
         f"{w.category.__name__}: {w.message}"
         for w in caught
@@ -142,7 +143,10 @@ def test_same_step_vector_env_same_seed_same_rollout(env_id: str) -> None:
 def test_different_seeds_differ(env_id: str) -> None:
     single = [rollout_single(gym.make(env_id, **registry_options()), s, 20) for s in (3, 4)]
     assert not tree_equal(*single)
-    vector = [rollout_vector(gym.make_vec(env_id, num_envs=4, **registry_options()), s, 20) for s in (3, 4)]
+    vector = [
+        rollout_vector(gym.make_vec(env_id, num_envs=4, **registry_options()), s, 20)
+        for s in (3, 4)
+    ]
     assert not tree_equal(*vector)
 
 
@@ -252,7 +256,9 @@ def test_vector_env_matches_single_envs_in_distribution(env_id: str) -> None:
     for name, (a, b) in samples.items():
         standard_error = np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
         z = (a.mean() - b.mean()) / standard_error
-        assert abs(z) < 4.0, f"{name}: vector mean {a.mean():.3f} vs single {b.mean():.3f}, z={z:.2f}"
+        assert abs(z) < 4.0, (
+            f"{name}: vector mean {a.mean():.3f} vs single {b.mean():.3f}, z={z:.2f}"
+        )
 
 
 # --------------------------------------------------------------- spaces and actions
@@ -392,7 +398,7 @@ def test_same_step_autoreset_reports_final_observations(engagement_id: str) -> N
     finals = 0
     for _ in range(300):
         actions = random_slots(rng, 8, config.num_candidates, config.slate_size)
-        obs, reward, terminated, truncated, info = env.step(actions)
+        obs, _, terminated, truncated, info = env.step(actions)
         assert info["acted"].all()
         done = terminated | truncated
         if not done.any():
@@ -473,7 +479,7 @@ def test_earlier_observations_are_never_mutated() -> None:
     rng = np.random.default_rng(0)
     kept = []
     for step in range(60):
-        obs, _, _, _, info = env.step(random_slots(rng, 4, 20, 1))
+        obs, *_ = env.step(random_slots(rng, 4, 20, 1))
         kept.append((obs, copy.deepcopy(obs)))
         if step == 30:
             obs, _ = env.reset(options={"reset_mask": np.array([True, False, False, True])})
@@ -582,7 +588,9 @@ def test_reward_equals_its_named_part(engagement_id: str, reward: str, autoreset
     for _, rewards, _, _, info in _run(env, 200):
         acted = info["acted"]
         parts = info["reward_parts"]
-        np.testing.assert_allclose(parts["watch_time"][acted], info["watch_time"][acted].sum(axis=1))
+        np.testing.assert_allclose(
+            parts["watch_time"][acted], info["watch_time"][acted].sum(axis=1)
+        )
         np.testing.assert_array_equal(parts["click"][acted], info["clicked"][acted].sum(axis=1))
         np.testing.assert_allclose(rewards[acted], parts[reward][acted])
 
@@ -663,9 +671,7 @@ def test_history_shifts_in_the_shown_items(engagement_id: str, history_length: i
             np.testing.assert_array_equal(feedback[-k:], expected)
             if h > s:
                 np.testing.assert_array_equal(items[:-s], previous["history_item_ids"][user, s:])
-                np.testing.assert_array_equal(
-                    feedback[:-s], previous["history_feedback"][user, s:]
-                )
+                np.testing.assert_array_equal(feedback[:-s], previous["history_feedback"][user, s:])
 
 
 def test_history_length_zero() -> None:

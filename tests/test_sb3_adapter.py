@@ -8,10 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from stable_baselines3 import A2C, DQN, PPO
-from stable_baselines3.common.vec_env import VecEnv
-
-from agents.sb3_vec_env import RecommendationSB3VecEnv, make_sb3_env
+import torch
 from conftest import (
     NUM_ITEMS,
     SMALL,
@@ -20,12 +17,29 @@ from conftest import (
     registry_options,
     tree_equal,
 )
+from stable_baselines3 import A2C, DQN, PPO
+from stable_baselines3.common.vec_env import VecEnv
+
+from agents.sb3_vec_env import RecommendationSB3VecEnv, make_sb3_env
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Any:
+    """The networks here are tiny: with several threads, torch spends its time
+    synchronising them (seconds instead of milliseconds on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _options(env_id: str) -> dict[str, Any]:
     if env_id.startswith("loe_gym/Engagement"):
         # A 1-day churn threshold makes both episode ends (churn and horizon) frequent.
-        return {"simulator_kwargs": {"num_items": NUM_ITEMS, "churn_gap_days": 1}, "horizon_days": 2}
+        return {
+            "simulator_kwargs": {"num_items": NUM_ITEMS, "churn_gap_days": 1},
+            "horizon_days": 2,
+        }
     return registry_options()
 
 
@@ -66,7 +80,9 @@ def test_adapter_matches_the_same_step_vector_env(env_id: str) -> None:
                 assert "terminal_observation" not in infos[user]
                 continue
             assert_tree_equal(infos[user]["terminal_observation"], info["final_obs"][user])
-            assert infos[user]["TimeLimit.truncated"] == bool(truncated[user] and not terminated[user])
+            assert infos[user]["TimeLimit.truncated"] == bool(
+                truncated[user] and not terminated[user]
+            )
         ends["terminated"] += int(terminated.sum())
         ends["truncated"] += int(truncated.sum())
     assert sum(ends.values()) > 0
@@ -99,7 +115,9 @@ def test_seed_then_reset_is_reproducible() -> None:
     assert_tree_equal(rollout(5), rollout(5))
     assert not tree_equal(rollout(5), rollout(6))
     # seed(s) then reset() is the Gymnasium env's reset(seed=s).
-    reference = gym.make_vec("loe_gym/Engagement-v0", num_envs=3, autoreset_mode="same_step", **SMALL)
+    reference = gym.make_vec(
+        "loe_gym/Engagement-v0", num_envs=3, autoreset_mode="same_step", **SMALL
+    )
     assert_tree_equal(rollout(5)[0], reference.reset(seed=5)[0])
 
 
@@ -176,7 +194,9 @@ def test_sb3_agents_train_on_engagement(algorithm: Any, kwargs: dict[str, Any]) 
 
 def test_ppo_trains_on_slates() -> None:
     env = make_sb3_env("loe_gym/EngagementSlate-v0", num_users=4, **SMALL)
-    model = PPO("MultiInputPolicy", env, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu")
+    model = PPO(
+        "MultiInputPolicy", env, n_steps=16, batch_size=32, n_epochs=1, seed=0, device="cpu"
+    )
     model.learn(total_timesteps=256)
     assert model.num_timesteps >= 256
     _check_predictions(model, env, slate_size=5)

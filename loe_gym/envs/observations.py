@@ -9,6 +9,7 @@ shapes, so that RecSim policies carry over.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -54,7 +55,7 @@ class ObservationLayout:
             )
         h = self.history_length
         feedback_high = np.broadcast_to(np.array([1.0, np.inf, 1.0], np.float32), (h, 3))
-        layout = {
+        layout: dict[str, spaces.Space[Any]] = {
             "candidate_ids": ids,
             "candidate_features": candidate_features,
             "history_item_ids": spaces.Box(-1, max_id, (h,), np.int64),

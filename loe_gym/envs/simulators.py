@@ -45,7 +45,9 @@ def load_entry_point(entry_point: str) -> Any:
     return getattr(module, attribute)
 
 
-def make_simulator(simulator: Any, simulator_kwargs: Mapping[str, Any] | None = None) -> UserSimulator[Any]:
+def make_simulator(
+    simulator: Any, simulator_kwargs: Mapping[str, Any] | None = None
+) -> UserSimulator[Any]:
     """Build the simulator described by ``simulator`` (see `EnvConfig.simulator`)."""
     kwargs = dict(simulator_kwargs or {})
     if isinstance(simulator, str):

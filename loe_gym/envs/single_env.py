@@ -30,7 +30,7 @@ class RecommendationEnv(Env):  # type: ignore[type-arg]
         ['click', 'watch_time']
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (declared so by Gymnasium)
 
     def __init__(self, render_mode: str | None = None, **options: Any) -> None:
         self.batch = RecommendationVectorEnv(
@@ -56,15 +56,22 @@ class RecommendationEnv(Env):  # type: ignore[type-arg]
         self._episode_over = False
         return _first(obs), _first(info)
 
-    def step(
-        self, action: Any
-    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self._episode_over:
             raise RuntimeError(
                 "The episode is over (the user churned or reached the horizon); call reset() "
                 "before step()."
             )
-        batched = np.asarray(action)[None] if self._slate else np.asarray(action).reshape(1)
+        action = np.asarray(action)
+        if self._slate:
+            batched = action[None]
+        elif action.size == 1:
+            batched = action.reshape(1)
+        else:
+            raise ValueError(
+                f"The action must be one candidate index in [0, {self.config.num_candidates}), "
+                f"got an array of shape {action.shape}: {action.tolist()}."
+            )
         obs, reward, terminated, truncated, info = self.batch.step(batched)
         self._episode_over = bool(terminated[0] or truncated[0])
         return _first(obs), float(reward[0]), bool(terminated[0]), bool(truncated[0]), _first(info)

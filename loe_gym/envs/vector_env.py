@@ -18,8 +18,8 @@ from loe_gym.envs.config import AUTORESET_MODES, EnvConfig
 from loe_gym.envs.observations import ObservationLayout
 from loe_gym.envs.simulators import make_simulator
 from loe_gym.errors import did_you_mean
-from loe_gym.spaces import SlateSpace, replace_repeats
 from loe_gym.simulator import Responses, replace_users, row_sum
+from loe_gym.spaces import SlateSpace, replace_repeats
 from loe_gym.types import BoolArray, Generator, IntArray
 
 _AUTORESET = {
@@ -135,7 +135,10 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         (4,)
     """
 
-    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    metadata: dict[str, Any] = {  # noqa: RUF012 (Gymnasium declares it so)
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+        "render_modes": [],
+    }
 
     def __init__(
         self,
@@ -145,10 +148,18 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         render_mode: str | None = None,
         **options: Any,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"num_envs (the number of users) must be a positive integer, got {num_envs!r}.")
+        if (
+            isinstance(num_envs, bool)
+            or not isinstance(num_envs, (int, np.integer))
+            or num_envs < 1
+        ):
+            raise ValueError(
+                f"num_envs (the number of users) must be a positive integer, got {num_envs!r}."
+            )
         if render_mode is not None:
-            raise ValueError(f"render_mode={render_mode!r} is not supported; this environment does not render.")
+            raise ValueError(
+                f"render_mode={render_mode!r} is not supported; this environment does not render."
+            )
         self.config = EnvConfig.from_dict(options)
         self.autoreset_mode = _parse_autoreset(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
@@ -193,6 +204,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         # candidates are drawn without replacement (rejection is fastest when it is high).
         m, c = self.catalog.num_items, cfg.num_candidates
         self._distinct_probability = math.exp(sum(math.log1p(-i / m) for i in range(c)))
+        self._candidate_dtype = np.int16 if m <= np.iinfo(np.int16).max else np.int64
 
     # ------------------------------------------------------------------ reset
 
@@ -206,29 +218,43 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
                 drawn from one stream, so a batch is reproducible as a whole).
             options: ``{"reset_mask": (num_users,) bool}`` to reset only some users.
         """
-        if seed is not None:
+        # Validate everything before changing anything: a rejected reset leaves the env as it was.
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             if isinstance(seed, (list, tuple)):
                 raise TypeError(
                     "RecommendationVectorEnv draws all users from one random stream; pass one "
                     f"int seed, not a list of {len(seed)} seeds."
                 )
-            # Two streams: users and their responses, and candidate retrieval. Policies
-            # compared under one seed then see the same users and the same candidates.
-            user_seed, candidate_seed = np.random.SeedSequence(int(seed)).spawn(2)
-            self._rng = np.random.default_rng(user_seed)
-            self._candidate_rng = np.random.default_rng(candidate_seed)
-        mask = None if options is None else options.get("reset_mask")
-        if mask is None or not self._has_reset:
-            if mask is not None:
-                raise ValueError("The first reset must reset every user: drop options['reset_mask'].")
-            self._reset_all()
-        else:
+            raise TypeError(f"seed must be an int or None, got {seed!r}.")
+        options = dict(options or {})
+        unknown = [key for key in options if key != "reset_mask"]
+        if unknown:
+            raise ValueError(
+                f"Unknown reset option {unknown[0]!r}.{did_you_mean(str(unknown[0]), ['reset_mask'])} "
+                "The only option is 'reset_mask'."
+            )
+        mask = options.get("reset_mask")
+        if mask is not None:
+            if not self._has_reset:
+                raise ValueError(
+                    "The first reset must reset every user: drop options['reset_mask']."
+                )
             mask = np.asarray(mask)
             if mask.shape != (self.num_envs,) or mask.dtype != np.bool_:
                 raise ValueError(
                     f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), got "
                     f"{mask.dtype} of shape {mask.shape}."
                 )
+        if seed is not None:
+            # Two streams: users and their responses, and candidate retrieval. Policies
+            # compared under one seed then see the same users and the same candidates.
+            user_seed, candidate_seed = np.random.SeedSequence(int(seed)).spawn(2)
+            self._rng = np.random.default_rng(user_seed)
+            self._candidate_rng = np.random.default_rng(candidate_seed)
+            self._next_user_id = 0  # same seed, same user ids
+        if mask is None:
+            self._reset_all()
+        else:
             self._reset_users(mask)
         self._has_reset = True
         return self._observe(), {"user_id": self._user_id.copy()}
@@ -244,9 +270,11 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         self._step_in_session = np.zeros(n, np.int64)
         self._days_since_last_visit = np.zeros(n, np.int64)
         self._episode_steps = np.zeros(n, np.int64)
-        self._history_items = np.full((n, cfg.history_length), -1, np.int64)
+        self._history_items: np.ndarray = np.full((n, cfg.history_length), -1, np.int64)
         self._history_feedback = np.zeros((n, cfg.history_length, 3), np.float32)
-        self._last_response = np.zeros((n, cfg.slate_size, len(self.layout.response_fields)), np.float32)
+        self._last_response = np.zeros(
+            (n, cfg.slate_size, len(self.layout.response_fields)), np.float32
+        )
         self._needs_reset = np.zeros(n, bool)
         self._candidates = self._draw_candidates(n)
 
@@ -316,7 +344,9 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         self._day = day + np.where(returns, responses.gap_days, 0)
         self._session = session + returns
         self._step_in_session = np.where(session_end, 0, step_in_session + 1)
-        self._days_since_last_visit = np.where(returns, responses.gap_days, self._days_since_last_visit)
+        self._days_since_last_visit = np.where(
+            returns, responses.gap_days, self._days_since_last_visit
+        )
         self._episode_steps = self._episode_steps + 1
         terminated = churned.copy()
         truncated = ~terminated & (self._day >= cfg.horizon_days)
@@ -348,8 +378,15 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             reward = np.where(acted, reward, 0.0)
             terminated &= acted
             truncated &= acted
-            for key in ("session_end", "churned", "returned_next_day"):
-                info[key] = info[key] & acted
+            # The simulator stepped those users' finished lives too; report nothing of it.
+            for key in ("session_end", "churned", "returned_next_day", "clicked"):
+                info[key] = info[key] & (acted[:, None] if info[key].ndim == 2 else acted)
+            for key in ("watch_time", "completion"):
+                info[key] = np.where(acted[:, None], info[key], 0.0)
+            info["gap_days"] = np.where(acted, info["gap_days"], 0)
+            info["reward_parts"] = {
+                name: np.where(acted, part, 0.0) for name, part in info["reward_parts"].items()
+            }
             info["user_id"], info["episode"] = self._user_id.copy(), self._episode.copy()
         done = terminated | truncated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and np.count_nonzero(done):
@@ -416,25 +453,30 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         m, c = self.catalog.num_items, self.config.num_candidates
         rng = self._candidate_rng
         if self._distinct_probability < 0.5:
-            return np.argpartition(rng.random((count, m)), c - 1, axis=1)[:, :c].astype(np.int64)
+            # Dense case (C close to M): the C smallest of M uniform keys, in key order.
+            keys = rng.random((count, m))
+            chosen = np.argpartition(keys, c - 1, axis=1)[:, :c]
+            order = np.argsort(np.take_along_axis(keys, chosen, axis=1), axis=1)
+            return np.take_along_axis(chosen, order, axis=1).astype(np.int64)
         # Uniform floats scaled to ids: several times cheaper than bounded integer draws,
-        # and exact enough (catalogs are far smaller than 2**53).
-        candidates = (rng.random((count, c)) * m).astype(np.int64)
+        # and exact enough (catalogs are far smaller than 2**53). Small ids sort as int16,
+        # which halves the cost of the duplicate check.
+        dtype = self._candidate_dtype
+        candidates: np.ndarray = (rng.random((count, c)) * m).astype(dtype)
         if c > 1:
             # Rejection: redraw whole rows with a repeat, which keeps every row exactly
             # uniform over ordered tuples of distinct items.
             rows = np.arange(count)
             block = candidates
             while True:
-                ordered = block.copy()
-                ordered.sort(axis=1)
+                ordered = np.sort(block, axis=1)
                 repeats = ordered[:, 1:] == ordered[:, :-1]
                 if not np.count_nonzero(repeats):
                     break
                 rows = rows[np.unique(np.flatnonzero(repeats) // (c - 1))]
-                block = (rng.random((rows.size, c)) * m).astype(np.int64)
+                block = (rng.random((rows.size, c)) * m).astype(dtype)
                 candidates[rows] = block
-        return candidates
+        return candidates.astype(np.int64)
 
     def _record(self, slates: IntArray, responses: Responses) -> None:
         """Push the shown items into the history and keep the responses for ``recsim``."""
