@@ -196,6 +196,23 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         self._features = self.catalog.features  # (num_items, F) float32, read-only
         self._rows = np.arange(self.num_envs)[:, None]
         self._watch_time_limit = getattr(self.simulator, "watch_time_observation_limit", None)
+        # Arrays that step() creates anew every step (so it may reset their rows in place).
+        recorded = (
+            {"_last_response"}
+            if cfg.observation == "recsim"
+            else ({"_history_items", "_history_feedback"} if cfg.history_length else set())
+        )
+        self._fresh_after_step = frozenset(
+            {
+                "_day",
+                "_session",
+                "_step_in_session",
+                "_days_since_last_visit",
+                "_episode_steps",
+                "_candidates",
+                *recorded,
+            }
+        )
         self._rng: Generator = np.random.default_rng()
         self._candidate_rng: Generator = np.random.default_rng()
         self._next_user_id = 0
@@ -278,13 +295,17 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         self._needs_reset = np.zeros(n, bool)
         self._candidates = self._draw_candidates(n)
 
-    def _reset_users(self, mask: BoolArray, draw_candidates: bool = True) -> None:
-        """Replace the users in ``mask`` by new ones (arrays are replaced, never mutated,
-        since earlier observations may share them).
+    def _reset_users(self, mask: BoolArray, fresh: frozenset[str] = frozenset()) -> None:
+        """Replace the users in ``mask`` by new ones.
 
-        Inside ``step`` the whole batch has just drawn fresh candidates, so
-        ``draw_candidates=False`` keeps the candidate stream aligned across policies."""
-        count = int(mask.sum())
+        Arrays may be shared with observations already handed out, so they are copied
+        before writing, except those named in ``fresh``: ``step`` passes the arrays it
+        created itself this step (not yet handed out), whose rows it may overwrite in
+        place. Outside ``step`` new candidates are drawn for the new users; inside, the
+        whole batch has just drawn fresh ones, which keeps the candidate stream aligned
+        across policies.
+        """
+        count = int(np.count_nonzero(mask))
         if count == 0:
             return
         self._state = replace_users(self._state, mask, self.simulator.reset(count, self._rng))
@@ -292,17 +313,23 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         self._next_user_id += count
         self._user_id = _put(self._user_id, mask, new_ids)
         self._episode = self._episode + mask
-        zero = np.int64(0)
-        self._day = np.where(mask, zero, self._day)
-        self._session = np.where(mask, zero, self._session)
-        self._step_in_session = np.where(mask, zero, self._step_in_session)
-        self._days_since_last_visit = np.where(mask, zero, self._days_since_last_visit)
-        self._episode_steps = np.where(mask, zero, self._episode_steps)
-        self._history_items = _put(self._history_items, mask, -1)
-        self._history_feedback = _put(self._history_feedback, mask, 0.0)
-        self._last_response = _put(self._last_response, mask, 0.0)
-        self._needs_reset = _put(self._needs_reset, mask, False)
-        if draw_candidates:
+        for name, value in (
+            ("_day", 0),
+            ("_session", 0),
+            ("_step_in_session", 0),
+            ("_days_since_last_visit", 0),
+            ("_episode_steps", 0),
+            ("_history_items", -1),
+            ("_history_feedback", 0.0),
+            ("_last_response", 0.0),
+            ("_needs_reset", False),
+        ):
+            array = getattr(self, name)
+            if name not in fresh:
+                array = array.copy()
+            array[mask] = value
+            setattr(self, name, array)
+        if "_candidates" not in fresh:
             self._candidates = _put(self._candidates, mask, self._draw_candidates(count))
 
     # ------------------------------------------------------------------- step
@@ -354,6 +381,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             truncated |= ~terminated & (self._episode_steps >= cfg.max_episode_steps)
         self._record(slates, responses)
         self._candidates = self._draw_candidates(self.num_envs)
+        fresh = self._fresh_after_step
 
         info: dict[str, Any] = {
             "acted": acted,
@@ -374,7 +402,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         }
         if resetting:
             # Gymnasium's next-step autoreset: this step only resets those users.
-            self._reset_users(needs_reset, draw_candidates=False)
+            self._reset_users(needs_reset, fresh)
             reward = np.where(acted, reward, 0.0)
             terminated &= acted
             truncated &= acted
@@ -391,15 +419,16 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         done = terminated | truncated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and np.count_nonzero(done):
             final_obs = self._observe()
-            self._reset_users(done, draw_candidates=False)
             info["final_obs"] = np.array(
                 [
-                    {k: v[i] for k, v in final_obs.items()} if done[i] else None
+                    # Copies: the reset below overwrites these rows in place.
+                    {k: v[i].copy() for k, v in final_obs.items()} if done[i] else None
                     for i in range(self.num_envs)
                 ],
                 dtype=object,
             )
             info["_final_obs"] = done
+            self._reset_users(done, fresh)
         elif self.autoreset_mode is not AutoresetMode.SAME_STEP:
             self._needs_reset = done
         return self._observe(), reward, terminated, truncated, info
@@ -458,11 +487,17 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             chosen = np.argpartition(keys, c - 1, axis=1)[:, :c]
             order = np.argsort(np.take_along_axis(keys, chosen, axis=1), axis=1)
             return np.take_along_axis(chosen, order, axis=1).astype(np.int64)
-        # Uniform floats scaled to ids: several times cheaper than bounded integer draws,
-        # and exact enough (catalogs are far smaller than 2**53). Small ids sort as int16,
-        # which halves the cost of the duplicate check.
-        dtype = self._candidate_dtype
-        candidates: np.ndarray = (rng.random((count, c)) * m).astype(dtype)
+        dtype = self._candidate_dtype  # small ids sort as int16: half the cost
+
+        def uniform_ids(rows: int) -> np.ndarray:
+            # Bounded integer draws carry a fixed cost of microseconds per call, which
+            # dominates a single-user step; there, scaled uniform floats are cheaper (and
+            # exact enough: catalogs are far smaller than 2**53).
+            if rows * c >= 1024:
+                return rng.integers(0, m, (rows, c), dtype=dtype)
+            return (rng.random((rows, c)) * m).astype(dtype)
+
+        candidates: np.ndarray = uniform_ids(count)
         if c > 1:
             # Rejection: redraw whole rows with a repeat, which keeps every row exactly
             # uniform over ordered tuples of distinct items.
@@ -470,11 +505,14 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             block = candidates
             while True:
                 ordered = np.sort(block, axis=1)
-                repeats = ordered[:, 1:] == ordered[:, :-1]
-                if not np.count_nonzero(repeats):
+                repeats = np.flatnonzero(ordered[:, 1:] == ordered[:, :-1])
+                if repeats.size == 0:
                     break
-                rows = rows[np.unique(np.flatnonzero(repeats) // (c - 1))]
-                block = (rng.random((rows.size, c)) * m).astype(dtype)
+                # Rows holding a repeat (a scatter is cheaper than np.unique here).
+                repeated = np.zeros(rows.size, bool)
+                repeated[repeats // (c - 1)] = True
+                rows = rows[repeated]
+                block = uniform_ids(rows.size)
                 candidates[rows] = block
         return candidates.astype(np.int64)
 
