@@ -127,12 +127,13 @@ def main() -> None:
         peers = peer_results(args.num_users, steps=20_000, repeats=args.repeats)
         for record in peers:
             records.append({"kind": "peer", **record})
+            if record.get("status") == "unsupported":
+                continue  # e.g. RecSim at more than one user: it has no batched env
+            label = f"{record.get('peer')} {record.get('env')} × {record.get('num_users')} users"
             if "median" in record:
-                print(
-                    f"- {record.get('peer')} {record.get('env')} × {record.get('num_users')} users: {record['median']:,.0f} user-steps/s"
-                )
+                print(f"- {label}: {record['median']:,.0f} user-steps/s")
             else:
-                print(f"- {record.get('peer')}: {record.get('error', record)}")
+                print(f"- {label}: {record.get('status')}: {record.get('message')}")
         ours = {
             (r["env"], r["kind"], r["num_users"]): r["median"]
             for r in records
