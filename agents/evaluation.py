@@ -16,7 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from scipy import stats
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from agents.baselines import Policy, make_policy
 from loe_gym import RecommendationVectorEnv

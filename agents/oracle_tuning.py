@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from agents.baselines import (
     ORACLE_FEATURES,
