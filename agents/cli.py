@@ -3,6 +3,8 @@
     loe-gym simulate            # short run of the default env: long-term metrics per reference policy
     loe-gym calibrate --env loe_gym/Engagement-v0 --num-users 2000 --seeds 0 1 2 3 4 --output out.md
     loe-gym tune-oracle         # search the oracle planner's weights (CEM)
+    loe-gym collect-logs --num-users 5000 --output logs/engagement   # Parquet interaction logs
+    loe-gym fit-predictor --logs logs/engagement --output runs/predictor
 
 Every option is documented in ``loe-gym <command> --help``.
 """
@@ -10,11 +12,13 @@ Every option is documented in ``loe-gym <command> --help``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 
@@ -203,7 +207,86 @@ def _cmd_tune_oracle(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_config_arguments(parser: argparse.ArgumentParser, config_class: Any) -> None:
+    """One ``--option`` per field of a `FrozenConfig`, its docstring as the help text."""
+    docs = config_class.field_docs()
+    for field in dataclasses.fields(config_class):
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default
+        help_text = f"{docs.get(field.name, '')} (default: {default})"
+        if isinstance(default, bool):
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
+        elif isinstance(default, tuple):
+            kind = type(default[0]) if default else str
+            parser.add_argument(flag, nargs="+", type=kind, default=default, help=help_text)
+        elif default is None:
+            parser.add_argument(flag, type=_optional(str), default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=help_text)
+
+
+def _optional(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        if text.lower() in ("none", "null"):
+            return None
+        return kind(text) if kind is not str else _number_or_text(text)
+
+    return parse
+
+
+def _number_or_text(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _config_from_args(args: argparse.Namespace, config_class: Any) -> Any:
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_class)}
+    for name, value in values.items():
+        if isinstance(value, list):
+            values[name] = tuple(value)
+    return config_class(**values)
+
+
+def _cmd_collect_logs(args: argparse.Namespace) -> int:
+    from agents.collect import collect_logs
+
+    _check_env_id(args.env)
+    options: dict[str, object] = {}
+    if args.simulator_option:
+        options["simulator_kwargs"] = _parse_options(args.simulator_option)
+    summary = collect_logs(
+        args.env,
+        num_users=args.num_users,
+        path=args.output,
+        policy=args.policy,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        progress=sys.stderr.isatty(),
+        env_options=options,
+    )
+    print(summary)
+    return 0
+
+
+def _cmd_fit_predictor(args: argparse.Namespace) -> int:
+    from loe_gym.predictor.pipeline import FitPredictorConfig, fit_predictor
+
+    config = _config_from_args(args, FitPredictorConfig)
+    result = fit_predictor(args.logs, args.output, config, overwrite=args.overwrite)
+    print((Path(args.output) / "report.md").read_text())
+    print(f"wrote {args.output}/model, metrics.json, report.md ({result['seconds']:.0f} s)")
+    return 0
+
+
+def build_parser(with_predictor_options: bool = True) -> argparse.ArgumentParser:
+    """The ``loe-gym`` parser; ``fit-predictor``'s options need the predictor (torch and
+    transformers), so they are only built when that command runs."""
     parser = argparse.ArgumentParser(
         prog="loe-gym", description="loe_gym: long-term engagement simulation lab."
     )
@@ -240,14 +323,57 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--iterations", type=_positive, default=8, help="CEM iterations")
     tune.add_argument("--population", type=_positive, default=12, help="samples per iteration")
     tune.set_defaults(handler=_cmd_tune_oracle)
+
+    collect = commands.add_parser(
+        "collect-logs", help="simulate users under a logging policy and stream Parquet logs"
+    )
+    collect.add_argument(
+        "--env", default="loe_gym/Engagement-v0", help="env id (default: %(default)s)"
+    )
+    collect.add_argument(
+        "--num-users", type=_positive, default=5000, help="users (default: %(default)s)"
+    )
+    collect.add_argument(
+        "--policy", default="mixed", help="logging policy: mixed or a reference policy"
+    )
+    collect.add_argument(
+        "--seed", type=int, default=0, help="population seed (default: %(default)s)"
+    )
+    collect.add_argument("--output", required=True, help="log directory to write")
+    collect.add_argument("--overwrite", action="store_true", help="replace an existing log")
+    collect.add_argument(
+        "--simulator-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a simulator config option (repeatable), e.g. appeal_weight=3.0 for a shifted population",
+    )
+    collect.set_defaults(handler=_cmd_collect_logs)
+
+    fit = commands.add_parser(
+        "fit-predictor", help="train the multi-task predictor on logs; write model + metrics report"
+    )
+    fit.add_argument(
+        "--logs", required=True, help="interaction log directory (loe-gym collect-logs)"
+    )
+    fit.add_argument(
+        "--output", required=True, help="run directory (model/, metrics.json, report.md)"
+    )
+    fit.add_argument("--overwrite", action="store_true", help="replace a finished run in --output")
+    if with_predictor_options:
+        from loe_gym.predictor.pipeline import FitPredictorConfig
+
+        _add_config_arguments(fit, FitPredictorConfig)
+    fit.set_defaults(handler=_cmd_fit_predictor)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(with_predictor_options=argv[:1] == ["fit-predictor"]).parse_args(argv)
     try:
         return int(args.handler(args))
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError) as error:
         # Bad options surface as clear one-line errors, not tracebacks.
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import itertools
 import math
+import textwrap
 from typing import Any, Self
 
 import numpy as np
@@ -22,6 +26,27 @@ class FrozenConfig:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """Each field's docstring (the string literal under it), for ``--help`` texts."""
+        docs: dict[str, str] = {}
+        for klass in reversed(cls.__mro__):
+            try:
+                tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+            except (OSError, TypeError, SyntaxError):
+                continue
+            body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+            for node, after in itertools.pairwise(body):
+                if (
+                    isinstance(node, ast.AnnAssign)
+                    and isinstance(node.target, ast.Name)
+                    and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)
+                ):
+                    docs[node.target.id] = " ".join(after.value.value.split())
+        return docs
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Self:

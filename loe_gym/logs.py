@@ -45,6 +45,31 @@ policy             dictionary<string> name of the policy that chose the slate
 ``session_end``, ``returned_next_day`` and ``gap_days`` describe the step, so they are
 repeated on every row of the step's slate. A session end with ``gap_days == 0`` is a
 user who churned (never returns).
+
+Privileged columns (`PRIVILEGED_LOG_SCHEMA`, written only with ``privileged=True``):
+
+=======================  =======  ==============================================
+column                   type     meaning
+=======================  =======  ==============================================
+true_click_probability   float32  simulator's click probability of the item shown
+                                  alone, in the state before the step
+true_watch_time          float32  expected minutes watched of the item shown alone
+                                  (unconditional), in the state before the step
+true_return_probability  float32  on rows whose step ended a session (churned or
+                                  not): probability that the next visit is the
+                                  next day, in the state after the step; NaN on
+                                  other rows and where the simulator cannot tell
+=======================  =======  ==============================================
+
+They come from the simulator's hidden state (`loe_gym.simulator.PrivilegedSimulator`),
+which no recommender can observe. **They are for evaluation only** (the Bayes-optimal
+AUC or RMSE a predictor could reach on the log): never use them as model inputs or
+training labels. ``true_return_probability`` is per step, repeated on every row of the
+step's slate.
+
+Version history: schema version 1 had the columns of `LOG_SCHEMA` only; version 2 adds
+the optional privileged columns. `read_log` reads both (a log without privileged
+columns reads as `LOG_SCHEMA`) and refuses logs of a newer version.
 """
 
 from __future__ import annotations
@@ -63,7 +88,7 @@ from typing import Any, Final
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from gymnasium.vector import VectorEnv, VectorWrapper
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
 from loe_gym.catalog import Catalog
 from loe_gym.errors import check_positive_int
@@ -74,16 +99,19 @@ __all__ = [
     "LOG_SCHEMA",
     "LOG_SCHEMA_VERSION",
     "METADATA_FILE",
+    "PRIVILEGED_COLUMNS",
+    "PRIVILEGED_LOG_SCHEMA",
     "LogInteractions",
     "LogSchemaError",
     "ParquetLogWriter",
     "catalog_table",
+    "log_part_files",
     "read_catalog",
     "read_log",
     "read_log_metadata",
 ]
 
-LOG_SCHEMA_VERSION: Final = 1
+LOG_SCHEMA_VERSION: Final = 2
 CATALOG_FILE: Final = "_catalog.parquet"
 METADATA_FILE: Final = "_metadata.json"
 LOG_FORMAT: Final = "loe_gym.interaction_log"
@@ -144,9 +172,42 @@ LOG_SCHEMA: Final[pa.Schema] = pa.schema(
 )
 """The columns of an interaction log, one row per shown item (see the module docstring)."""
 
+PRIVILEGED_COLUMNS: Final = (
+    "true_click_probability",
+    "true_watch_time",
+    "true_return_probability",
+)
+"""The columns a ``privileged=True`` log adds, for evaluation only."""
+
+PRIVILEGED_LOG_SCHEMA: Final[pa.Schema] = pa.schema(
+    [
+        *LOG_SCHEMA,
+        _field(
+            "true_click_probability",
+            pa.float32(),
+            "Evaluation only: the simulator's click probability of the item shown alone, "
+            "in the state before the step.",
+        ),
+        _field(
+            "true_watch_time",
+            pa.float32(),
+            "Evaluation only: expected minutes watched of the item shown alone "
+            "(unconditional), in the state before the step.",
+        ),
+        _field(
+            "true_return_probability",
+            pa.float32(),
+            "Evaluation only: on rows whose step ended a session, the probability that the "
+            "next visit is the next day (state after the step); NaN elsewhere (per step).",
+        ),
+    ],
+    metadata={"loe_gym.schema_version": str(LOG_SCHEMA_VERSION)},
+)
+"""`LOG_SCHEMA` plus the privileged columns (see the module docstring)."""
+
 _NUMPY_TYPES: Final[dict[str, np.dtype[Any]]] = {
     field.name: np.dtype(field.type.to_pandas_dtype())
-    for field in LOG_SCHEMA
+    for field in PRIVILEGED_LOG_SCHEMA
     if not pa.types.is_dictionary(field.type)
 }
 
@@ -171,6 +232,7 @@ _WRITE_STEP_LABELS: Final = {
     "returned_next_day": "responses.returned_next_day",
     "slates": "slates",
     "mask": "mask",
+    **{name: name for name in PRIVILEGED_COLUMNS},
 }
 
 
@@ -388,10 +450,13 @@ class ParquetLogWriter:
             then checked against it.
         overwrite: replace an existing log at ``path``. Without it a non-empty directory
             is refused; with it, a directory holding anything but a log is still refused.
+        privileged: also write the privileged columns (`PRIVILEGED_COLUMNS`, evaluation
+            only); `write_step` then needs their values.
 
     Attributes:
         rows_written: rows accepted so far (flushed or buffered).
         rows_flushed: rows on disk in part files.
+        schema: `LOG_SCHEMA`, or `PRIVILEGED_LOG_SCHEMA` when ``privileged``.
 
     Examples:
         >>> import tempfile
@@ -425,9 +490,12 @@ class ParquetLogWriter:
         policy: str,
         catalog: Catalog | None = None,
         overwrite: bool = False,
+        privileged: bool = False,
     ) -> None:
         # Validate everything before touching the file system: never half-write.
         self.rows_per_group = check_positive_int("rows_per_group", rows_per_group)
+        if not isinstance(privileged, (bool, np.bool_)):
+            raise TypeError(f"privileged must be True or False, got {privileged!r}.")
         if not isinstance(policy, str) or not policy:
             raise ValueError(
                 f"policy must be a non-empty string naming the policy, got {policy!r}."
@@ -439,9 +507,19 @@ class ParquetLogWriter:
         self.path = Path(path)
         self.policy = policy
         self.catalog = catalog
+        self.privileged = bool(privileged)
+        self.schema = PRIVILEGED_LOG_SCHEMA if self.privileged else LOG_SCHEMA
         catalog_rows = catalog_table(catalog) if catalog is not None else None
 
-        self._chunks: dict[str, list[np.ndarray]] = {name: [] for name in _NUMPY_TYPES}
+        self._numpy_types = {
+            name: _NUMPY_TYPES[name] for name in self.schema.names if name in _NUMPY_TYPES
+        }
+        self._chunks: dict[str, list[np.ndarray]] = {name: [] for name in self._numpy_types}
+        self._item_columns = dict(_ITEM_COLUMNS)
+        self._user_columns = dict(_USER_COLUMNS)
+        if self.privileged:
+            self._item_columns.update(true_click_probability="f", true_watch_time="f")
+            self._user_columns["true_return_probability"] = "f"
         self._buffered = 0
         self.rows_written = 0
         self.rows_flushed = 0
@@ -485,6 +563,9 @@ class ParquetLogWriter:
         slates: Any,
         responses: Responses,
         mask: Any = None,
+        true_click_probability: Any = None,
+        true_watch_time: Any = None,
+        true_return_probability: Any = None,
     ) -> int:
         """Log one step of a batch of users; returns the number of rows added.
 
@@ -495,6 +576,12 @@ class ParquetLogWriter:
             responses: the users' `Responses` to ``slates``.
             mask: ``(num_users,) bool`` users that really acted this step (all if None);
                 only their rows are logged and checked.
+            true_click_probability, true_watch_time: ``(num_users, slate_size)`` the
+                simulator's expectations for each item shown alone, before the step;
+                required by a ``privileged`` writer, refused by any other.
+            true_return_probability: ``(num_users,)`` probability of a next-day visit
+                after the step (NaN where unknown); logged on users whose session ended,
+                NaN on the others whatever is passed.
         """
         if not isinstance(responses, Responses):
             raise TypeError(
@@ -522,6 +609,24 @@ class ParquetLogWriter:
             "returned_next_day": session_end & ~churned & (gap_days == 1),
             "gap_days": gap_days,
         }
+        privileged = {
+            "true_click_probability": true_click_probability,
+            "true_watch_time": true_watch_time,
+            "true_return_probability": true_return_probability,
+        }
+        given = [name for name, value in privileged.items() if value is not None]
+        if self.privileged:
+            missing = [name for name in PRIVILEGED_COLUMNS if name not in given]
+            if missing:
+                raise ValueError(
+                    f"This log was opened with privileged=True: write_step needs {missing}."
+                )
+            columns.update(privileged)
+        elif given:
+            raise ValueError(
+                f"write_step got {given}, but the log was opened without privileged columns; "
+                "pass privileged=True to ParquetLogWriter to log them."
+            )
         return self._write(columns, slates=slates, mask=mask, labels=_WRITE_STEP_LABELS)
 
     def flush(self) -> None:
@@ -540,7 +645,8 @@ class ParquetLogWriter:
         self.flush()
         if not self._part_rows:
             # An empty part gives readers the schema of a log without rows.
-            self._write_part({name: np.empty(0, dtype) for name, dtype in _NUMPY_TYPES.items()}, 0)
+            empty = {name: np.empty(0, dtype) for name, dtype in self._numpy_types.items()}
+            self._write_part(empty, 0)
         self._closed = True
         self._write_metadata()
 
@@ -571,7 +677,8 @@ class ParquetLogWriter:
     def __repr__(self) -> str:
         return (
             f"ParquetLogWriter({str(self.path)!r}, policy={self.policy!r}, "
-            f"rows_written={self.rows_written}, parts={self.num_parts}, closed={self._closed})"
+            f"privileged={self.privileged}, rows_written={self.rows_written}, "
+            f"parts={self.num_parts}, closed={self._closed})"
         )
 
     # ------------------------------------------------------------------ internals
@@ -591,10 +698,10 @@ class ParquetLogWriter:
         """Validate one step's arrays and buffer the rows of the acted users.
 
         ``columns`` maps the per-user (``user_id`` … ``gap_days``) and per-item
-        (``clicked``, ``watch_time``, ``completion``) log columns to arrays; ``labels``
-        names each argument in error messages. Shapes and dtypes are checked for every
-        user, values only for acted users, the only ones logged (an autoreset step may
-        carry placeholder values).
+        (``clicked``, ``watch_time``, ``completion``) log columns to arrays, and for a
+        privileged log the privileged columns too; ``labels`` names each argument in
+        error messages. Shapes and dtypes are checked for every user, values only for
+        acted users, the only ones logged (an autoreset step may carry placeholder values).
         """
         self._check_open()
         num_users, slate_size = slates.shape
@@ -612,11 +719,11 @@ class ParquetLogWriter:
                 shape=(num_users, slate_size),
                 expected="(num_users, slate_size)",
             )
-            for name, kind in _ITEM_COLUMNS.items()
+            for name, kind in self._item_columns.items()
         }
         users = {
             name: _user_column(labels[name], columns[name], num_users, kind=kind)
-            for name, kind in _USER_COLUMNS.items()
+            for name, kind in self._user_columns.items()
         }
         if mask is None:
             rows = np.arange(num_users)
@@ -652,6 +759,17 @@ class ParquetLogWriter:
             high=int64_max,
             target=int64,
         )
+        if self.privileged:
+            name = "true_click_probability"
+            _check_range(labels[name], acted_items[name], rows, low=0.0, high=1.0)
+            name = "true_watch_time"
+            _check_range(labels[name], acted_items[name], rows, low=0.0, high=np.inf)
+            # Defined on session ends only; NaN there means the simulator cannot tell.
+            name = "true_return_probability"
+            ended = acted_users["session_end"]
+            known = ended & ~np.isnan(acted_users[name])
+            _check_range(labels[name], acted_users[name][known], rows[known], low=0.0, high=1.0)
+            acted_users[name] = np.where(ended, acted_users[name], np.nan)
 
         chunks = self._chunks
         for name, values in acted_users.items():
@@ -694,9 +812,9 @@ class ParquetLogWriter:
         )
         arrays = [
             policy if field.name == "policy" else pa.array(columns[field.name])
-            for field in LOG_SCHEMA
+            for field in self.schema
         ]
-        table = pa.Table.from_arrays(arrays, schema=LOG_SCHEMA)
+        table = pa.Table.from_arrays(arrays, schema=self.schema)
         name = f"part-{len(self._part_rows):05d}.parquet"
         _replace_atomically(
             self.path / name,
@@ -716,6 +834,7 @@ class ParquetLogWriter:
             "format": LOG_FORMAT,
             "schema_version": LOG_SCHEMA_VERSION,
             "policy": self.policy,
+            "privileged": self.privileged,
             "created": self._created,
             "closed": self._closed,
             "num_rows": self.rows_flushed,
@@ -749,8 +868,18 @@ def read_log_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return json.loads(file.read_text())  # type: ignore[no-any-return]
 
 
-def _check_schema(file: Path, schema: pa.Schema) -> None:
-    for field in LOG_SCHEMA:
+def _check_schema(file: Path, schema: pa.Schema) -> pa.Schema:
+    """Raise naming ``file`` unless ``schema`` is a log's; return the log schema it has
+    (`LOG_SCHEMA`, or `PRIVILEGED_LOG_SCHEMA` when it has the privileged columns)."""
+    present = [name for name in PRIVILEGED_COLUMNS if schema.get_field_index(name) >= 0]
+    if present and len(present) < len(PRIVILEGED_COLUMNS):
+        missing = [name for name in PRIVILEGED_COLUMNS if name not in present]
+        raise LogSchemaError(
+            f"{str(file)!r} has the privileged column(s) {present} but no column "
+            f"{missing[0]!r}; a privileged log has all of {list(PRIVILEGED_COLUMNS)}."
+        )
+    expected = PRIVILEGED_LOG_SCHEMA if present else LOG_SCHEMA
+    for field in expected:
         index = schema.get_field_index(field.name)
         if index < 0:
             raise LogSchemaError(
@@ -767,11 +896,21 @@ def _check_schema(file: Path, schema: pa.Schema) -> None:
             raise LogSchemaError(
                 f"Column {field.name!r} of {str(file)!r} has type {found}, expected {field.type}."
             )
-    extra = [name for name in schema.names if name not in LOG_SCHEMA.names]
+    extra = [name for name in schema.names if name not in expected.names]
     if extra:
         raise LogSchemaError(
             f"{str(file)!r} has columns that are not in the log schema: {extra}. "
-            f"Expected exactly {LOG_SCHEMA.names}."
+            f"Expected exactly {LOG_SCHEMA.names}, optionally followed by "
+            f"{list(PRIVILEGED_COLUMNS)}."
+        )
+    return expected
+
+
+def _first_bad_row(file: Path, name: str, bad: np.ndarray, values: np.ndarray, why: str) -> None:
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise LogSchemaError(
+            f"{str(file)!r} row {row}, column {name!r}: {values[row].item()!r} {why}."
         )
 
 
@@ -792,57 +931,94 @@ def _check_rows(file: Path, table: pa.Table) -> None:
         "watch_time": (0.0, np.inf),
         "completion": (0.0, 1.0),
     }
+    if "true_click_probability" in table.column_names:
+        checks["true_click_probability"] = (0.0, 1.0)
+        checks["true_watch_time"] = (0.0, np.inf)
     for name, (low, high) in checks.items():
         values = table.column(name).to_numpy()
         bad = ~((values >= low) & (values <= high))
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise LogSchemaError(
-                f"{str(file)!r} row {row}, column {name!r}: {values[row].item()!r} is outside "
-                f"[{_bound(low)}, {_bound(high)}]."
-            )
+        _first_bad_row(file, name, bad, values, f"is outside [{_bound(low)}, {_bound(high)}]")
+    if "true_return_probability" in table.column_names:
+        name = "true_return_probability"
+        values = table.column(name).to_numpy()
+        ended = table.column("session_end").to_numpy(zero_copy_only=False)
+        missing = np.isnan(values)
+        _first_bad_row(
+            file, name, ~ended & ~missing, values, "is given on a row that did not end a session"
+        )
+        with np.errstate(invalid="ignore"):
+            bad = ~missing & ~((values >= 0.0) & (values <= 1.0))
+        _first_bad_row(file, name, bad, values, "is outside [0, 1]")
 
 
-def read_log(path: str | os.PathLike[str]) -> pa.Table:
-    """Read an interaction log directory (or one part file) as a table with `LOG_SCHEMA`.
+def log_part_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The part files of the log at ``path`` in order (``[path]`` for a single part file).
 
-    Every part's schema and values are checked: a missing column, a wrong type, a
-    missing value or an out-of-range value raises `LogSchemaError` naming the file
-    (and row and column). Parts listed in ``_metadata.json`` but absent are an error too.
+    Raises `FileNotFoundError` when there is no log, and `LogSchemaError` when parts
+    listed in ``_metadata.json`` are missing or the log has a newer schema version.
     """
     path = Path(path)
     if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = _part_files(path)
-        metadata = read_log_metadata(path)
-        if metadata is not None:
-            missing = sorted(set(metadata.get("parts", {})) - {file.name for file in files})
-            if missing:
-                raise LogSchemaError(
-                    f"The log {str(path)!r} lists part files that are missing: {missing}."
-                )
-        elif not files:
-            raise FileNotFoundError(
-                f"{str(path)!r} holds no interaction log (no part-*.parquet files and no "
-                f"{METADATA_FILE})."
-            )
-    else:
+        return [path]
+    if not path.is_dir():
         raise FileNotFoundError(f"No interaction log at {str(path)!r}.")
+    files = _part_files(path)
+    metadata = read_log_metadata(path)
+    if metadata is not None:
+        version = metadata.get("schema_version", 1)
+        if isinstance(version, int) and version > LOG_SCHEMA_VERSION:
+            raise LogSchemaError(
+                f"The log {str(path)!r} has schema version {version}, newer than this "
+                f"loe_gym's {LOG_SCHEMA_VERSION}; upgrade loe_gym to read it."
+            )
+        missing = sorted(set(metadata.get("parts", {})) - {file.name for file in files})
+        if missing:
+            raise LogSchemaError(
+                f"The log {str(path)!r} lists part files that are missing: {missing}."
+            )
+    elif not files:
+        raise FileNotFoundError(
+            f"{str(path)!r} holds no interaction log (no part-*.parquet files and no "
+            f"{METADATA_FILE})."
+        )
+    return files
+
+
+def read_log(path: str | os.PathLike[str]) -> pa.Table:
+    """Read an interaction log directory (or one part file) as a table with `LOG_SCHEMA`,
+    or `PRIVILEGED_LOG_SCHEMA` for a log written with ``privileged=True``.
+
+    Every part's schema and values are checked: a missing column, a wrong type, a
+    missing value or an out-of-range value raises `LogSchemaError` naming the file
+    (and row and column). Parts listed in ``_metadata.json`` but absent are an error too,
+    and so are parts that disagree on having the privileged columns. Logs of schema
+    version 1 (before the privileged columns) read unchanged.
+    """
+    files = log_part_files(path)
     policy_field = LOG_SCHEMA.field("policy")
     tables = []
+    schema: pa.Schema | None = None
     for file in files:
-        _check_schema(file, pq.read_schema(file))
-        table = pq.read_table(file, columns=LOG_SCHEMA.names)
+        part_schema = _check_schema(file, pq.read_schema(file))
+        if schema is not None and part_schema is not schema:
+            raise LogSchemaError(
+                f"{str(file)!r} {'has' if part_schema is PRIVILEGED_LOG_SCHEMA else 'lacks'} "
+                f"the privileged columns but {str(files[0])!r} "
+                f"{'lacks' if part_schema is PRIVILEGED_LOG_SCHEMA else 'has'} them; the parts "
+                "of one log must share a schema."
+            )
+        schema = part_schema
+        table = pq.read_table(file, columns=schema.names)
         _check_rows(file, table)
         policy = table.column("policy")
         if policy.type != policy_field.type:
             # A plain or large string column (e.g. from another writer): encode it.
             encoded = policy.cast(pa.string()).dictionary_encode()
             table = table.set_column(table.schema.get_field_index("policy"), "policy", encoded)
-        tables.append(table.cast(LOG_SCHEMA))
+        tables.append(table.cast(schema))
     if not tables:
-        return LOG_SCHEMA.empty_table()
+        metadata = read_log_metadata(path) or {}
+        return (PRIVILEGED_LOG_SCHEMA if metadata.get("privileged") else LOG_SCHEMA).empty_table()
     # Parts may carry different policy dictionaries; unify them into one.
     return pa.concat_tables(tables).unify_dictionaries().combine_chunks()
 
@@ -873,7 +1049,12 @@ _INFO_KEYS: Final = {
     "slates": "slate",
     "mask": "acted",
 }
-_INFO_LABELS: Final = {name: f"info[{key!r}]" for name, key in _INFO_KEYS.items()}
+_INFO_LABELS: Final = {
+    **{name: f"info[{key!r}]" for name, key in _INFO_KEYS.items()},
+    "true_click_probability": "simulator.expected_responses()['click_probability']",
+    "true_watch_time": "simulator.expected_responses()['watch_time']",
+    "true_return_probability": "simulator.return_probability()",
+}
 
 
 def _find_catalog(env: VectorEnv) -> Catalog | None:
@@ -884,14 +1065,46 @@ def _find_catalog(env: VectorEnv) -> Catalog | None:
     return catalog if isinstance(catalog, Catalog) else None
 
 
+def _privileged_core(env: VectorEnv) -> Any:
+    """The unwrapped loe_gym core of ``env``, checked to support privileged logging."""
+    core = env.unwrapped
+    simulator = getattr(core, "simulator", None)
+    # Looked up on the class too: the core's state property is unset before reset.
+    if not (hasattr(type(core), "state") or hasattr(core, "state")) or simulator is None:
+        raise TypeError(
+            "privileged=True needs a loe_gym vector environment exposing .state and "
+            f".simulator (gym.make_vec('loe_gym/...', ...)); got {type(core).__name__}."
+        )
+    if not callable(getattr(simulator, "expected_responses", None)):
+        raise TypeError(
+            f"privileged=True needs a simulator with expected_responses(); "
+            f"{type(simulator).__name__} has none (see loe_gym.PrivilegedSimulator)."
+        )
+    mode = env.metadata.get("autoreset_mode", getattr(core, "autoreset_mode", None))
+    if mode == AutoresetMode.SAME_STEP:
+        # The return probability needs each user's state after the step; same-step
+        # autoreset replaces the finished users' state before the wrapper can read it.
+        raise ValueError(
+            "privileged=True needs autoreset_mode 'next_step' (the default) or 'disabled': "
+            "with 'same_step' the state of users who finish is replaced within the step."
+        )
+    return core
+
+
 class LogInteractions(VectorWrapper):
     """Logs every real step of a loe_gym vector environment to a Parquet log.
 
     Reads the per-step arrays of the environment's ``info`` (``acted``, ``user_id``,
     ``episode``, ``day``, ``session``, ``step_in_session``, ``slate``, ``clicked``,
     ``watch_time``, ``completion``, ``session_end``, ``gap_days``,
-    ``returned_next_day``); users with ``acted`` False (an autoreset step) are skipped.
+    ``returned_next_day``); users with ``acted`` False (an autoreset step) are skipped,
+    and so are slots outside `log_mask` when it is set.
     Buffered rows are flushed on `reset`; `close` closes the log and the environment.
+
+    With ``privileged=True`` it also logs the privileged columns (evaluation only) from
+    the unwrapped core's ``simulator`` and ``state``: ``expected_responses(state, slate)``
+    of the state before the step, and ``simulator.return_probability(state)`` of the
+    state after it where the simulator has that method (else NaN).
 
     Args:
         env: a loe_gym vector environment (``gym.make_vec("loe_gym/Engagement-v0", ...)``).
@@ -900,6 +1113,8 @@ class LogInteractions(VectorWrapper):
         rows_per_group: rows per part file.
         overwrite: replace an existing log at ``path``.
         catalog: catalog to store with the log; by default the environment's.
+        privileged: log the privileged columns (needs a `PrivilegedSimulator` and
+            ``next_step`` or ``disabled`` autoreset).
 
     Attributes:
         writer: the `ParquetLogWriter`.
@@ -914,15 +1129,36 @@ class LogInteractions(VectorWrapper):
         rows_per_group: int = 65_536,
         overwrite: bool = False,
         catalog: Catalog | None = None,
+        privileged: bool = False,
     ) -> None:
         super().__init__(env)
+        # Checked before the writer exists, so a refused wrapper creates no log.
+        # The unwrapped core when logging privileged columns, else None.
+        self._core: Any = _privileged_core(env) if privileged else None
+        self._log_mask: np.ndarray | None = None
         self.writer = ParquetLogWriter(
             path,
             rows_per_group=rows_per_group,
             policy=policy,
             catalog=catalog if catalog is not None else _find_catalog(env),
             overwrite=overwrite,
+            privileged=privileged,
         )
+
+    @property
+    def log_mask(self) -> np.ndarray | None:
+        """``(num_envs,) bool`` slots whose steps are logged (with ``acted``), or None
+        for every slot. Set it to stop logging slots, e.g. once a population's user has
+        finished and the slot holds a new user."""
+        return self._log_mask
+
+    @log_mask.setter
+    def log_mask(self, mask: Any) -> None:
+        if mask is not None:
+            mask = _as_array(
+                "log_mask", mask, kind="b", shape=(self.num_envs,), expected="(num_envs,)"
+            ).copy()
+        self._log_mask = mask
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -932,8 +1168,13 @@ class LogInteractions(VectorWrapper):
         return self.env.reset(seed=seed, options=options)
 
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        # Simulator states are never mutated (rule 7 of the simulator contract), so this
+        # reference still holds the pre-step state after the step. The expectations are
+        # taken on the slate the env reports, which is the slate shown even when the env
+        # replaced repeated candidates.
+        state_before = self._core.state if self._core is not None else None
         observations, rewards, terminations, truncations, info = self.env.step(actions)
-        self._log(info)
+        self._log(info, state_before)
         return observations, rewards, terminations, truncations, info
 
     def close(self, **kwargs: Any) -> None:
@@ -942,7 +1183,7 @@ class LogInteractions(VectorWrapper):
         finally:
             super().close(**kwargs)
 
-    def _log(self, info: Mapping[str, Any]) -> None:
+    def _log(self, info: Mapping[str, Any], state_before: Any = None) -> None:
         missing = [key for key in _INFO_KEYS.values() if key not in info]
         if missing:
             raise KeyError(
@@ -958,4 +1199,34 @@ class LogInteractions(VectorWrapper):
             expected="(num_envs, slate_size)",
         )
         columns = {name: info[key] for name, key in _INFO_KEYS.items()}
-        self.writer._write(columns, slates=slates, mask=info["acted"], labels=_INFO_LABELS)
+        mask = np.asarray(info["acted"])
+        if self._log_mask is not None:
+            mask = mask & self._log_mask
+        if self._core is not None:
+            if not np.count_nonzero(mask):
+                return
+            columns.update(self._privileged_columns(slates, state_before))
+        self.writer._write(columns, slates=slates, mask=mask, labels=_INFO_LABELS)
+
+    def _privileged_columns(self, slates: np.ndarray, state_before: Any) -> dict[str, Any]:
+        """The privileged columns of a step: expectations of ``slates`` in the pre-step
+        state, and the next-day return probability in the post-step state."""
+        core = self._core
+        simulator = core.simulator
+        expected = simulator.expected_responses(state_before, slates)
+        lacking = [key for key in ("click_probability", "watch_time") if key not in expected]
+        if lacking:
+            raise KeyError(
+                f"{type(simulator).__name__}.expected_responses() returns no {lacking}; "
+                "privileged logging needs 'click_probability' and 'watch_time'."
+            )
+        return_probability = getattr(simulator, "return_probability", None)
+        if callable(return_probability):
+            after = np.asarray(return_probability(core.state), dtype=np.float64)
+        else:
+            after = np.full(self.num_envs, np.nan)
+        return {
+            "true_click_probability": expected["click_probability"],
+            "true_watch_time": expected["watch_time"],
+            "true_return_probability": after,
+        }

@@ -106,6 +106,10 @@ class PrivilegedSimulator(UserSimulator[StateT], Protocol[StateT]):
 
     These quantities never enter the agent's observation; oracle baselines and
     diagnostics (e.g. the Bayes-optimal AUC of a predictor) use them.
+
+    Optionally, ``return_probability(state) -> (num_users,) float``: the probability
+    that a user whose session ends in ``state`` visits again the next day (privileged
+    logs use it for ``true_return_probability``; without it that column is NaN).
     """
 
     def expected_responses(self, state: StateT, items: IntArray) -> dict[str, FloatArray]:

@@ -161,11 +161,7 @@ def make_engagement_catalog(config: EngagementConfig) -> Catalog:
         [np.eye(k)[topics], np.stack([length, ctr_estimate, completion_estimate], axis=1)],
         axis=1,
     )
-    names = tuple(f"topic_{i}" for i in range(k)) + (
-        "length",
-        "ctr_estimate",
-        "completion_estimate",
-    )
+    names = (*(f"topic_{i}" for i in range(k)), "length", "ctr_estimate", "completion_estimate")
     return Catalog(
         features=features,
         feature_names=names,
@@ -369,6 +365,12 @@ class EngagementUsers:
             "quality": self._quality[items],
             "appeal": self._appeal[items],
         }
+
+    def return_probability(self, state: EngagementState) -> FloatArray:
+        """``(num_users,)`` probability that a session ending in ``state`` is followed by a
+        visit the next day: σ(return_bias + return_satisfaction_weight·s) (privileged)."""
+        c = self.config
+        return expit(c.return_bias + c.return_satisfaction_weight * state.satisfaction)
 
     # --- helpers ------------------------------------------------------------------
 

@@ -29,10 +29,14 @@ from loe_gym.catalog import Catalog
 from loe_gym.logs import (
     CATALOG_FILE,
     LOG_SCHEMA,
+    LOG_SCHEMA_VERSION,
     METADATA_FILE,
+    PRIVILEGED_COLUMNS,
+    PRIVILEGED_LOG_SCHEMA,
     LogInteractions,
     LogSchemaError,
     ParquetLogWriter,
+    log_part_files,
     read_catalog,
     read_log,
     read_log_metadata,
@@ -147,10 +151,19 @@ def test_schema_matches_design_and_is_documented() -> None:
     }
     assert {f.name: f.type for f in LOG_SCHEMA} == expected
     assert list(LOG_SCHEMA.names) == list(expected)
+    # The privileged schema only appends float32 columns, so base readers are unaffected.
+    assert PRIVILEGED_LOG_SCHEMA.names == [*LOG_SCHEMA.names, *PRIVILEGED_COLUMNS]
+    assert all(PRIVILEGED_LOG_SCHEMA.field(n).type == pa.float32() for n in PRIVILEGED_COLUMNS)
     module_doc = loe_gym.logs.__doc__ or ""
-    for field in LOG_SCHEMA:
+    assert "evaluation only" in module_doc.lower()
+    for field in PRIVILEGED_LOG_SCHEMA:
         assert field.metadata and field.metadata[b"description"], field.name
         assert f"\n{field.name} " in module_doc, f"{field.name} missing from the docstring table"
+    for name in PRIVILEGED_COLUMNS:
+        description = PRIVILEGED_LOG_SCHEMA.field(name).metadata[b"description"].decode()
+        assert description.startswith("Evaluation only"), name
+    for schema in (LOG_SCHEMA, PRIVILEGED_LOG_SCHEMA):
+        assert schema.metadata == {b"loe_gym.schema_version": str(LOG_SCHEMA_VERSION).encode()}
 
 
 # -------------------------------------------------------------------- round trip
@@ -192,7 +205,8 @@ def test_round_trip_values_dtypes_catalog_and_metadata(tmp_path: Path) -> None:
     assert metadata is not None
     assert metadata["closed"] is True
     assert metadata["policy"] == "myopic"
-    assert metadata["schema_version"] == 1
+    assert metadata["schema_version"] == LOG_SCHEMA_VERSION == 2
+    assert metadata["privileged"] is False
     assert metadata["num_rows"] == 30
     assert sum(metadata["parts"].values()) == 30
     assert metadata["catalog"] == {"file": CATALOG_FILE, "num_items": 20}
@@ -771,3 +785,306 @@ def test_wrapper_on_registered_engagement_env(tmp_path: Path) -> None:
     # Within one user life, time never goes backwards.
     ordered = frame.groupby("user_id")["day"].apply(lambda d: d.is_monotonic_increasing)
     assert ordered.all()
+
+
+# ------------------------------------------------------------ privileged columns
+
+
+def privileged_values(rng: np.random.Generator, num_users: int, slate_size: int) -> dict[str, Any]:
+    """Keyword arguments of the privileged columns of `write_step`, random but valid."""
+    return {
+        "true_click_probability": rng.random((num_users, slate_size)),
+        "true_watch_time": rng.random((num_users, slate_size)) * 4.0,
+        "true_return_probability": rng.random(num_users),
+    }
+
+
+def test_privileged_round_trip_and_nan_off_session_ends(tmp_path: Path) -> None:
+    rng = np.random.default_rng(20)
+    steps = [make_step(rng, num_users=4, slate_size=2) for _ in range(3)]
+    extras = [privileged_values(rng, 4, 2) for _ in steps]
+    with ParquetLogWriter(tmp_path, rows_per_group=5, policy="p", privileged=True) as writer:
+        for step, extra in zip(steps, extras, strict=True):
+            assert writer.write_step(**step, **extra) == 8
+    table = read_log(tmp_path)
+    assert table.schema.equals(PRIVILEGED_LOG_SCHEMA)
+    frame = table.to_pandas()
+    base = pd.concat([expected_rows(s) for s in steps], ignore_index=True)
+    for name in base.columns:
+        np.testing.assert_array_equal(frame[name], base[name].astype(frame[name].dtype), name)
+    # Reference, built per row: item columns per position, the return probability per
+    # user and only where the step ended a session.
+    click, watch, back = [], [], []
+    for step, extra in zip(steps, extras, strict=True):
+        for user in range(4):
+            for position in range(2):
+                click.append(extra["true_click_probability"][user, position])
+                watch.append(extra["true_watch_time"][user, position])
+                ended = step["responses"].session_end[user]
+                back.append(extra["true_return_probability"][user] if ended else np.nan)
+    np.testing.assert_array_equal(frame["true_click_probability"], np.array(click, np.float32))
+    np.testing.assert_array_equal(frame["true_watch_time"], np.array(watch, np.float32))
+    np.testing.assert_array_equal(frame["true_return_probability"], np.array(back, np.float32))
+    assert frame["true_return_probability"].isna().any()
+    assert frame["true_return_probability"].notna().any()
+    metadata = read_log_metadata(tmp_path)
+    assert metadata is not None and metadata["privileged"] is True
+
+
+def test_empty_privileged_log_keeps_its_schema(tmp_path: Path) -> None:
+    ParquetLogWriter(tmp_path, policy="p", privileged=True).close()
+    assert read_log(tmp_path).schema.equals(PRIVILEGED_LOG_SCHEMA)
+
+
+def test_privileged_values_must_match_the_writer(tmp_path: Path) -> None:
+    rng = np.random.default_rng(21)
+    step, extra = make_step(rng, 2, 1), privileged_values(rng, 2, 1)
+    with (
+        ParquetLogWriter(tmp_path / "plain", policy="p") as writer,
+        pytest.raises(ValueError, match="privileged=True to ParquetLogWriter"),
+    ):
+        writer.write_step(**step, **extra)
+    with ParquetLogWriter(tmp_path / "privileged", policy="p", privileged=True) as writer:
+        with pytest.raises(ValueError, match=r"needs \['true_watch_time'\]"):
+            writer.write_step(
+                **step,
+                true_click_probability=extra["true_click_probability"],
+                true_return_probability=extra["true_return_probability"],
+            )
+        assert writer.rows_written == 0
+    with pytest.raises(TypeError, match="privileged must be True or False"):
+        ParquetLogWriter(tmp_path / "bad", policy="p", privileged="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("true_click_probability", 1.5, r"true_click_probability must lie in \[0, 1\]; user 1"),
+        ("true_watch_time", -1.0, r"true_watch_time must lie in \[0, inf\]; user 1"),
+        ("true_return_probability", 2.0, r"true_return_probability must lie in \[0, 1\]; user 1"),
+    ],
+)
+def test_privileged_values_out_of_range_are_named(
+    tmp_path: Path, name: str, value: float, message: str
+) -> None:
+    rng = np.random.default_rng(22)
+    step, extra = make_step(rng, 3, 2), privileged_values(rng, 3, 2)
+    step = replace_response(step, session_end=np.ones(3, bool), churned=np.zeros(3, bool))
+    extra[name] = extra[name].copy()
+    extra[name][1] = value
+    with (
+        ParquetLogWriter(tmp_path, policy="p", privileged=True) as writer,
+        pytest.raises(ValueError, match=message),
+    ):
+        writer.write_step(**step, **extra)
+
+
+def test_return_probability_is_only_checked_on_session_ends(tmp_path: Path) -> None:
+    rng = np.random.default_rng(23)
+    step, extra = make_step(rng, 3, 1), privileged_values(rng, 3, 1)
+    step = replace_response(step, session_end=np.array([True, False, True]))
+    # Placeholders where no session ended, and NaN ("cannot tell") on a session end.
+    extra["true_return_probability"] = np.array([np.nan, 7.0, 0.25])
+    with ParquetLogWriter(tmp_path, policy="p", privileged=True) as writer:
+        writer.write_step(**step, **extra)
+    values = read_log(tmp_path).column("true_return_probability").to_numpy()
+    np.testing.assert_array_equal(values, np.array([np.nan, np.nan, 0.25], np.float32))
+
+
+def privileged_table(num_rows: int = 3) -> pa.Table:
+    table = valid_table(num_rows)
+    for name in PRIVILEGED_COLUMNS:
+        table = table.append_column(name, pa.array(np.zeros(num_rows, np.float32)))
+    # No row of valid_table ends a session: the return probability must be NaN.
+    index = table.schema.get_field_index("true_return_probability")
+    return table.set_column(
+        index, "true_return_probability", pa.array(np.full(num_rows, np.nan, np.float32))
+    )
+
+
+def test_version_1_logs_still_read(tmp_path: Path) -> None:
+    # A log as schema version 1 wrote it: base columns and a version-1 metadata file.
+    file = write_part(tmp_path, valid_table().replace_schema_metadata({"version": "1"}))
+    (tmp_path / METADATA_FILE).write_text(
+        json.dumps({"schema_version": 1, "parts": {file.name: 3}, "closed": True})
+    )
+    table = read_log(tmp_path)
+    assert table.schema.equals(LOG_SCHEMA)
+    assert table.num_rows == 3
+
+
+def test_log_of_a_newer_version_is_refused(tmp_path: Path) -> None:
+    write_part(tmp_path, valid_table())
+    (tmp_path / METADATA_FILE).write_text(json.dumps({"schema_version": 99, "parts": {}}))
+    with pytest.raises(LogSchemaError, match="schema version 99, newer"):
+        read_log(tmp_path)
+
+
+def test_read_log_of_privileged_parts_from_another_writer(tmp_path: Path) -> None:
+    write_part(tmp_path, privileged_table())
+    assert read_log(tmp_path).schema.equals(PRIVILEGED_LOG_SCHEMA)
+
+
+def test_read_log_names_incomplete_privileged_columns(tmp_path: Path) -> None:
+    write_part(tmp_path, privileged_table().drop_columns(["true_watch_time"]))
+    with pytest.raises(LogSchemaError, match="no column 'true_watch_time'"):
+        read_log(tmp_path)
+
+
+def test_read_log_refuses_parts_that_disagree_on_privileged_columns(tmp_path: Path) -> None:
+    write_part(tmp_path, valid_table(), "part-00000.parquet")
+    second = write_part(tmp_path, privileged_table(), "part-00001.parquet")
+    with pytest.raises(LogSchemaError, match="share a schema") as error:
+        read_log(tmp_path)
+    assert str(second) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "message"),
+    [
+        ("true_click_probability", [0.0, 1.5, 0.0], r"row 1, column 'true_click_probability'"),
+        ("true_watch_time", [0.0, 0.0, np.nan], r"row 2, column 'true_watch_time'"),
+        ("true_return_probability", [np.nan, 0.5, np.nan], "did not end a session"),
+    ],
+)
+def test_read_log_names_bad_privileged_values(
+    tmp_path: Path, name: str, values: list[float], message: str
+) -> None:
+    table = privileged_table()
+    index = table.schema.get_field_index(name)
+    table = table.set_column(index, name, pa.array(np.array(values, np.float32)))
+    write_part(tmp_path, table)
+    with pytest.raises(LogSchemaError, match=message):
+        read_log(tmp_path)
+
+
+def test_read_log_checks_return_probability_range_on_session_ends(tmp_path: Path) -> None:
+    table = privileged_table()
+    table = table.set_column(
+        table.schema.get_field_index("session_end"), "session_end", pa.array([True] * 3)
+    )
+    index = table.schema.get_field_index("true_return_probability")
+    table = table.set_column(
+        index, "true_return_probability", pa.array(np.array([0.5, np.nan, 1.5], np.float32))
+    )
+    write_part(tmp_path, table)
+    with pytest.raises(LogSchemaError, match=r"row 2, column 'true_return_probability'"):
+        read_log(tmp_path)
+
+
+def test_log_part_files_lists_parts_in_order(tmp_path: Path) -> None:
+    with ParquetLogWriter(tmp_path, rows_per_group=2, policy="p") as writer:
+        writer.write_step(**make_step(np.random.default_rng(24), 11, 1))
+    files = log_part_files(tmp_path)
+    assert [f.name for f in files] == [f"part-{i:05d}.parquet" for i in range(6)]
+    assert log_part_files(files[0]) == [files[0]]
+
+
+def test_wrapper_log_mask_skips_slots(tmp_path: Path) -> None:
+    env = FakeVectorEnv(num_envs=3, slate_size=1)
+    wrapped = LogInteractions(env, tmp_path, policy="fake")
+    wrapped.reset(seed=0)
+    with pytest.raises(ValueError, match=r"log_mask must have shape \(num_envs,\)=\(3\)"):
+        wrapped.log_mask = np.ones(2, bool)
+    wrapped.log_mask = np.array([True, False, True])
+    wrapped.step(np.zeros(3, dtype=np.int64))
+    wrapped.log_mask = None
+    wrapped.step(np.zeros(3, dtype=np.int64))
+    wrapped.close()
+    users = read_log(tmp_path).column("user_id").to_pylist()
+    assert users == [0, 2, 0, 1, 2]
+
+
+def test_privileged_wrapper_needs_a_privileged_core(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"exposing \.state and \.simulator"):
+        LogInteractions(FakeVectorEnv(), tmp_path / "log", policy="fake", privileged=True)
+    envs = gym.make_vec(
+        "loe_gym/Engagement-v0",
+        num_envs=2,
+        vectorization_mode="vector_entry_point",
+        autoreset_mode="same_step",
+        simulator_kwargs={"num_items": 50},
+    )
+    with pytest.raises(ValueError, match="autoreset_mode 'next_step'"):
+        LogInteractions(envs, tmp_path / "log", policy="random", privileged=True)
+    assert not (tmp_path / "log").exists()  # a refused wrapper creates no log
+
+
+def engagement_vector(env_id: str = "loe_gym/Engagement-v0", **options: Any) -> Any:
+    return gym.make_vec(
+        env_id,
+        num_envs=6,
+        vectorization_mode="vector_entry_point",
+        simulator_kwargs={"num_items": 50},
+        horizon_days=3,
+        **options,
+    )
+
+
+@pytest.mark.parametrize("env_id", ["loe_gym/Engagement-v0", "loe_gym/EngagementSlate-v0"])
+def test_privileged_wrapper_logs_the_simulators_expectations(tmp_path: Path, env_id: str) -> None:
+    """The logged columns equal expectations recomputed on a twin environment."""
+    wrapped = LogInteractions(engagement_vector(env_id), tmp_path, policy="random", privileged=True)
+    twin = engagement_vector(env_id).unwrapped
+    wrapped.reset(seed=3)
+    twin.reset(seed=3)
+    rng = np.random.default_rng(0)
+    num_candidates, slate_size = twin.config.num_candidates, twin.config.slate_size
+    expected_click, expected_watch, expected_return = [], [], []
+    for _ in range(60):
+        keys = rng.random((6, num_candidates))
+        actions = np.argsort(keys, axis=1)[:, :slate_size]
+        actions = actions[:, 0] if slate_size == 1 else actions
+        state = twin.state
+        slates = twin.candidates[np.arange(6)[:, None], actions.reshape(6, -1)]
+        expected = twin.simulator.expected_responses(state, slates)
+        *_, info = twin.step(actions)
+        wrapped.step(actions)
+        back = twin.simulator.return_probability(twin.state)
+        for user in np.flatnonzero(info["acted"]):
+            expected_click.extend(expected["click_probability"][user])
+            expected_watch.extend(expected["watch_time"][user])
+            ended = info["session_end"][user]
+            expected_return.extend([back[user] if ended else np.nan] * slate_size)
+    wrapped.close()
+    frame = read_log(tmp_path).to_pandas()
+    assert len(frame) == len(expected_click) > 0
+    np.testing.assert_array_equal(
+        frame["true_click_probability"], np.array(expected_click, np.float32)
+    )
+    np.testing.assert_array_equal(frame["true_watch_time"], np.array(expected_watch, np.float32))
+    np.testing.assert_array_equal(
+        frame["true_return_probability"], np.array(expected_return, np.float32)
+    )
+    assert frame["session_end"].any()
+
+
+def test_privileged_columns_are_calibrated(tmp_path: Path) -> None:
+    """Outcomes match their true probabilities on average (a statistical check).
+
+    With n rows the standard error of a mean of Bernoulli outcomes is at most
+    0.5 / sqrt(n); the tolerance is five of them.
+    """
+    envs = gym.make_vec(
+        "loe_gym/Engagement-v0",
+        num_envs=200,
+        vectorization_mode="vector_entry_point",
+        simulator_kwargs={"num_items": 200},
+        horizon_days=6,
+    )
+    wrapped = LogInteractions(envs, tmp_path, policy="random", privileged=True)
+    wrapped.reset(seed=5)
+    wrapped.action_space.seed(5)
+    for _ in range(300):
+        wrapped.step(wrapped.action_space.sample())
+    wrapped.close()
+    frame = read_log(tmp_path).to_pandas()
+    clicks = frame["clicked"].to_numpy(float)
+    assert abs(clicks.mean() - frame["true_click_probability"].mean()) < 2.5 / np.sqrt(len(frame))
+    watch_error = frame["watch_time"].mean() - frame["true_watch_time"].mean()
+    assert abs(watch_error) < 5 * frame["watch_time"].std() / np.sqrt(len(frame))
+    ends = frame[frame["session_end"]]
+    assert len(ends) > 500
+    returned = ends["returned_next_day"].to_numpy(float)
+    assert abs(returned.mean() - ends["true_return_probability"].mean()) < 2.5 / np.sqrt(len(ends))
+    assert ends["true_return_probability"].notna().all()

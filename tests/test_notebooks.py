@@ -9,7 +9,7 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-SMALL = {"LOE_NOTEBOOK_USERS": "60"}
+SMALL = {"LOE_NOTEBOOK_USERS": "60", "LOE_NOTEBOOK_STEPS": "5"}
 
 
 @pytest.mark.slow

@@ -1,0 +1,241 @@
+"""Collect interaction logs: one population of users, each through a whole life, to Parquet.
+
+The logs feed the learned user models of ``loe_gym.predictor``. A log holds exactly the
+users of one population (the ``num_users`` users the environment samples first); slots
+whose user has finished are no longer logged, although the environment goes on
+simulating new users there until the last user of the population finishes. This is the
+loop of `agents.evaluation.run_population`, so a log and an evaluation under one seed
+describe the same users.
+
+Example:
+    >>> import tempfile
+    >>> summary = collect_logs(
+    ...     num_users=4, path=tempfile.mkdtemp(), horizon_days=2, progress=False,
+    ...     env_options={"simulator_kwargs": {"num_items": 50}},
+    ... )
+    >>> summary.users, summary.rows > 0
+    (4, True)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from agents.baselines import REFERENCE_POLICIES, Policy, make_policy
+from loe_gym import RecommendationVectorEnv
+from loe_gym.errors import check_positive_int, did_you_mean
+from loe_gym.logs import LogInteractions
+
+__all__ = ["MIXED_POLICY", "LogSummary", "MixedPolicy", "collect_logs"]
+
+MIXED_POLICY: Final[dict[str, float]] = {"random": 0.4, "myopic": 0.3, "oracle_planner": 0.3}
+"""The components of the ``"mixed"`` logging policy and the probability of each."""
+
+
+class MixedPolicy:
+    """Per user and per step, the action of one component policy drawn at random.
+
+    Each step, every user independently gets the action of ``random`` (probability
+    0.4), ``myopic`` (0.3) or ``oracle_planner`` (0.3), drawn from a generator seeded by
+    ``seed`` (see `MIXED_POLICY`).
+
+    Why a mixture: a predictor learns from the log how users respond to what they are
+    shown, so the log must show it a variety of items and of user trajectories. The
+    random component covers the whole catalog (the support any later policy might use)
+    and gives unbiased click-rate contrasts. The myopic component (most expected
+    minutes now) shows clickbait-heavy slates that win the next click and erode
+    satisfaction, and the oracle planner shows satisfaction-building items: together
+    they put in the log both the short-term gains and the long-term costs (fewer
+    next-day returns, churn) that the continuation and return heads must learn. Mixing
+    per step rather than per user puts both regimes within every user's sequence, so a
+    model cannot tell the regime from the user id. The myopic and planner components
+    read the simulator's true state (privileged): fine for a logging policy, whose
+    choices are recorded, never for a model's inputs.
+
+    Args:
+        probabilities: component name (a reference policy) → probability; sums to 1.
+        seed: seeds the choice of component and the random component.
+    """
+
+    name = "mixed"
+    privileged = True
+
+    def __init__(self, probabilities: Mapping[str, float] = MIXED_POLICY, seed: int = 0) -> None:
+        names = list(probabilities)
+        weights = np.asarray([float(probabilities[n]) for n in names])
+        if not names or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
+            raise ValueError(
+                f"The mixture probabilities must be non-negative and sum to 1, got "
+                f"{dict(probabilities)}."
+            )
+        choice_seed, random_seed = np.random.SeedSequence(seed).spawn(2)
+        self.names = tuple(names)
+        self.probabilities = weights
+        self.components: tuple[Policy, ...] = tuple(
+            _make_policy(name, seed=int(random_seed.generate_state(1)[0])) for name in names
+        )
+        self.rng = np.random.default_rng(choice_seed)
+
+    def act(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        choice = self.rng.choice(len(self.components), size=env.num_envs, p=self.probabilities)
+        actions = None
+        for index, component in enumerate(self.components):
+            chosen = choice == index
+            # Every component acts every step, so its own random stream (the random
+            # policy's) advances the same way whatever the draw.
+            component_actions = np.asarray(component.act(obs, env))
+            if actions is None:
+                actions = component_actions.copy()
+            else:
+                actions[chosen] = component_actions[chosen]
+        assert actions is not None
+        return actions
+
+    def __repr__(self) -> str:
+        return f"MixedPolicy({dict(zip(self.names, self.probabilities.tolist(), strict=True))})"
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """What `collect_logs` wrote.
+
+    Attributes:
+        path: the log directory.
+        policy: name of the logging policy (the log's ``policy`` column).
+        rows: rows written (one per shown item).
+        users: users logged (the population size).
+        sessions: sessions logged.
+        seconds: wall-clock time of the collection.
+    """
+
+    path: Path
+    policy: str
+    rows: int
+    users: int
+    sessions: int
+    seconds: float
+
+
+def _make_policy(name: str, seed: int = 0) -> Policy:
+    if name not in REFERENCE_POLICIES:
+        choices = [*REFERENCE_POLICIES, "mixed"]
+        raise ValueError(
+            f"Unknown logging policy {name!r}.{did_you_mean(name, choices)} "
+            f"Choose one of {', '.join(choices)}."
+        )
+    # The random policy is the only one with its own random stream: seed it.
+    return make_policy(name, seed=seed) if name == "random" else make_policy(name)
+
+
+def collect_logs(
+    env_id: str = "loe_gym/Engagement-v0",
+    *,
+    num_users: int,
+    path: str | os.PathLike[str],
+    policy: str = "mixed",
+    seed: int = 0,
+    horizon_days: int | None = None,
+    privileged: bool = True,
+    rows_per_group: int = 65_536,
+    overwrite: bool = False,
+    progress: bool = True,
+    env_options: Mapping[str, Any] | None = None,
+    max_steps: int = 100_000,
+) -> LogSummary:
+    """Run ``num_users`` users of ``env_id`` through their whole lives and log every step.
+
+    Args:
+        env_id: a registered loe_gym environment.
+        num_users: the population size (users simulated side by side).
+        path: the log directory (see `loe_gym.logs.ParquetLogWriter`).
+        policy: a reference policy of `agents.baselines.REFERENCE_POLICIES`, or ``"mixed"``
+            (see `MixedPolicy`); its name goes into the log's ``policy`` column.
+        seed: seeds the population, the candidates, the responses and the policy; the
+            same seed writes the same log.
+        horizon_days: days per user life; None keeps the environment's default.
+        privileged: add the privileged columns (evaluation only; see `loe_gym.logs`).
+        rows_per_group: rows per Parquet part file.
+        overwrite: replace an existing log at ``path``.
+        progress: show a progress bar over finished users.
+        env_options: further options of the environment (``simulator_kwargs``, ...).
+        max_steps: safety cap on vector steps (raises if reached).
+
+    Returns:
+        A `LogSummary` of the rows, users and sessions written.
+    """
+    num_users = check_positive_int("num_users", num_users)
+    max_steps = check_positive_int("max_steps", max_steps)
+    options = dict(env_options or {})
+    if horizon_days is not None:
+        if "horizon_days" in options and options["horizon_days"] != horizon_days:
+            raise ValueError(
+                f"horizon_days={horizon_days} contradicts env_options['horizon_days']="
+                f"{options['horizon_days']}; give it once."
+            )
+        options["horizon_days"] = horizon_days
+    # Build the policy before the environment and the log: a bad name creates nothing.
+    behaviour: Policy = (
+        MixedPolicy(seed=seed)
+        if policy == "mixed"
+        else _make_policy(policy, seed=int(np.random.SeedSequence(seed).generate_state(1)[0]))
+    )
+    env = gym.make_vec(
+        env_id, num_envs=num_users, vectorization_mode="vector_entry_point", **options
+    )
+    core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
+    started = time.perf_counter()
+    try:
+        logged = LogInteractions(
+            core,
+            path,
+            policy=behaviour.name,
+            rows_per_group=rows_per_group,
+            overwrite=overwrite,
+            privileged=privileged,
+        )
+    except BaseException:
+        env.close()
+        raise
+    finished = np.zeros(num_users, bool)
+    sessions = 0
+    bar = tqdm(total=num_users, desc=f"collect {behaviour.name}", disable=not progress)
+    try:
+        obs, _ = logged.reset(seed=seed)
+        for _ in range(max_steps):
+            # Slots whose population user has finished hold new users: do not log them.
+            logged.log_mask = ~finished
+            actions = behaviour.act(obs, core)
+            obs, _, terminated, truncated, info = logged.step(actions)
+            live = info["acted"] & ~finished
+            sessions += int(np.count_nonzero(live & (info["step_in_session"] == 0)))
+            done = (terminated | truncated) & live
+            finished |= done
+            bar.update(int(done.sum()))
+            if finished.all():
+                break
+        else:
+            raise RuntimeError(
+                f"{num_users - int(finished.sum())} users still active after "
+                f"max_steps={max_steps} steps; raise max_steps or set max_episode_steps "
+                "in env_options."
+            )
+    finally:
+        bar.close()
+        logged.close()
+    return LogSummary(
+        path=Path(path),
+        policy=behaviour.name,
+        rows=logged.writer.rows_written,
+        users=num_users,
+        sessions=sessions,
+        seconds=time.perf_counter() - started,
+    )

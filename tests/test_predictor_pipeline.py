@@ -1,0 +1,71 @@
+"""``loe-gym collect-logs`` → ``loe-gym fit-predictor``, as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+
+TINY = [
+    "--hidden-size", "16", "--num-hidden-layers", "1", "--max-history-length", "10",
+    "--pretrain-epochs", "1", "--finetune-epochs", "1", "--steps-per-epoch", "3",
+    "--batch-size", "64", "--gru-epochs", "1", "--no-progress",
+]  # fmt: skip
+
+
+def loe_gym(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agents.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("logs") / "engagement"
+    done = loe_gym("collect-logs", "--num-users", "40", "--output", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "rows=" in done.stdout
+    return path
+
+
+@pytest.mark.slow
+def test_fit_predictor_writes_model_metrics_and_report(log: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    done = loe_gym("fit-predictor", "--logs", str(log), "--output", str(run), *TINY)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("click_auc", "bayes_click_auc", "return_auc", "watch_time_rmse_expected_minutes"):
+        assert key in metrics["test"]
+    assert set(metrics["ranking"]) == {"transformer", "popularity", "gru"}
+    assert (run / "model" / "model.safetensors").exists()
+    assert "Held-out users" in (run / "report.md").read_text()
+    # A finished run is never overwritten by accident.
+    again = loe_gym("fit-predictor", "--logs", str(log), "--output", str(run), *TINY)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_fit_predictor_rejects_bad_options(log: Path, tmp_path: Path) -> None:
+    done = loe_gym(
+        "fit-predictor", "--logs", str(log), "--output", str(tmp_path / "r"), "--backbone", "bret"
+    )
+    assert done.returncode == 2 and "Did you mean 'bert'" in done.stderr
+    missing = loe_gym(
+        "fit-predictor", "--logs", str(tmp_path / "nope"), "--output", str(tmp_path / "r")
+    )
+    assert missing.returncode == 2 and "nope" in missing.stderr
+    tasks = loe_gym(
+        "fit-predictor", "--logs", str(log), "--output", str(tmp_path / "r"), "--tasks", "clik"
+    )
+    assert tasks.returncode == 2 and "tasks must be" in tasks.stderr
+
+
+def test_collect_logs_rejects_unknown_policy(tmp_path: Path) -> None:
+    done = loe_gym(
+        "collect-logs", "--num-users", "5", "--policy", "myopc", "--output", str(tmp_path / "l")
+    )
+    assert done.returncode == 2 and "Did you mean 'myopic'" in done.stderr
