@@ -296,8 +296,10 @@ def test_loss_decreases_on_a_learnable_toy_problem() -> None:
     model.eval()
     targets = to_model_ids(torch.arange(NUM_ITEMS))
     batch = make_batch(batch_size=NUM_ITEMS)
-    state = model.encode(**history_of(batch))
-    scores = model.score_candidates(state, targets.unsqueeze(0).expand(NUM_ITEMS, -1))
+    state, outputs, mask = model.encode_with_history(**history_of(batch))
+    scores = model.score_candidates(
+        state, targets.unsqueeze(0).expand(NUM_ITEMS, -1), outputs, mask
+    )
     predicted = scores["click_probability"].mean(0) > 0.5
     assert torch.equal(predicted, torch.arange(NUM_ITEMS) % 2 == 0)
 
@@ -358,12 +360,15 @@ def test_batch_of_n_equals_n_batches_of_one(batch_size: int, length: int, seed: 
 
 
 def test_score_candidates_matches_the_forward_heads() -> None:
-    model = make_model().eval()
+    model = make_model(target_attention=True).eval()
     batch = make_batch()
     candidates = to_model_ids(torch.arange(12).reshape(4, 3))
     history = history_of(batch)
     state = model.encode(**history)
-    scores = model.score_candidates(state, candidates)
+    with pytest.raises(ValueError, match="target attention"):
+        model.score_candidates(state, candidates)
+    state, outputs, mask = model.encode_with_history(**history)
+    scores = model.score_candidates(state, candidates, outputs, mask)
     assert set(scores) == {
         "click_probability",
         "watch_time_if_clicked",
@@ -601,3 +606,18 @@ def test_pretrained_gpt2_backbone_is_loaded(tmp_path: Path) -> None:
     model = make_model("gpt2", backbone_path=str(tmp_path))
     name = "h.0.attn.c_attn.weight"
     assert torch.equal(model.backbone.state_dict()[name], pretrained.state_dict()[name])
+
+
+def test_without_target_attention_the_user_state_alone_scores_candidates() -> None:
+    config = PredictorConfig.tiny(
+        num_items=NUM_ITEMS, num_item_features=NUM_FEATURES, target_attention=False
+    )
+    model = PredictorModel(config).eval()
+    batch = make_batch()
+    candidates = to_model_ids(torch.arange(12).reshape(4, 3))
+    history = history_of(batch)
+    scores = model.score_candidates(model.encode(**history), candidates)
+    output = model(**history, target_item_ids=candidates[:, 2])
+    torch.testing.assert_close(
+        scores["click_probability"][:, 2], torch.sigmoid(output.click_logits)
+    )

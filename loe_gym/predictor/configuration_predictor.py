@@ -23,6 +23,7 @@ LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 """``fixed``: ``Σ w_i L_i``; ``uncertainty``: ``Σ w_i (exp(−s_i) L_i + s_i)``, learned ``s_i``."""
 
 _ARGUMENTS = (
+    "target_attention",
     "num_items",
     "num_item_features",
     "hidden_size",
@@ -68,6 +69,7 @@ class PredictorConfig(_ConfigBase):
     | `task_weights` | weight ``w_i`` of each task's loss; missing tasks get 1.0 | all 1.0 |
     | `loss_weighting` | ``"fixed"`` or ``"uncertainty"`` (Kendall et al. 2018) | ``"fixed"`` |
     | `initializer_range` | standard deviation of the initial weights | 0.02 |
+    | `target_attention` | candidate heads also attend from the candidate to the history outputs (DIN-style; under evaluation) | False |
 
     Example:
         >>> config = PredictorConfig(num_items=100, num_item_features=4, hidden_size=32)
@@ -99,6 +101,7 @@ class PredictorConfig(_ConfigBase):
         task_weights: dict[str, float] | None = None,
         loss_weighting: str = "fixed",
         initializer_range: float = 0.02,
+        target_attention: bool = False,
         **kwargs: Any,
     ) -> None:
         # `transformers` builds configs with no arguments (e.g. to diff against defaults
@@ -137,6 +140,13 @@ class PredictorConfig(_ConfigBase):
         self.task_weights = _task_weights(task_weights)
         self.loss_weighting = _choice("loss_weighting", loss_weighting, LOSS_WEIGHTINGS)
         self.initializer_range = _positive_float("initializer_range", initializer_range)
+        if not isinstance(target_attention, bool):
+            raise TypeError(
+                f"PredictorConfig.target_attention must be True or False, got {target_attention!r}."
+            )
+        # The candidate heads also attend from the candidate to the history (DIN-style),
+        # so per-topic interest need not be squeezed into the one user-state vector.
+        self.target_attention = target_attention
         super().__init__(**kwargs)
 
     @classmethod

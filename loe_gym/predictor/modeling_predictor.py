@@ -12,6 +12,7 @@ whole catalog with ``h · E_itemsᵀ + b``.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -238,8 +239,13 @@ class PredictorModel(PredictorPreTrainedModel):
         # Tokens reach the backbone as `inputs_embeds`: its word embeddings would be an
         # unused parameter (which distributed training rejects), so there are none.
         self.backbone.set_input_embeddings(_NoTokenEmbeddings())
+        # Target attention: a candidate queries the history outputs, so the heads see the
+        # user's behaviour on similar items directly (DIN, Zhou et al. 2018).
+        self.target_query = (
+            nn.Linear(hidden, hidden, bias=False) if config.target_attention else None
+        )
         self.candidate_trunk = nn.Sequential(
-            nn.Linear(3 * hidden, hidden),
+            nn.Linear((5 if config.target_attention else 3) * hidden, hidden),
             nn.GELU(),
             nn.Dropout(config.hidden_dropout_prob),
             nn.Linear(hidden, hidden),
@@ -325,6 +331,26 @@ class PredictorModel(PredictorPreTrainedModel):
         sequence_output, _ = self._encode(*history, target_gaps, None)
         return sequence_output[:, -1]
 
+    def encode_with_history(
+        self,
+        history_item_ids: torch.Tensor,
+        history_feedback: torch.Tensor,
+        history_gaps: torch.Tensor,
+        target_gaps: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """User states ``(B, H)``, history outputs ``(B, L, H)`` and history mask ``(B, L)``
+        (what `score_candidates` needs with target attention)."""
+        history = self._check_history(history_item_ids, history_feedback, history_gaps)
+        target_gaps = self._check_target(
+            target_gaps,
+            "target_gaps",
+            history[0].shape[0],
+            low=0,
+            high=self.config.num_gap_buckets,
+        )
+        sequence_output, _ = self._encode(*history, target_gaps, None)
+        return sequence_output[:, -1], sequence_output[:, :-1], history[0] != PAD_ID
+
     def _encode(
         self,
         history_item_ids: torch.Tensor,
@@ -374,20 +400,51 @@ class PredictorModel(PredictorPreTrainedModel):
 
     # --- heads ---
 
-    def _candidate_outputs(self, user_state: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def _candidate_outputs(
+        self,
+        user_state: torch.Tensor,
+        items: torch.Tensor,
+        history_outputs: torch.Tensor | None = None,
+        history_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Outputs ``(…, 4)`` (click, watch, continuation, return) of the shared trunk for
-        user states and candidate embeddings of the same shape ``(…, H)``."""
-        trunk_input = torch.cat([user_state, items, user_state * items], dim=-1)
-        return self.candidate_output(self.candidate_trunk(trunk_input))
+        user states and candidate embeddings of the same shape ``(B, H)`` or ``(B, C, H)``.
+
+        With target attention, ``history_outputs (B, L, H)`` and ``history_mask (B, L)``
+        (True on real history items) are required.
+        """
+        parts = [user_state, items, user_state * items]
+        if self.target_query is not None:
+            if history_outputs is None or history_mask is None:
+                raise ValueError(
+                    "This predictor uses target attention: pass history_outputs and "
+                    "history_mask (from encode_with_history) to score candidates."
+                )
+            query = self.target_query(items)
+            flat = query if query.ndim == 3 else query.unsqueeze(1)  # (B, C, H)
+            scores = flat @ history_outputs.transpose(1, 2) / math.sqrt(flat.shape[-1])
+            scores = scores.masked_fill(~history_mask.unsqueeze(1), torch.finfo(scores.dtype).min)
+            pooled = torch.softmax(scores, dim=-1) @ history_outputs
+            # A user without history attends to nothing.
+            pooled = pooled * history_mask.any(dim=1).to(pooled)[:, None, None]
+            pooled = pooled if query.ndim == 3 else pooled.squeeze(1)
+            parts += [pooled, pooled * items]
+        return self.candidate_output(self.candidate_trunk(torch.cat(parts, dim=-1)))
 
     def score_candidates(
-        self, user_state: torch.Tensor, candidate_item_ids: torch.Tensor
+        self,
+        user_state: torch.Tensor,
+        candidate_item_ids: torch.Tensor,
+        history_outputs: torch.Tensor | None = None,
+        history_mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Score ``C`` candidates per user in one pass of the candidate trunk.
 
         Args:
             user_state: ``(B, H)`` from `encode` (or ``PredictorOutput.user_state``).
             candidate_item_ids: ``(B, C)`` model ids (`to_model_ids` of catalog ids).
+            history_outputs, history_mask: ``(B, L, H)`` and ``(B, L)`` from
+                `encode_with_history`; required when ``config.target_attention``.
 
         Returns:
             ``(B, C)`` tensors: ``click_probability``; ``watch_time_if_clicked``
@@ -411,7 +468,9 @@ class PredictorModel(PredictorPreTrainedModel):
                 f"{user_state.shape[0]}; give one row of candidates per user, shape (B, C)."
             )
         items = self.embed_items(candidates)
-        outputs = self._candidate_outputs(user_state.unsqueeze(1).expand_as(items), items)
+        outputs = self._candidate_outputs(
+            user_state.unsqueeze(1).expand_as(items), items, history_outputs, history_mask
+        )
         click_probability = torch.sigmoid(outputs[..., _CLICK])
         watch_time_if_clicked = torch.expm1(outputs[..., _WATCH_TIME]).clamp_min(0.0)
         return {
@@ -507,7 +566,12 @@ class PredictorModel(PredictorPreTrainedModel):
             "embeddings": embeddings,
         }
         if target_item_ids is not None:
-            outputs = self._candidate_outputs(user_state, self.embed_items(target_item_ids))
+            outputs = self._candidate_outputs(
+                user_state,
+                self.embed_items(target_item_ids),
+                sequence_output[:, :-1],
+                ids != PAD_ID,
+            )
             fields["click_logits"] = outputs[:, _CLICK]
             fields["watch_time"] = outputs[:, _WATCH_TIME]
             fields["continuation_logits"] = outputs[:, _CONTINUATION]

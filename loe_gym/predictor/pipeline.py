@@ -62,6 +62,8 @@ class FitPredictorConfig(FrozenConfig):
     """``bert`` (bidirectional) or ``gpt2`` (causal)."""
     dropout: float = 0.1
     """Hidden and attention dropout."""
+    target_attention: bool = False
+    """Candidate heads also attend from the candidate to the history (DIN-style)."""
     pretrain_epochs: int = 1
     """Epochs of masked-item pre-training (0 = none)."""
     finetune_epochs: int = 3
@@ -110,6 +112,10 @@ class FitPredictorConfig(FrozenConfig):
         self._check_positive("max_history_length", "finetune_epochs", "batch_size")
         self._check_positive("learning_rate")
         self._check_nonnegative("pretrain_epochs", "gru_epochs", "adversarial_epsilon")
+        if self.adversarial != "none" and self.adversarial_epsilon == 0:
+            raise ValueError(
+                f"adversarial={self.adversarial!r} needs adversarial_epsilon > 0, got 0."
+            )
         self._check_unit_interval(
             "dropout", "validation_fraction", "test_fraction", "validation_target_fraction"
         )
@@ -154,7 +160,8 @@ def _training_config(config: FitPredictorConfig, output_dir: Path, epochs: int) 
         max_epochs=epochs,
         steps_per_epoch=config.steps_per_epoch,
         adversarial=config.adversarial,
-        adversarial_epsilon=config.adversarial_epsilon,
+        # ε = 0 only turns the perturbed metrics off; training then must not use FGM/PGD.
+        adversarial_epsilon=config.adversarial_epsilon or 0.1,
         lora_rank=config.lora_rank,
         seed=config.seed,
         progress=config.progress,
@@ -190,6 +197,7 @@ def build_model(config: FitPredictorConfig, num_items: int, features: np.ndarray
             backbone=config.backbone,
             task_weights=weights,
             loss_weighting=config.loss_weighting,
+            target_attention=config.target_attention,
         )
     )
     model.set_item_features(features)

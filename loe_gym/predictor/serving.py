@@ -135,11 +135,11 @@ class PredictorService:
         with torch.inference_mode():
             for start in range(0, ids.shape[0], self.batch_size):
                 rows = slice(start, start + self.batch_size)
-                state = self.model.encode(
+                state, outputs, mask = self.model.encode_with_history(
                     *self._tensors(ids[rows], feedback[rows], gaps[rows], target[rows])
                 )
                 scores = self.model.score_candidates(
-                    state, torch.from_numpy(candidates[rows]).to(self.device)
+                    state, torch.from_numpy(candidates[rows]).to(self.device), outputs, mask
                 )
                 for name, value in scores.items():
                     if name not in results:
