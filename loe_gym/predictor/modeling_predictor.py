@@ -320,16 +320,9 @@ class PredictorModel(PredictorPreTrainedModel):
         target_gaps: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """User states ``(B, H)`` of histories (arguments as in `forward`)."""
-        history = self._check_history(history_item_ids, history_feedback, history_gaps)
-        target_gaps = self._check_target(
-            target_gaps,
-            "target_gaps",
-            history[0].shape[0],
-            low=0,
-            high=self.config.num_gap_buckets,
-        )
-        sequence_output, _ = self._encode(*history, target_gaps, None)
-        return sequence_output[:, -1]
+        return self.encode_with_history(
+            history_item_ids, history_feedback, history_gaps, target_gaps
+        )[0]
 
     def encode_with_history(
         self,
