@@ -27,23 +27,17 @@ from agents.baselines import REFERENCE_POLICIES
 from agents.evaluation import METRICS, evaluate
 from loe_gym.errors import did_you_mean
 
+ENGAGEMENT_POLICIES = [
+    "random",
+    "max_click",
+    "myopic",
+    "max_quality",
+    "one_step_planner",
+    "oracle_planner",
+]
 DEFAULT_POLICIES = {
-    "loe_gym/Engagement-v0": [
-        "random",
-        "max_click",
-        "myopic",
-        "max_quality",
-        "one_step_planner",
-        "oracle_planner",
-    ],
-    "loe_gym/EngagementSlate-v0": [
-        "random",
-        "max_click",
-        "myopic",
-        "max_quality",
-        "one_step_planner",
-        "oracle_planner",
-    ],
+    "loe_gym/Engagement-v0": ENGAGEMENT_POLICIES,
+    "loe_gym/EngagementSlate-v0": ENGAGEMENT_POLICIES,
     "loe_gym/InterestEvolution-v0": ["random", "max_click_dot", "myopic", "max_quality"],
     # Its users always click the first item, so "max-click" is max immediate engagement.
     "loe_gym/LongTermSatisfaction-v0": ["random", "myopic", "max_quality"],

@@ -28,9 +28,9 @@ from typing import Any, Final
 
 import gymnasium as gym
 import numpy as np
-from tqdm.auto import tqdm
 
 from agents.baselines import REFERENCE_POLICIES, Policy, make_policy
+from agents.evaluation import population_steps
 from loe_gym import RecommendationVectorEnv
 from loe_gym.errors import check_positive_int, did_you_mean
 from loe_gym.logs import LogInteractions
@@ -205,31 +205,24 @@ def collect_logs(
     except BaseException:
         env.close()
         raise
-    finished = np.zeros(num_users, bool)
     sessions = 0
-    bar = tqdm(total=num_users, desc=f"collect {behaviour.name}", disable=not progress)
+
+    def log_only_the_population(finished: np.ndarray) -> None:
+        # Slots whose population user has finished hold new users: do not log them.
+        logged.log_mask = ~finished
+
     try:
-        obs, _ = logged.reset(seed=seed)
-        for _ in range(max_steps):
-            # Slots whose population user has finished hold new users: do not log them.
-            logged.log_mask = ~finished
-            actions = behaviour.act(obs, core)
-            obs, _, terminated, truncated, info = logged.step(actions)
-            live = info["acted"] & ~finished
+        for info, live, _ in population_steps(
+            logged,
+            behaviour,
+            seed,
+            max_steps=max_steps,
+            progress=progress,
+            description=f"collect {behaviour.name}",
+            before_step=log_only_the_population,
+        ):
             sessions += int(np.count_nonzero(live & (info["step_in_session"] == 0)))
-            done = (terminated | truncated) & live
-            finished |= done
-            bar.update(int(done.sum()))
-            if finished.all():
-                break
-        else:
-            raise RuntimeError(
-                f"{num_users - int(finished.sum())} users still active after "
-                f"max_steps={max_steps} steps; raise max_steps or set max_episode_steps "
-                "in env_options."
-            )
     finally:
-        bar.close()
         logged.close()
     return LogSummary(
         path=Path(path),

@@ -9,7 +9,7 @@ differences between populations.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +84,48 @@ class PopulationResult:
         }
 
 
+def population_steps(
+    env: Any,
+    policy: Policy,
+    seed: int,
+    *,
+    max_steps: int = 100_000,
+    progress: bool = False,
+    description: str | None = None,
+    before_step: Callable[[np.ndarray], None] | None = None,
+) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray]]:
+    """Step one population through whole lives; yield ``(info, live, done)`` per step.
+
+    ``env`` is a `RecommendationVectorEnv` in ``next_step`` autoreset mode, or a vector
+    wrapper of one (the policy acts on its ``unwrapped`` core). A slot whose user has
+    finished holds a new user afterwards: ``live (num_users,) bool`` marks the steps of
+    the population's own users, ``done`` those that ended a life. ``before_step`` gets
+    the ``finished`` mask before each step. Raises if users are still active after
+    ``max_steps`` steps.
+    """
+    core = env.unwrapped
+    n = core.num_envs
+    obs, _ = env.reset(seed=seed)
+    finished = np.zeros(n, bool)
+    label = description or f"{policy.name} seed {seed}"
+    with tqdm(total=n, desc=label, disable=not progress, leave=False) as bar:
+        for _ in range(max_steps):
+            if before_step is not None:
+                before_step(finished)
+            obs, _, terminated, truncated, info = env.step(policy.act(obs, core))
+            live = info["acted"] & ~finished
+            done = (terminated | truncated) & live
+            yield info, live, done
+            finished |= done
+            bar.update(int(done.sum()))
+            if finished.all():
+                return
+    raise RuntimeError(
+        f"{n - int(finished.sum())} users still active after max_steps={max_steps} steps; "
+        "raise max_steps or set max_episode_steps on the environment."
+    )
+
+
 def run_population(
     env: RecommendationVectorEnv,
     policy: Policy,
@@ -103,8 +145,6 @@ def run_population(
     """
     n = env.num_envs
     horizon = env.config.horizon_days
-    obs, _ = env.reset(seed=seed)
-    finished = np.zeros(n, bool)
     totals = {
         name: np.zeros(n)
         for name in (
@@ -126,13 +166,9 @@ def run_population(
     session_steps = np.zeros(n)
     session_lengths: list[np.ndarray] = []
     return_gaps: list[np.ndarray] = []
-    bar = tqdm(total=n, desc=f"{policy.name} seed {seed}", disable=not progress, leave=False)
-    for _ in range(max_steps):
-        actions = policy.act(obs, env)
-        obs, _, terminated, truncated, info = env.step(actions)
-        live = info["acted"] & ~finished
-        if not live.any():
-            break
+    for info, live, _ in population_steps(
+        env, policy, seed, max_steps=max_steps, progress=progress
+    ):
         watch = info["reward_parts"]["watch_time"] * live
         totals["watch"] += watch
         totals["clicks"] += info["reward_parts"]["click"] * live
@@ -159,17 +195,6 @@ def run_population(
                 satisfaction_sum += np.bincount(day[ended], satisfaction[ended], horizon)
                 satisfaction_count += np.bincount(day[ended], minlength=horizon)
         session_steps = np.where(info["session_end"], 0, session_steps)
-        done = (terminated | truncated) & live
-        finished |= done
-        bar.update(int(done.sum()))
-        if finished.all():
-            break
-    else:
-        raise RuntimeError(
-            f"{n - int(finished.sum())} users still active after max_steps={max_steps} steps; "
-            "raise max_steps or set max_episode_steps on the environment."
-        )
-    bar.close()
     return PopulationResult(
         policy=policy.name,
         seed=seed,

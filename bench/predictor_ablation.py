@@ -67,16 +67,11 @@ def _batches(
     )
 
 
-def _train(
-    model: Any,
-    train: Any,
-    validation: Any,
-    args: argparse.Namespace,
-    seed: int,
-    out: Path,
-    **options: Any,
-) -> Any:
-    config = TrainingConfig(
+def _training_config(
+    args: argparse.Namespace, seed: int, out: Path, **options: Any
+) -> TrainingConfig:
+    """One capped epoch of ``args.steps`` steps, no early stopping: every row, one budget."""
+    return TrainingConfig(
         output_dir=str(out),
         max_epochs=1,
         steps_per_epoch=args.steps,
@@ -88,6 +83,18 @@ def _train(
         early_stopping_patience=None,
         **options,
     )
+
+
+def _train(
+    model: Any,
+    train: Any,
+    validation: Any,
+    args: argparse.Namespace,
+    seed: int,
+    out: Path,
+    **options: Any,
+) -> Any:
+    config = _training_config(args, seed, out, **options)
     return finetune(
         model,
         _batches(train, args, shuffle=True, seed=seed),
@@ -134,17 +141,7 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[
             train, batch_size=args.batch_size, max_history_length=args.history, seed=seed
         ),
         None,
-        TrainingConfig(
-            output_dir=str(work / "pretrain"),
-            max_epochs=1,
-            steps_per_epoch=args.steps,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            seed=seed,
-            progress=False,
-            tensorboard=False,
-            early_stopping_patience=None,
-        ),
+        _training_config(args, seed, work / "pretrain"),
     )
     record(
         "+ masked pre-training",
