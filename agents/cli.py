@@ -207,7 +207,8 @@ def _add_config_arguments(parser: argparse.ArgumentParser, config_class: Any) ->
     for field in dataclasses.fields(config_class):
         flag = "--" + field.name.replace("_", "-")
         default = field.default
-        help_text = f"{docs.get(field.name, '')} (default: {default})"
+        # argparse expands %-formats in help texts: a literal "5 %" must be escaped.
+        help_text = f"{docs.get(field.name, '')} (default: {default})".replace("%", "%%")
         if isinstance(default, bool):
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=default, help=help_text

@@ -12,11 +12,17 @@ Rows (each one training run per seed, the same budget of optimizer steps):
 * ``single-task click`` / ``single-task return`` — one head only; compare its metric;
 * ``+ masked pre-training`` — one epoch of masked-item pre-training first;
 * ``+ FGM adversarial`` — FGM on the input embeddings; clean and FGM-perturbed metrics;
+* ``− long-term profile`` — the transformer over the last ``--history`` rows alone;
 * LoRA vs full fine-tuning — the multi-task model adapted to a shifted user population
   (more clickbait-prone, less likely to return) on the same catalog: zero-shot, full
-  fine-tuning, LoRA; "gain recovered" = LoRA's gain over zero-shot / full fine-tuning's.
+  fine-tuning, LoRA (rank ``--lora-rank`` on the attention's query/value and the candidate
+  trunk's two layers, the output layers trained in full); "gain recovered" = LoRA's gain
+  over zero-shot / full fine-tuning's, in click log loss.
 
-Timings are those of this machine; the metrics are not.
+Seeds can run in separate processes (``--seeds 0 --json s0.json`` …) and be summarised
+together with ``--merge s0.json s1.json s2.json``.
+
+Timings are those of the machine; the metrics are not.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from loe_gym.predictor.data import MaskedItemBatches, TargetBatches, load_sequences, split_users
 from loe_gym.predictor.pipeline import FitPredictorConfig, _catalog_features, build_model
@@ -54,8 +62,19 @@ def _splits(log: Path, seed: int, num_items: int) -> tuple[Any, Any, Any]:
     return split_users(sequences, validation_fraction=0.1, test_fraction=0.1, seed=seed)
 
 
+LORA_TARGETS = ("query", "value", "candidate_trunk.0", "candidate_trunk.3")
+"""Modules with LoRA adapters when adapting to the shifted population."""
+
+
 def _batches(
-    part: Any, args: argparse.Namespace, *, shuffle: bool, seed: int, fraction: float = 1.0
+    part: Any,
+    args: argparse.Namespace,
+    *,
+    shuffle: bool,
+    seed: int,
+    fraction: float = 1.0,
+    features: Any = None,
+    decays: Any = (1.0, 0.95),
 ) -> TargetBatches:
     return TargetBatches(
         part,
@@ -64,6 +83,10 @@ def _batches(
         shuffle=shuffle,
         seed=seed,
         target_fraction=fraction,
+        item_features=features,
+        profile_decays=decays if features is not None else None,
+        # As `fit_predictor`: dense return labels in training, session ends in evaluation.
+        session_return_labels=shuffle and FitPredictorConfig.session_return_labels,
     )
 
 
@@ -95,29 +118,71 @@ def _train(
     **options: Any,
 ) -> Any:
     config = _training_config(args, seed, out, **options)
+    features = model.item_features.cpu().numpy() if model.config.long_term_profile else None
     return finetune(
         model,
-        _batches(train, args, shuffle=True, seed=seed),
-        _batches(validation, args, shuffle=False, seed=0, fraction=args.eval_fraction),
+        _batches(
+            train,
+            args,
+            shuffle=True,
+            seed=seed,
+            features=features,
+            decays=model.config.profile_decays,
+        ),
+        _batches(
+            validation,
+            args,
+            shuffle=False,
+            seed=0,
+            fraction=args.eval_fraction,
+            features=features,
+            decays=model.config.profile_decays,
+        ),
         config,
     )
+
+
+SETTINGS = ("steps", "batch_size", "history", "hidden", "learning_rate", "epsilon", "eval_fraction")
+"""Options that define a run; kept in the JSON files and printed with the table."""
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings = {name: getattr(args, name) for name in SETTINGS}
+    # The loss weights are FitPredictorConfig's defaults (click, watch, ranking, cont., return).
+    return settings | {"loss_weights": list(FitPredictorConfig.loss_weights)}
+
+
+def _save_partial(args: argparse.Namespace, seed: int, rows: dict[str, Any]) -> None:
+    """Keep the rows finished so far beside ``--json`` (a cut-short run keeps them)."""
+    if args.json:
+        partial = args.json.with_suffix(f".seed{seed}.partial.json")
+        partial.write_text(
+            json.dumps(
+                {"seeds": [seed], "settings": _settings(args), "per_seed": [rows]}, default=float
+            )
+        )
 
 
 def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[str, float]]:
     num_items, features, _ = _catalog_features(args.logs)
     train, validation, test = _splits(args.logs, seed, num_items)
-    test_batches = _batches(test, args, shuffle=False, seed=0, fraction=args.eval_fraction)
+    test_batches = _batches(
+        test, args, shuffle=False, seed=0, fraction=args.eval_fraction, features=features
+    )
+    plain_test_batches = _batches(test, args, shuffle=False, seed=0, fraction=args.eval_fraction)
     base = FitPredictorConfig(
         hidden_size=args.hidden, max_history_length=args.history, seed=seed, progress=False
     )
     rows: dict[str, dict[str, float]] = {}
 
     def record(name: str, model: Any, perturbed: bool = False) -> None:
-        metrics = evaluate(model, test_batches)
+        batches = test_batches if model.config.long_term_profile else plain_test_batches
+        metrics = evaluate(model, batches)
         if perturbed:
-            noisy = evaluate_perturbed(model, test_batches, args.epsilon)
+            noisy = evaluate_perturbed(model, batches, args.epsilon)
             metrics |= {f"perturbed_{k}": v for k, v in noisy.items()}
         rows[name] = metrics
+        _save_partial(args, seed, rows)
         print(
             f"  seed {seed} {name}: "
             + ", ".join(f"{k}={metrics.get(k, math.nan):.4f}" for k in METRICS),
@@ -128,47 +193,59 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[
         build_model(base, num_items, features), train, validation, args, seed, work / "multitask"
     )
     record("multi-task", multitask.model, perturbed=True)
-    for task in ("click", "return"):
-        single = build_model(base.replace(tasks=(task,)), num_items, features)
-        record(
-            f"single-task {task}",
-            _train(single, train, validation, args, seed, work / f"single_{task}").model,
+    # The ablation rows (skipped with --shift-only, which keeps the LoRA comparison).
+    if not args.shift_only:
+        for task in ("click", "return"):
+            single = build_model(base.replace(tasks=(task,)), num_items, features)
+            record(
+                f"single-task {task}",
+                _train(single, train, validation, args, seed, work / f"single_{task}").model,
+            )
+        pre = build_model(base, num_items, features)
+        masked = pretrain(
+            pre,
+            MaskedItemBatches(
+                train, batch_size=args.batch_size, max_history_length=args.history, seed=seed
+            ),
+            None,
+            _training_config(args, seed, work / "pretrain"),
         )
-    pre = build_model(base, num_items, features)
-    masked = pretrain(
-        pre,
-        MaskedItemBatches(
-            train, batch_size=args.batch_size, max_history_length=args.history, seed=seed
-        ),
-        None,
-        _training_config(args, seed, work / "pretrain"),
-    )
-    record(
-        "+ masked pre-training",
-        _train(masked.model, train, validation, args, seed, work / "pretrained").model,
-    )
-    adversarial = build_model(base, num_items, features)
-    record(
-        "+ FGM adversarial",
-        _train(
-            adversarial,
-            train,
-            validation,
-            args,
-            seed,
-            work / "fgm",
-            adversarial="fgm",
-            adversarial_epsilon=args.epsilon,
-        ).model,
-        perturbed=True,
-    )
+        record(
+            "+ masked pre-training",
+            _train(masked.model, train, validation, args, seed, work / "pretrained").model,
+        )
+        adversarial = build_model(base, num_items, features)
+        record(
+            "+ FGM adversarial",
+            _train(
+                adversarial,
+                train,
+                validation,
+                args,
+                seed,
+                work / "fgm",
+                adversarial="fgm",
+                adversarial_epsilon=args.epsilon,
+            ).model,
+            perturbed=True,
+        )
+        without_profile = build_model(base.replace(long_term_profile=False), num_items, features)
+        record(
+            "− long-term profile",
+            _train(without_profile, train, validation, args, seed, work / "no_profile").model,
+        )
 
     if args.shifted_logs:
         shifted_train, shifted_validation, shifted_test = _splits(
             args.shifted_logs, seed, num_items
         )
         shifted_batches = _batches(
-            shifted_test, args, shuffle=False, seed=0, fraction=args.eval_fraction
+            shifted_test,
+            args,
+            shuffle=False,
+            seed=0,
+            fraction=args.eval_fraction,
+            features=features,
         )
         saved = work / "multitask_model"
         multitask.model.save_pretrained(saved)
@@ -177,7 +254,11 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[
             ("shift: full fine-tuning", {}),
             (
                 "shift: LoRA",
-                {"lora_rank": args.lora_rank, "lora_modules_to_save": ("candidate_output",)},
+                {
+                    "lora_rank": args.lora_rank,
+                    "lora_target_modules": LORA_TARGETS,
+                    "lora_modules_to_save": ("candidate_output", "profile_wide"),
+                },
             ),
         ):
             model = build_model(base.replace(initial_model=str(saved)), num_items, features)
@@ -196,6 +277,7 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[
             metrics = evaluate(model, shifted_batches)
             metrics["trainable_fraction"] = fraction if options is not None else 0.0
             rows[name] = metrics
+            _save_partial(args, seed, rows)
             print(
                 f"  seed {seed} {name}: click_auc={metrics['click_auc']:.4f} click_log_loss={metrics['click_log_loss']:.4f} trainable={metrics['trainable_fraction']:.4f}",
                 flush=True,
@@ -207,7 +289,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--logs", type=Path, required=True)
+    parser.add_argument("--logs", type=Path, default=None)
     parser.add_argument("--shifted-logs", type=Path, default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per training run")
@@ -222,13 +304,40 @@ def main() -> None:
     parser.add_argument(
         "--eval-fraction", type=float, default=0.2, help="share of held-out targets evaluated"
     )
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--shift-only",
+        action="store_true",
+        help="only the multi-task model and its adaptation to --shifted-logs",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the per-seed rows here")
+    parser.add_argument(
+        "--merge", type=Path, nargs="+", default=None, help="summarise these --json files instead"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (when seeds run side by side)"
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.merge is None and args.logs is None:
+        parser.error("--logs is required (or --merge with the JSON files of earlier runs)")
     start = time.perf_counter()
     per_seed = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in args.seeds:
-            per_seed.append(run_seed(args, seed, Path(tmp) / f"seed{seed}"))
+    if args.merge:
+        loaded = [json.loads(path.read_text()) for path in args.merge]
+        per_seed = [rows for data in loaded for rows in data["per_seed"]]
+        args.seeds = [seed for data in loaded for seed in data["seeds"]]
+        settings = [data.get("settings") for data in loaded]
+        if any(setting != settings[0] for setting in settings):
+            raise SystemExit(f"error: the files were run with different settings: {settings}")
+        for name, value in (settings[0] or {}).items():
+            setattr(args, name, value)
+        args.loss_weights = (settings[0] or {}).get("loss_weights")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            for seed in args.seeds:
+                per_seed.append(run_seed(args, seed, Path(tmp) / f"seed{seed}"))
+    args.shifted_logs = args.shifted_logs or any("shift: LoRA" in rows for rows in per_seed)
     names = list(per_seed[0])
     keys = sorted({k for rows in per_seed for row in rows.values() for k in row})
     summary = {
@@ -255,15 +364,22 @@ def main() -> None:
         "perturbed_return_auc",
     )
     print(
-        f"\nseeds {args.seeds}; {args.steps} steps per run; mean ± std; {time.perf_counter() - start:.0f} s\n"
+        f"\nseeds {args.seeds}; mean ± std; "
+        + ", ".join(f"{name} {getattr(args, name)}" for name in SETTINGS)
+        + f", loss weights {getattr(args, 'loss_weights', None) or list(FitPredictorConfig.loss_weights)}"
+        + f"; {time.perf_counter() - start:.0f} s\n"
     )
     print("| variant | " + " | ".join(shown) + " |")
     print("|---|" + "---|" * len(shown))
     for name in names:
         if name.startswith("shift"):
             continue
+        # A single-task model's other heads are untrained: only its own metric is shown.
+        task = name.removeprefix("single-task ") if name.startswith("single-task") else None
         cells = [
-            f"{summary[name][k][0]:.4f} ± {summary[name][k][1]:.4f}" if k in summary[name] else "—"
+            f"{summary[name][k][0]:.4f} ± {summary[name][k][1]:.4f}"
+            if k in summary[name] and (task is None or k == f"{task}_auc")
+            else "—"
             for k in shown
         ]
         print(f"| {name} | " + " | ".join(cells) + " |")
@@ -288,7 +404,16 @@ def main() -> None:
         )
     if args.json:
         args.json.write_text(
-            json.dumps({"per_seed": per_seed, "summary": summary}, indent=2, default=float)
+            json.dumps(
+                {
+                    "seeds": args.seeds,
+                    "settings": _settings(args),
+                    "per_seed": per_seed,
+                    "summary": summary,
+                },
+                indent=2,
+                default=float,
+            )
         )
 
 

@@ -69,6 +69,10 @@ def main() -> None:
     model.set_item_features(np.random.default_rng(0).random((args.num_items, 13), dtype=np.float32))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batch = synthetic_batch(config, args.batch_size, args.device)
+    # In training the data pipeline supplies each target's long-term profile.
+    batch["history_profile"] = model.history_profile(
+        batch["history_item_ids"], batch["history_feedback"]
+    )
     model.train()
 
     def train_step() -> None:

@@ -660,3 +660,69 @@ def test_item_popularity_counts_clicks(collected: Path) -> None:
     assert counts.dtype == np.int64 and counts.sum() == sequences.clicked.sum()
     with pytest.raises(ValueError, match="num_items=3 is smaller"):
         item_popularity(sequences, 3)
+
+
+# ------------------------------------------------------------------ long-term profile
+
+
+def test_target_profiles_sum_every_earlier_step_of_the_user() -> None:
+    """`history_profile` covers the whole past, also beyond the L-row window, and agrees
+    with the model's own definition (`PredictorModel.history_profile`)."""
+    from loe_gym.predictor import PredictorConfig, PredictorModel
+
+    lengths = {1: 11, 2: 3, 3: 2}
+    rows = sequence_rows(lengths, slate_size=2)
+    sequences, _ = load_sequences(shuffled(log_table(rows)), num_items=NUM_ITEMS)
+    features = np.random.default_rng(0).random((NUM_ITEMS, 3)).astype(np.float32)
+    decays = (1.0, 0.7)
+    options = {"batch_size": 64, "item_features": features, "profile_decays": decays}
+    window = TargetBatches(sequences, max_history_length=4, shuffle=False, **options)
+    whole = TargetBatches(sequences, max_history_length=64, shuffle=False, **options)
+    model = PredictorModel(
+        PredictorConfig.tiny(
+            num_items=NUM_ITEMS, num_item_features=3, max_history_length=64, profile_decays=decays
+        )
+    )
+    model.set_item_features(features)
+    short, full = next(iter(window)), next(iter(whole))
+    assert short["history_profile"].shape == (whole.num_targets, 2, 4, 4)
+    assert short["history_profile"].dtype == torch.float32
+    expected = model.history_profile(full["history_item_ids"], full["history_feedback"])
+    torch.testing.assert_close(short["history_profile"], expected)
+    # The last row of the profile counts rows: as many as the earlier steps' rows.
+    counts = short["history_profile"][:, 0, -1, 0]
+    torch.testing.assert_close(counts, (full["history_item_ids"] >= 2).sum(1).float())
+    assert counts.max() > 4  # some targets have more past than the window shows
+    assert "history_profile" not in next(iter(TargetBatches(sequences, batch_size=8)))
+    with pytest.raises(ValueError, match=r"item_features must have shape \(num_items, F\)"):
+        TargetBatches(sequences, item_features=features[:10], profile_decays=decays)
+    with pytest.raises(ValueError, match="item_features needs profile_decays too"):
+        TargetBatches(sequences, item_features=features)
+
+
+def test_session_return_labels_give_every_row_its_sessions_outcome() -> None:
+    lengths = {1: 11, 2: 3}
+    sequences, _ = load_sequences(
+        shuffled(log_table(sequence_rows(lengths, slate_size=2))), num_items=NUM_ITEMS
+    )
+    sparse = next(iter(TargetBatches(sequences, batch_size=64, shuffle=False)))
+    dense_batches = TargetBatches(
+        sequences, batch_size=64, shuffle=False, session_return_labels=True
+    )
+    dense = next(iter(dense_batches))
+    # Sparse: labels on session ends only; dense: on every row of a session that ended.
+    assert dense["return_mask"].all() and not sparse["return_mask"].all()
+    ends = sparse["return_mask"]
+    torch.testing.assert_close(dense["return_labels"][ends], sparse["return_labels"][ends])
+    for i, row in enumerate(dense_batches.targets):
+        user = int(sequences.row_user_index()[row])
+        same_session = np.flatnonzero(
+            (sequences.row_user_index() == user)
+            & (sequences.day == sequences.day[row])
+            & (sequences.session == sequences.session[row])
+        )
+        outcome = float(sequences.returned_next_day[same_session[-1]])
+        assert float(dense["return_labels"][i]) == outcome
+    # The other labels do not change.
+    for key in ("click_labels", "continuation_labels", "history_item_ids"):
+        torch.testing.assert_close(dense[key], sparse[key])

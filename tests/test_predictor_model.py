@@ -134,6 +134,16 @@ BAD_CONFIGS = {
         r"unknown task 'clicks'\. Did you mean 'click'\?",
     ),
     "negative task weight": ({"task_weights": {"ranking": -1.0}}, ValueError, r"≥ 0.*-1\.0"),
+    "profile decay above 1": (
+        {"profile_decays": (1.0, 1.5)},
+        ValueError,
+        r"profile_decays must be a non-empty sequence of numbers in \(0, 1\].*1\.5",
+    ),
+    "profile flag not a bool": (
+        {"long_term_profile": "yes"},
+        TypeError,
+        r"long_term_profile must be True or False, got 'yes'",
+    ),
     "unknown weighting": (
         {"loss_weighting": "uncertain"},
         ValueError,
@@ -296,9 +306,9 @@ def test_loss_decreases_on_a_learnable_toy_problem() -> None:
     model.eval()
     targets = to_model_ids(torch.arange(NUM_ITEMS))
     batch = make_batch(batch_size=NUM_ITEMS)
-    state, outputs, mask = model.encode_with_history(**history_of(batch))
     scores = model.score_candidates(
-        state, targets.unsqueeze(0).expand(NUM_ITEMS, -1), outputs, mask
+        model.encode_with_history(**history_of(batch)),
+        targets.unsqueeze(0).expand(NUM_ITEMS, -1),
     )
     predicted = scores["click_probability"].mean(0) > 0.5
     assert torch.equal(predicted, torch.arange(NUM_ITEMS) % 2 == 0)
@@ -321,14 +331,21 @@ def test_left_padding_does_not_change_the_user_state(backbone: str) -> None:
     torch.testing.assert_close(model.encode(**padded), model.encode(**history_of(batch)))
 
 
-def test_long_histories_keep_the_last_tokens() -> None:
-    model = make_model().eval()
+@pytest.mark.parametrize("long_term_profile", [True, False])
+def test_long_histories_keep_the_last_tokens(long_term_profile: bool) -> None:
+    """The transformer sees the last `max_history_length` tokens; the long-term profile,
+    passed explicitly here, is that of the whole history."""
+    model = make_model(long_term_profile=long_term_profile).eval()
     long = make_batch(length=MAX_LENGTH + 5)
     masked = torch.full(long["history_item_ids"].shape, IGNORE_INDEX)
     masked[:, -2:] = 7
     truncated = {
         name: value[:, -MAX_LENGTH:] if value.ndim >= 2 else value for name, value in long.items()
     }
+    if long_term_profile:
+        long["history_profile"] = truncated["history_profile"] = model.history_profile(
+            long["history_item_ids"], long["history_feedback"]
+        )
     output_long = model(**long, masked_item_labels=masked)
     output_short = model(**truncated, masked_item_labels=masked[:, -MAX_LENGTH:])
     assert output_long.embeddings.shape[1] == MAX_LENGTH + 1
@@ -359,16 +376,21 @@ def test_batch_of_n_equals_n_batches_of_one(batch_size: int, length: int, seed: 
         torch.testing.assert_close(single.user_state, whole.user_state[row : row + 1])
 
 
-def test_score_candidates_matches_the_forward_heads() -> None:
-    model = make_model(target_attention=True).eval()
+@pytest.mark.parametrize("target_attention", [True, False])
+@pytest.mark.parametrize("long_term_profile", [True, False])
+def test_score_candidates_matches_the_forward_heads(
+    target_attention: bool, long_term_profile: bool
+) -> None:
+    model = make_model(
+        target_attention=target_attention, long_term_profile=long_term_profile
+    ).eval()
     batch = make_batch()
     candidates = to_model_ids(torch.arange(12).reshape(4, 3))
     history = history_of(batch)
-    state = model.encode(**history)
-    with pytest.raises(ValueError, match="target attention"):
-        model.score_candidates(state, candidates)
-    state, outputs, mask = model.encode_with_history(**history)
-    scores = model.score_candidates(state, candidates, outputs, mask)
+    with pytest.raises(TypeError, match="encode_with_history"):
+        model.score_candidates(model.encode(**history), candidates)
+    encoded = model.encode_with_history(**history)
+    scores = model.score_candidates(encoded, candidates)
     assert set(scores) == {
         "click_probability",
         "watch_time_if_clicked",
@@ -390,7 +412,7 @@ def test_score_candidates_matches_the_forward_heads() -> None:
     torch.testing.assert_close(
         scores["watch_time_if_clicked"][:, 1], torch.expm1(output.watch_time).clamp_min(0)
     )
-    torch.testing.assert_close(state, output.user_state)
+    torch.testing.assert_close(encoded.user_state, output.user_state)
 
 
 def test_inputs_embeds_noise_is_the_adversarial_hook() -> None:
@@ -608,16 +630,68 @@ def test_pretrained_gpt2_backbone_is_loaded(tmp_path: Path) -> None:
     assert torch.equal(model.backbone.state_dict()[name], pretrained.state_dict()[name])
 
 
-def test_without_target_attention_the_user_state_alone_scores_candidates() -> None:
-    config = PredictorConfig.tiny(
-        num_items=NUM_ITEMS, num_item_features=NUM_FEATURES, target_attention=False
-    )
-    model = PredictorModel(config).eval()
-    batch = make_batch()
-    candidates = to_model_ids(torch.arange(12).reshape(4, 3))
-    history = history_of(batch)
-    scores = model.score_candidates(model.encode(**history), candidates)
-    output = model(**history, target_item_ids=candidates[:, 2])
+# ------------------------------------------------------------------ long-term profile
+
+
+def test_the_profile_sums_decayed_feature_times_feedback_over_item_tokens() -> None:
+    model = make_model(profile_decays=(1.0, 0.5)).eval()
+    batch = make_batch(length=5)
+    ids, feedback = batch["history_item_ids"], batch["history_feedback"]
+    ids[1, 2] = MASK_ID
+    profile = model.history_profile(ids, feedback)
+    assert profile.shape == (4, 2, NUM_FEATURES + 1, 4)
+    for row in range(4):
+        expected = torch.zeros(2, NUM_FEATURES + 1, 4)
+        for position in range(5):
+            item = int(ids[row, position])
+            if item < 2:  # padding and [MASK] add nothing
+                continue
+            # Rows after this one: later positions, [MASK] included, padding never.
+            later = int((ids[row, position + 1 :] != PAD_ID).sum())
+            features = torch.cat([model.item_features[item - 2], torch.ones(1)])
+            values = torch.cat([torch.ones(1), feedback[row, position]])
+            for scale, decay in enumerate((1.0, 0.5)):
+                expected[scale] += decay**later * torch.outer(features, values)
+        torch.testing.assert_close(profile[row], expected)
+    # Profiles compose: the profile of the first part, aged by the second, plus the second.
+    head = model.history_profile(ids[:, :2], feedback[:, :2])
+    torch.testing.assert_close(model.history_profile(ids[:, 2:], feedback[:, 2:], head), profile)
+
+
+def test_the_profile_of_the_whole_history_reaches_the_heads() -> None:
+    """Rows older than `max_history_length` change the scores through the profile only."""
+    model = make_model().eval()
+    long = make_batch(length=MAX_LENGTH + 5)
+    recent = {
+        name: value[:, -MAX_LENGTH:] if value.ndim >= 2 else value for name, value in long.items()
+    }
+    whole = model(**long)
+    assert not torch.allclose(whole.click_logits, model(**recent).click_logits)
+    profile = model.history_profile(long["history_item_ids"], long["history_feedback"])
     torch.testing.assert_close(
-        scores["click_probability"][:, 2], torch.sigmoid(output.click_logits)
+        model(**recent, history_profile=profile).click_logits, whole.click_logits
     )
+    without = make_model(long_term_profile=False).eval()
+    torch.testing.assert_close(without(**long).click_logits, without(**recent).click_logits)
+    assert without.profile_projection is None
+
+
+@pytest.mark.parametrize(
+    ("profile", "match"),
+    [
+        (torch.zeros(4, NUM_FEATURES + 1, 4), r"history_profile must be a float tensor of shape"),
+        (torch.full((4, 2, NUM_FEATURES + 1, 4), float("nan")), "history_profile must be finite"),
+    ],
+)
+def test_bad_profiles_are_rejected(profile: torch.Tensor, match: str) -> None:
+    model = make_model().eval()
+    with pytest.raises(ValueError, match=match):
+        model(**make_batch(), history_profile=profile)
+
+
+def test_non_finite_feedback_beyond_the_window_is_rejected_by_the_profile() -> None:
+    model = make_model().eval()
+    long = make_batch(length=MAX_LENGTH + 2)
+    long["history_feedback"][0, 0, 1] = float("nan")  # truncated away, but profiled
+    with pytest.raises(ValueError, match=r"at index \[0, 0, 1\] \(the long-term profile sums"):
+        model(**long)

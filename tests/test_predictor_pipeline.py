@@ -69,3 +69,13 @@ def test_collect_logs_rejects_unknown_policy(tmp_path: Path) -> None:
         "collect-logs", "--num-users", "5", "--policy", "myopc", "--output", str(tmp_path / "l")
     )
     assert done.returncode == 2 and "Did you mean 'myopic'" in done.stderr
+
+
+def test_fit_predictor_help_documents_every_option() -> None:
+    from loe_gym.predictor.pipeline import FitPredictorConfig
+
+    done = loe_gym("fit-predictor", "--help")
+    assert done.returncode == 0, done.stderr
+    for name in FitPredictorConfig.field_docs():
+        assert "--" + name.replace("_", "-") in done.stdout
+    assert "5 % of rows" in " ".join(done.stdout.split())  # a literal % survives argparse

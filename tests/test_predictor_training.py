@@ -752,3 +752,33 @@ def test_service_rejects_bad_ids() -> None:
         service.predict(**environment_histories(2), candidate_ids=np.full((2, 3), -1))
     with pytest.raises(ValueError, match="history_item_ids\\[None\\]"):
         service.encode(np.zeros(HISTORY, int), np.zeros((HISTORY, 3)), np.ones(HISTORY, int))
+
+
+def test_service_running_profiles_stand_for_the_whole_history() -> None:
+    """An agent can keep one profile per user and pass only the recent rows."""
+    service = PredictorService(make_model(), batch_size=4)
+    older, recent = environment_histories(6, seed=1), environment_histories(6, seed=2)
+    whole = {
+        name: np.concatenate([older[name], recent[name]], axis=1)
+        for name in ("history_item_ids", "history_feedback", "history_gaps")
+    }
+    running = service.history_profile(
+        recent["history_item_ids"],
+        recent["history_feedback"],
+        previous_profile=service.history_profile(
+            older["history_item_ids"], older["history_feedback"]
+        ),
+    )
+    expected = service.history_profile(whole["history_item_ids"], whole["history_feedback"])
+    assert running.shape == (6, 2, NUM_FEATURES + 1, 4)
+    np.testing.assert_allclose(running, expected, rtol=1e-5, atol=1e-5)
+    # The transformer sees the last HISTORY rows (= recent), the profile all of them.
+    np.testing.assert_allclose(
+        service.encode(**recent, history_profile=running), service.encode(**whole), atol=1e-5
+    )
+    assert not np.allclose(service.encode(**recent), service.encode(**whole), atol=1e-5)
+    with pytest.raises(ValueError, match=r"history_profile must have shape \(N, time scales"):
+        service.encode(**recent, history_profile=running[:, 0])
+    plain = PredictorService(make_model(long_term_profile=False))
+    with pytest.raises(ValueError, match="has no long-term profile"):
+        plain.history_profile(recent["history_item_ids"], recent["history_feedback"])

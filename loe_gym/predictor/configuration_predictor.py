@@ -24,6 +24,8 @@ LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 
 _ARGUMENTS = (
     "target_attention",
+    "long_term_profile",
+    "profile_decays",
     "num_items",
     "num_item_features",
     "hidden_size",
@@ -70,6 +72,8 @@ class PredictorConfig(_ConfigBase):
     | `loss_weighting` | ``"fixed"`` or ``"uncertainty"`` (Kendall et al. 2018) | ``"fixed"`` |
     | `initializer_range` | standard deviation of the initial weights | 0.02 |
     | `target_attention` | candidate heads also attend from the candidate to the history outputs (DIN-style; under evaluation) | False |
+    | `long_term_profile` | summarise the *whole* history (not only the last `max_history_length` rows) per public item feature, for the user state and, crossed with each candidate's features, for the candidate heads | True |
+    | `profile_decays` | one profile per time scale: each row's weight is ``decay ** (rows after it)``; 1.0 = plain sums over the whole history | ``(1.0, 0.95)`` |
 
     Example:
         >>> config = PredictorConfig(num_items=100, num_item_features=4, hidden_size=32)
@@ -102,6 +106,8 @@ class PredictorConfig(_ConfigBase):
         loss_weighting: str = "fixed",
         initializer_range: float = 0.02,
         target_attention: bool = False,
+        long_term_profile: bool = True,
+        profile_decays: tuple[float, ...] | list[float] = (1.0, 0.95),
         **kwargs: Any,
     ) -> None:
         # `transformers` builds configs with no arguments (e.g. to diff against defaults
@@ -140,13 +146,15 @@ class PredictorConfig(_ConfigBase):
         self.task_weights = _task_weights(task_weights)
         self.loss_weighting = _choice("loss_weighting", loss_weighting, LOSS_WEIGHTINGS)
         self.initializer_range = _positive_float("initializer_range", initializer_range)
-        if not isinstance(target_attention, bool):
-            raise TypeError(
-                f"PredictorConfig.target_attention must be True or False, got {target_attention!r}."
-            )
         # The candidate heads also attend from the candidate to the history (DIN-style),
         # so per-topic interest need not be squeezed into the one user-state vector.
-        self.target_attention = target_attention
+        self.target_attention = _flag("target_attention", target_attention)
+        # Interests are revealed over hundreds of rows, far more than a transformer over
+        # the last few dozen sees; the profile keeps additive statistics of all of them.
+        self.long_term_profile = _flag("long_term_profile", long_term_profile)
+        # Several time scales: lifetime sums (interests) and recent-weighted ones
+        # (satisfaction, drift), e.g. 0.95 weighs the last ~20 rows most.
+        self.profile_decays = _decays(profile_decays)
         super().__init__(**kwargs)
 
     @classmethod
@@ -165,6 +173,13 @@ class PredictorConfig(_ConfigBase):
         }
         values.update(overrides)
         return cls(num_items=num_items, num_item_features=num_item_features, **values)
+
+    @property
+    def profile_shape(self) -> tuple[int, int, int]:
+        """Shape ``(T, F + 1, 1 + feedback_size)`` of one user's long-term profile: per
+        time scale (`profile_decays`) and public item feature (and a constant 1), the
+        decayed sums over the history of the feature times ``(1, feedback…)``."""
+        return (len(self.profile_decays), self.num_item_features + 1, 1 + self.feedback_size)
 
     @property
     def max_sequence_length(self) -> int:
@@ -198,6 +213,28 @@ def _nonnegative_int(name: str, value: object) -> int:
             f"columns of the catalog's feature matrix (Catalog.num_features)."
         )
     return int(value)  # type: ignore[call-overload]
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"PredictorConfig.{name} must be True or False, got {value!r}.")
+    return value
+
+
+def _decays(value: object) -> list[float]:
+    # A list, not a tuple: that is what config.json gives back.
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(
+            f"PredictorConfig.profile_decays must be a sequence of numbers in (0, 1], got "
+            f"{value!r}."
+        )
+    decays = [_number("profile_decays", decay) for decay in value]
+    if not decays or any(not 0.0 < decay <= 1.0 for decay in decays):
+        raise ValueError(
+            f"PredictorConfig.profile_decays must be a non-empty sequence of numbers in (0, 1] "
+            f"(1.0 = plain sums), got {list(value)!r}."  # type: ignore[call-overload]
+        )
+    return decays
 
 
 def _number(name: str, value: object) -> float:

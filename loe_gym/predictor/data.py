@@ -56,6 +56,7 @@ __all__ = [
     "UserSequences",
     "item_popularity",
     "load_sequences",
+    "profile_prefix_sums",
     "split_users",
 ]
 
@@ -581,6 +582,10 @@ class TargetBatches:
     columns, ``true_click_probability``, ``true_watch_time`` and
     ``true_return_probability`` ``(B,) float32``, present when the log has them.
 
+    With ``item_features``, batches also hold ``history_profile (B, T, F + 1, 4) float32``:
+    the long-term profile of *every* row of the user before the target's step (not only
+    the last ``L``), as `PredictorModel.history_profile` defines it.
+
     Args:
         sequences: the users to draw targets from.
         batch_size: targets per batch.
@@ -589,6 +594,15 @@ class TargetBatches:
         target_fraction: keep this seeded fraction of the targets (fixed at
             construction, the same every epoch).
         drop_last: drop the last, smaller batch.
+        item_features: ``(num_items, F)`` the catalog's public features
+            (``Catalog.features``), for the ``history_profile`` key; ``None`` leaves it out.
+        profile_decays: the time scales of the profile, the model's
+            ``config.profile_decays``; required with ``item_features``.
+        session_return_labels: label next-day return on *every* row with the outcome of
+            its session (``return_mask``: rows whose session ended in the log), not only
+            on the session's last step. Training signal for the return head grows by the
+            mean session length; evaluation keeps the default (the Bayes reference is
+            defined at session ends).
         seed: seeds the subsample and the shuffles. The order of an epoch depends only on
             ``seed`` and the epoch number: `set_epoch` chooses it (a resumed run repeats
             the orders), else each iteration starts the next epoch.
@@ -603,6 +617,9 @@ class TargetBatches:
         shuffle: bool = True,
         target_fraction: float = 1.0,
         drop_last: bool = False,
+        item_features: np.ndarray | None = None,
+        profile_decays: Sequence[float] | None = None,
+        session_return_labels: bool = False,
         seed: int = 0,
     ) -> None:
         self.sequences = sequences
@@ -647,12 +664,33 @@ class TargetBatches:
         self._watch_labels = self._feedback[:, 1].copy()
         self._session_end = s.session_end.astype(np.float32)
         self._returned = s.returned_next_day.astype(np.float32)
+        self._return_mask = s.session_end.copy()
+        if session_return_labels and num_rows:
+            # The last row of each row's session carries the session's outcome.
+            is_last = np.ones(num_rows, dtype=bool)
+            is_last[:-1] = (
+                (self._user[1:] != self._user[:-1])
+                | (s.day[1:] != s.day[:-1])
+                | (s.session[1:] != s.session[:-1])
+            )
+            last = np.where(is_last, np.arange(num_rows), num_rows)
+            last = np.minimum.accumulate(last[::-1])[::-1]
+            self._returned = self._returned[last]
+            self._return_mask = s.session_end[last]
         # Labels over items are catalog ids: the model's item logits are in catalog order.
         self._ranking = np.where(s.clicked, self._model_items - ITEM_ID_OFFSET, IGNORE_INDEX)
         self._privileged = (
             {name: getattr(s, name) for name in PRIVILEGED_COLUMNS} if s.has_privileged else {}
         )
         self._positions = np.arange(-self.max_history_length, 0, dtype=np.int64)
+        self._profiles = None
+        if item_features is not None:
+            if profile_decays is None:
+                raise ValueError(
+                    "item_features needs profile_decays too: pass the model's "
+                    "config.profile_decays, so the profiles are those the model expects."
+                )
+            self._profiles = profile_prefix_sums(s, item_features, profile_decays, self._feedback)
 
     @property
     def num_targets(self) -> int:
@@ -698,10 +736,12 @@ class TargetBatches:
             "watch_time_mask": clicked > 0,
             "continuation_labels": 1.0 - session_end,  # 1 = the user stays
             "return_labels": self._returned[rows],
-            "return_mask": session_end > 0,
+            "return_mask": self._return_mask[rows],
             "ranking_labels": self._ranking[rows],
             "user_index": self._user[rows],
         }
+        if self._profiles is not None:
+            arrays["history_profile"] = self._profiles[self._step_start[rows]]
         for name, values in self._privileged.items():
             arrays[name] = values[rows]
         return {name: torch.from_numpy(values) for name, values in arrays.items()}
@@ -711,6 +751,60 @@ class TargetBatches:
             f"TargetBatches(num_targets={self.num_targets}, batch_size={self.batch_size}, "
             f"max_history_length={self.max_history_length}, batches={len(self)})"
         )
+
+
+def profile_prefix_sums(
+    sequences: UserSequences,
+    item_features: np.ndarray,
+    profile_decays: Sequence[float],
+    feedback: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(num_rows, T, F + 1, 4) float32``: row ``r`` holds the long-term profile of the
+    rows of its user *before* ``r`` (see `PredictorModel.history_profile`): per decay
+    ``λ`` of ``profile_decays`` and public feature ``f`` of the items shown (and a
+    constant 1), the sums of ``λ^(rows after it) · x_f · (1, clicked, log1p(watch_time),
+    completion)``."""
+    from scipy.signal import lfilter
+
+    features = np.asarray(item_features, dtype=np.float64)
+    if features.ndim != 2 or features.shape[0] != sequences.num_items:
+        raise ValueError(
+            f"item_features must have shape (num_items, F) with num_items = "
+            f"{sequences.num_items}, got shape {features.shape}; pass Catalog.features."
+        )
+    if not np.isfinite(features).all():
+        raise ValueError("item_features must be finite; found NaN or inf.")
+    decays = [float(decay) for decay in profile_decays]
+    if not decays or any(not 0.0 < decay <= 1.0 for decay in decays):
+        raise ValueError(
+            f"profile_decays must be non-empty numbers in (0, 1], got {decays!r}; pass the "
+            "model's config.profile_decays."
+        )
+    if feedback is None:
+        feedback = _feedback(sequences)
+    rows = sequences.item_id
+    values = np.column_stack([np.ones(sequences.num_rows), feedback.astype(np.float64)])
+    starts = np.repeat(sequences.offsets[:-1], sequences.lengths)
+    # Rows since the user's first row: how much a sum carried over from earlier users
+    # has decayed by row r.
+    age = np.arange(sequences.num_rows) - starts
+    num_features = features.shape[1] + 1
+    profiles = np.empty(
+        (sequences.num_rows, len(decays), num_features, values.shape[1]), dtype=np.float32
+    )
+    for f in range(num_features):
+        column = features[rows, f] if f < features.shape[1] else np.ones(sequences.num_rows)
+        for k in range(values.shape[1]):
+            term = column * values[:, k]
+            for s, decay in enumerate(decays):
+                # y[r] = λ·y[r − 1] + term[r − 1] over all rows, in float64 (float32 over
+                # millions of rows would lose the small per-user values), then minus what
+                # earlier users left: λ^age · y[user start].
+                carried = lfilter([0.0, 1.0], [1.0, -decay], term)
+                if starts.size:
+                    carried = carried - decay**age * carried[starts]
+                profiles[:, s, f, k] = carried
+    return profiles
 
 
 class MaskedItemBatches:

@@ -7,6 +7,13 @@ appended; a BERT (bidirectional) or GPT-2 (causal) backbone built from the confi
 the sequence, and its output at the query token is the user state ``h``. Candidate heads
 score an item ``c`` with one MLP over ``[h, e_c, h ⊙ e_c]``; the ranking head scores the
 whole catalog with ``h · E_itemsᵀ + b``.
+
+With ``config.long_term_profile`` the model also keeps a *long-term profile* of the whole
+history, however long: per time scale and public item feature, decayed sums of the feature
+times (1, feedback). Its statistics enter the query token (so ``h`` sees them) and,
+multiplied by the candidate's own features, the candidate MLP: for a one-hot topic feature
+that is the user's exposure count, click rate and completion on the candidate's topic over
+their whole life (decay 1) and recently (decay < 1).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -112,6 +119,24 @@ class PredictorOutput(ModelOutput):
     masked_item_logits: torch.Tensor | None = None
     user_state: torch.Tensor | None = None
     embeddings: torch.Tensor | None = None
+
+
+class EncodedHistory(NamedTuple):
+    """What `PredictorModel.encode_with_history` returns and `score_candidates` takes.
+
+    Attributes:
+        user_state: ``(B, H)`` backbone output at the query token.
+        history_outputs: ``(B, L, H)`` backbone outputs at the history tokens.
+        history_mask: ``(B, L)`` True on real history items.
+        profile_statistics: ``(B, T, F + 1, 1 + 2·feedback_size)`` statistics of the
+            long-term profile (see `PredictorModel.profile_statistics`); ``None`` without
+            ``config.long_term_profile``.
+    """
+
+    user_state: torch.Tensor
+    history_outputs: torch.Tensor
+    history_mask: torch.Tensor
+    profile_statistics: torch.Tensor | None
 
 
 def backbone_config(config: PredictorConfig) -> BertConfig | GPT2Config:
@@ -233,6 +258,20 @@ class PredictorModel(PredictorPreTrainedModel):
         self.unknown_feedback = nn.Parameter(torch.zeros(hidden))
         self.gap_embeddings = nn.Embedding(config.num_gap_buckets, hidden, padding_idx=0)
         self.embedding_layer_norm = nn.LayerNorm(hidden, eps=1e-12)
+        profile_width = 0
+        if config.long_term_profile:
+            scales, features, sums = config.profile_shape
+            profile_width = scales * features * (2 * sums - 1)
+        # Long-term profile: into the query token (the user state) and, crossed with the
+        # candidate's features, into the candidate trunk (see the module docstring).
+        # The statistics mix counts, rates and logs of very different scales: each input
+        # is normalised first, or a few large counts swamp the token and slow learning.
+        self.profile_projection = _normalised_projection(profile_width, hidden)
+        self.profile_cross_projection = _normalised_projection(profile_width, hidden)
+        # A linear ("wide", Cheng et al. 2016) path from the crossed statistics to the
+        # outputs: sparse long-term labels (next-day return) are nearly linear in them and
+        # are learnt far sooner this way than through the trunk alone.
+        self.profile_wide = nn.Linear(profile_width, 4) if profile_width else None
         # Dropout on the tokens is the backbone's own embedding dropout (applied after its
         # position embeddings): a second one here would drop twice as often.
         self.backbone = _build_backbone(config)
@@ -244,8 +283,9 @@ class PredictorModel(PredictorPreTrainedModel):
         self.target_query = (
             nn.Linear(hidden, hidden, bias=False) if config.target_attention else None
         )
+        trunk_parts = 3 + (2 if config.target_attention else 0) + (1 if profile_width else 0)
         self.candidate_trunk = nn.Sequential(
-            nn.Linear((5 if config.target_attention else 3) * hidden, hidden),
+            nn.Linear(trunk_parts * hidden, hidden),
             nn.GELU(),
             nn.Dropout(config.hidden_dropout_prob),
             nn.Linear(hidden, hidden),
@@ -318,11 +358,12 @@ class PredictorModel(PredictorPreTrainedModel):
         history_feedback: torch.Tensor,
         history_gaps: torch.Tensor,
         target_gaps: torch.Tensor | None = None,
+        history_profile: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """User states ``(B, H)`` of histories (arguments as in `forward`)."""
         return self.encode_with_history(
-            history_item_ids, history_feedback, history_gaps, target_gaps
-        )[0]
+            history_item_ids, history_feedback, history_gaps, target_gaps, history_profile
+        ).user_state
 
     def encode_with_history(
         self,
@@ -330,19 +371,67 @@ class PredictorModel(PredictorPreTrainedModel):
         history_feedback: torch.Tensor,
         history_gaps: torch.Tensor,
         target_gaps: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """User states ``(B, H)``, history outputs ``(B, L, H)`` and history mask ``(B, L)``
-        (what `score_candidates` needs with target attention)."""
-        history = self._check_history(history_item_ids, history_feedback, history_gaps)
-        target_gaps = self._check_target(
-            target_gaps,
-            "target_gaps",
-            history[0].shape[0],
-            low=0,
-            high=self.config.num_gap_buckets,
+        history_profile: torch.Tensor | None = None,
+    ) -> EncodedHistory:
+        """Everything `score_candidates` needs about histories (arguments as in
+        `forward`)."""
+        ids, feedback, gaps, statistics = self._check_history(
+            history_item_ids, history_feedback, history_gaps, history_profile
         )
-        sequence_output, _ = self._encode(*history, target_gaps, None)
-        return sequence_output[:, -1], sequence_output[:, :-1], history[0] != PAD_ID
+        target_gaps = self._check_target(
+            target_gaps, "target_gaps", ids.shape[0], low=0, high=self.config.num_gap_buckets
+        )
+        sequence_output, _ = self._encode(ids, feedback, gaps, target_gaps, None, statistics)
+        return EncodedHistory(
+            sequence_output[:, -1], sequence_output[:, :-1], ids != PAD_ID, statistics
+        )
+
+    # --- long-term profile ---
+
+    def history_profile(
+        self,
+        history_item_ids: torch.Tensor,
+        history_feedback: torch.Tensor,
+        previous_profile: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Long-term profiles ``(B, T, F + 1, 1 + feedback_size)`` of histories ``(B, L)``
+        (model ids) with feedback ``(B, L, feedback_size)``, *all* ``L`` tokens counted.
+
+        ``profile[b, s, f] = Σ_t λ_s^(rows after t) · x_f(item_t) · (1, feedback_t)`` over
+        the item tokens of history ``b``, for each decay ``λ_s`` of
+        ``config.profile_decays``; ``x`` is the item's public features with a constant 1
+        appended (its row holds the plain counts). Padding counts nothing; a ``[MASK]``
+        token is a row (it ages the rows before it) whose item and feedback are unknown.
+
+        Profiles compose: with ``previous_profile`` (the profile of the rows before these),
+        the result is the profile of the whole, so an agent can keep one per user and
+        update it with each new row.
+        """
+        is_row = history_item_ids != PAD_ID
+        is_item = (history_item_ids >= NUM_SPECIAL_IDS).unsqueeze(-1)
+        features = self.item_features[(history_item_ids - NUM_SPECIAL_IDS).clamp_min(0)]
+        features = torch.cat([features, torch.ones_like(features[..., :1])], dim=-1)
+        features = torch.where(is_item, features, torch.zeros_like(features))
+        feedback = torch.where(is_item, history_feedback.to(features), torch.zeros(()).to(features))
+        values = torch.cat([torch.ones_like(feedback[..., :1]), feedback], dim=-1)
+        # Rows after each token (B, L), and each time scale's weight λ^age (B, T, L).
+        rows = is_row.to(torch.float64)
+        later = rows.flip(-1).cumsum(-1).flip(-1) - rows
+        decays = torch.tensor(self.config.profile_decays, dtype=torch.float64, device=later.device)
+        weights = (decays[None, :, None] ** later[:, None, :]).to(features)
+        profile = torch.einsum("btl,blf,blk->btfk", weights, features, values)
+        if previous_profile is not None:
+            aged = decays[None, :] ** rows.sum(-1, keepdim=True)  # (B, T)
+            profile = profile + previous_profile.to(profile) * aged.to(profile)[..., None, None]
+        return profile
+
+    @staticmethod
+    def profile_statistics(profile: torch.Tensor) -> torch.Tensor:
+        """Statistics ``(…, 2K − 1)`` of profiles ``(…, K)``: per time scale and feature,
+        the (sign-preserving) log of the exposure sum and of each feedback sum, and each
+        feedback sum per exposure (for a one-hot topic: counts, click rate, completion)."""
+        exposures, sums = profile[..., :1], profile[..., 1:]
+        return torch.cat([_symlog(exposures), _symlog(sums), sums / (exposures.abs() + 1.0)], -1)
 
     def _encode(
         self,
@@ -351,6 +440,7 @@ class PredictorModel(PredictorPreTrainedModel):
         history_gaps: torch.Tensor,
         target_gaps: torch.Tensor | None,
         inputs_embeds_noise: torch.Tensor | None,
+        profile_statistics: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone outputs ``(B, L + 1, H)`` and input embeddings ``(B, L + 1, H)`` of
         checked, truncated inputs."""
@@ -366,9 +456,12 @@ class PredictorModel(PredictorPreTrainedModel):
         # Query and masked tokens must not see feedback: it would leak the hidden answer.
         unknown = (item_ids == MASK_ID).unsqueeze(-1)
         feedback = torch.where(unknown, self.unknown_feedback.to(feedback), feedback)
-        embeddings = self.embedding_layer_norm(
-            self.embed_items(item_ids) + feedback + self.gap_embeddings(gaps)
-        )
+        tokens = self.embed_items(item_ids) + feedback + self.gap_embeddings(gaps)
+        if self.profile_projection is not None:
+            assert profile_statistics is not None
+            profile = self.profile_projection(profile_statistics.flatten(1).to(tokens))
+            tokens = torch.cat([tokens[:, :-1], tokens[:, -1:] + profile.unsqueeze(1)], dim=1)
+        embeddings = self.embedding_layer_norm(tokens)
         inputs_embeds = (
             embeddings if inputs_embeds_noise is None else embeddings + inputs_embeds_noise
         )
@@ -394,25 +487,28 @@ class PredictorModel(PredictorPreTrainedModel):
     # --- heads ---
 
     def _candidate_outputs(
-        self,
-        user_state: torch.Tensor,
-        items: torch.Tensor,
-        history_outputs: torch.Tensor | None = None,
-        history_mask: torch.Tensor | None = None,
+        self, encoded: EncodedHistory, candidate_item_ids: torch.Tensor
     ) -> torch.Tensor:
-        """Outputs ``(…, 4)`` (click, watch, continuation, return) of the shared trunk for
-        user states and candidate embeddings of the same shape ``(B, H)`` or ``(B, C, H)``.
-
-        With target attention, ``history_outputs (B, L, H)`` and ``history_mask (B, L)``
-        (True on real history items) are required.
-        """
+        """Outputs ``(B, 4)`` or ``(B, C, 4)`` (click, watch, continuation, return) of the
+        shared trunk for candidates ``(B,)`` or ``(B, C)`` (model ids)."""
+        items = self.embed_items(candidate_item_ids)
+        user_state = encoded.user_state
+        if items.ndim == 3:
+            user_state = user_state.unsqueeze(1).expand_as(items)
         parts = [user_state, items, user_state * items]
+        if self.profile_cross_projection is not None:
+            statistics = encoded.profile_statistics
+            assert statistics is not None
+            features = self.item_features[candidate_item_ids - NUM_SPECIAL_IDS]
+            features = torch.cat([features, torch.ones_like(features[..., :1])], dim=-1)
+            if features.ndim == 3:
+                statistics = statistics.unsqueeze(1)
+            # (…, T, F + 1, S): the user's statistics on each feature the candidate has.
+            crossed = features[..., None, :, None] * statistics.to(features)
+            normalised = self.profile_cross_projection[0](crossed.flatten(-3).to(items))
+            parts.append(self.profile_cross_projection[1](normalised))
         if self.target_query is not None:
-            if history_outputs is None or history_mask is None:
-                raise ValueError(
-                    "This predictor uses target attention: pass history_outputs and "
-                    "history_mask (from encode_with_history) to score candidates."
-                )
+            history_outputs, history_mask = encoded.history_outputs, encoded.history_mask
             query = self.target_query(items)
             flat = query if query.ndim == 3 else query.unsqueeze(1)  # (B, C, H)
             scores = flat @ history_outputs.transpose(1, 2) / math.sqrt(flat.shape[-1])
@@ -422,22 +518,19 @@ class PredictorModel(PredictorPreTrainedModel):
             pooled = pooled * history_mask.any(dim=1).to(pooled)[:, None, None]
             pooled = pooled if query.ndim == 3 else pooled.squeeze(1)
             parts += [pooled, pooled * items]
-        return self.candidate_output(self.candidate_trunk(torch.cat(parts, dim=-1)))
+        outputs = self.candidate_output(self.candidate_trunk(torch.cat(parts, dim=-1)))
+        if self.profile_wide is not None:
+            outputs = outputs + self.profile_wide(normalised)
+        return outputs
 
     def score_candidates(
-        self,
-        user_state: torch.Tensor,
-        candidate_item_ids: torch.Tensor,
-        history_outputs: torch.Tensor | None = None,
-        history_mask: torch.Tensor | None = None,
+        self, encoded: EncodedHistory, candidate_item_ids: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Score ``C`` candidates per user in one pass of the candidate trunk.
 
         Args:
-            user_state: ``(B, H)`` from `encode` (or ``PredictorOutput.user_state``).
+            encoded: `encode_with_history` of ``B`` histories.
             candidate_item_ids: ``(B, C)`` model ids (`to_model_ids` of catalog ids).
-            history_outputs, history_mask: ``(B, L, H)`` and ``(B, L)`` from
-                `encode_with_history`; required when ``config.target_attention``.
 
         Returns:
             ``(B, C)`` tensors: ``click_probability``; ``watch_time_if_clicked``
@@ -446,24 +539,20 @@ class PredictorModel(PredictorPreTrainedModel):
             (unconditional expected minutes); ``continuation_probability`` (1 − p(session
             ends)); ``return_probability`` (next-day return, if the session ends here).
         """
-        hidden = self.config.hidden_size
-        if user_state.ndim != 2 or user_state.shape[1] != hidden:
-            raise ValueError(
-                f"user_state must have shape (batch, hidden_size={hidden}), got "
-                f"{tuple(user_state.shape)}; pass the output of encode()."
+        if not isinstance(encoded, EncodedHistory):
+            raise TypeError(
+                f"encoded must be the EncodedHistory that encode_with_history returns, got "
+                f"{_describe(encoded)}."
             )
         candidates = self._check_ids(
             candidate_item_ids, "candidate_item_ids", ndim=2, low=NUM_SPECIAL_IDS
         )
-        if candidates.shape[0] != user_state.shape[0]:
+        if candidates.shape[0] != encoded.user_state.shape[0]:
             raise ValueError(
-                f"candidate_item_ids has {candidates.shape[0]} rows but user_state has "
-                f"{user_state.shape[0]}; give one row of candidates per user, shape (B, C)."
+                f"candidate_item_ids has {candidates.shape[0]} rows but {encoded.user_state.shape[0]} "
+                "histories were encoded; give one row of candidates per user, shape (B, C)."
             )
-        items = self.embed_items(candidates)
-        outputs = self._candidate_outputs(
-            user_state.unsqueeze(1).expand_as(items), items, history_outputs, history_mask
-        )
+        outputs = self._candidate_outputs(encoded, candidates)
         click_probability = torch.sigmoid(outputs[..., _CLICK])
         watch_time_if_clicked = torch.expm1(outputs[..., _WATCH_TIME]).clamp_min(0.0)
         return {
@@ -490,6 +579,7 @@ class PredictorModel(PredictorPreTrainedModel):
         return_mask: torch.Tensor | None = None,
         ranking_labels: torch.Tensor | None = None,
         masked_item_labels: torch.Tensor | None = None,
+        history_profile: torch.Tensor | None = None,
         inputs_embeds_noise: torch.Tensor | None = None,
         return_dict: bool = True,
     ) -> PredictorOutput | tuple[Any, ...]:
@@ -519,6 +609,10 @@ class PredictorModel(PredictorPreTrainedModel):
                 ``ranking_logits``) of the next clicked item, `IGNORE_INDEX` to skip a row.
             masked_item_labels: ``(B, L)`` catalog ids of the masked items,
                 `IGNORE_INDEX` elsewhere.
+            history_profile: ``(B, T, F + 1, 1 + feedback_size)`` long-term profiles of the
+                users' *whole* histories (`history_profile`; `data.TargetBatches` gives
+                them). ``None`` → computed from the history given, before truncation.
+                Ignored without ``config.long_term_profile``.
             inputs_embeds_noise: ``(B, L + 1, H)`` added to the token embeddings (the hook
                 of adversarial training, FGM/PGD); ``L`` after truncation.
             return_dict: ``False`` returns ``PredictorOutput.to_tuple()``.
@@ -527,7 +621,9 @@ class PredictorModel(PredictorPreTrainedModel):
             `PredictorOutput`; ``loss`` is ``Σ w_i L_i`` over the tasks with labels
             (``Σ w_i (exp(−s_i) L_i + s_i)`` with ``loss_weighting="uncertainty"``).
         """
-        ids, feedback, gaps = self._check_history(history_item_ids, history_feedback, history_gaps)
+        ids, feedback, gaps, statistics = self._check_history(
+            history_item_ids, history_feedback, history_gaps, history_profile
+        )
         batch_size, length = ids.shape
         target_item_ids = self._check_target(
             target_item_ids, "target_item_ids", batch_size, low=NUM_SPECIAL_IDS, high=None
@@ -548,7 +644,7 @@ class PredictorModel(PredictorPreTrainedModel):
                     f"{tuple(inputs_embeds_noise.shape)}."
                 )
         sequence_output, embeddings = self._encode(
-            ids, feedback, gaps, target_gaps, inputs_embeds_noise
+            ids, feedback, gaps, target_gaps, inputs_embeds_noise, statistics
         )
         user_state = sequence_output[:, -1]
         catalog_items = self.catalog_item_embeddings()
@@ -559,12 +655,8 @@ class PredictorModel(PredictorPreTrainedModel):
             "embeddings": embeddings,
         }
         if target_item_ids is not None:
-            outputs = self._candidate_outputs(
-                user_state,
-                self.embed_items(target_item_ids),
-                sequence_output[:, :-1],
-                ids != PAD_ID,
-            )
+            encoded = EncodedHistory(user_state, sequence_output[:, :-1], ids != PAD_ID, statistics)
+            outputs = self._candidate_outputs(encoded, target_item_ids)
             fields["click_logits"] = outputs[:, _CLICK]
             fields["watch_time"] = outputs[:, _WATCH_TIME]
             fields["continuation_logits"] = outputs[:, _CONTINUATION]
@@ -686,8 +778,10 @@ class PredictorModel(PredictorPreTrainedModel):
         history_item_ids: torch.Tensor,
         history_feedback: torch.Tensor,
         history_gaps: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Checked ``(ids, feedback, gaps)``, truncated to the last ``max_history_length``."""
+        history_profile: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Checked ``(ids, feedback, gaps)``, truncated to the last ``max_history_length``,
+        and the profile statistics (``None`` without ``config.long_term_profile``)."""
         ids = self._check_ids(history_item_ids, "history_item_ids", ndim=2, low=PAD_ID)
         shape = tuple(ids.shape)
         feedback_shape = (*shape, self.config.feedback_size)
@@ -710,19 +804,40 @@ class PredictorModel(PredictorPreTrainedModel):
                 f"{tuple(gaps.shape)}."
             )
         max_length = self.config.max_history_length
+        # The model reads every token's feedback when it computes the profile itself, else
+        # only the last `max_history_length`: those must be finite.
+        profiled = self.config.long_term_profile and history_profile is None
+        read = history_feedback if profiled else history_feedback[:, -max_length:]
+        if not torch.isfinite(read).all():
+            index = torch.nonzero(~torch.isfinite(read))[0].tolist()
+            scope = (
+                "the long-term profile sums every item token"
+                if profiled
+                else f"after truncation to the last {max_length} tokens"
+            )
+            raise ValueError(
+                f"history_feedback must be finite, got {read[tuple(index)].item()} at index "
+                f"{index} ({scope}); use 0 for padding and unknown feedback."
+            )
+        statistics = None
+        if profiled:
+            statistics = self.profile_statistics(self.history_profile(ids, history_feedback))
+        elif self.config.long_term_profile:
+            expected = (shape[0], *self.config.profile_shape)
+            if not torch.is_tensor(history_profile) or tuple(history_profile.shape) != expected:
+                raise ValueError(
+                    f"history_profile must be a float tensor of shape (batch, time scales, "
+                    f"num_item_features + 1, 1 + feedback_size) = {expected}, got "
+                    f"{_describe(history_profile)}; compute it with model.history_profile."
+                )
+            if not torch.isfinite(history_profile).all():
+                raise ValueError("history_profile must be finite; found NaN or inf.")
+            statistics = self.profile_statistics(history_profile.float())
         if shape[1] > max_length:
             ids = ids[:, -max_length:]
             history_feedback = history_feedback[:, -max_length:]
             gaps = gaps[:, -max_length:]
-        # Only the tokens the model sees must be finite (checked after truncation).
-        if not torch.isfinite(history_feedback).all():
-            index = tuple(torch.nonzero(~torch.isfinite(history_feedback))[0].tolist())
-            raise ValueError(
-                f"history_feedback must be finite, got {history_feedback[index].item()} at "
-                f"index {list(index)} (after truncation to the last {max_length} tokens); "
-                "use 0 for padding and unknown feedback."
-            )
-        return ids, history_feedback, gaps
+        return ids, history_feedback, gaps, statistics
 
     def _check_target(
         self,
@@ -897,6 +1012,16 @@ class PredictorModel(PredictorPreTrainedModel):
             return super().save_pretrained(save_directory, *args, **kwargs)
         finally:
             self.config.backbone_path = backbone_path
+
+
+def _normalised_projection(width: int, hidden: int) -> nn.Sequential | None:
+    if width == 0:
+        return None
+    return nn.Sequential(nn.LayerNorm(width), nn.Linear(width, hidden))
+
+
+def _symlog(values: torch.Tensor) -> torch.Tensor:
+    return torch.sign(values) * torch.log1p(values.abs())
 
 
 # --- loss helpers ---

@@ -21,6 +21,7 @@ default size (hidden 64, two layers, 50 history items). The service leaves
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any, cast
 
 import numpy as np
@@ -37,6 +38,9 @@ from loe_gym.predictor.modeling_predictor import (
 )
 
 __all__ = ["SAME_SESSION_GAP", "PredictorService"]
+
+# ids, feedback, gaps, target gaps, profiles (or None): the arguments of `PredictorModel.encode`.
+_ModelArguments = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 SAME_SESSION_GAP = 1
 """Gap bucket of a step in the same session as the previous one (the default target gap)."""
@@ -60,8 +64,12 @@ class PredictorService:
     | ``history_gaps`` | gap bucket before each item, as in `data` (1 same session, 2 new session the same or next day, 3… after 2… days) | ``(N, L)`` int | ``[0, num_gap_buckets)`` |
     | ``target_gaps`` | gap bucket of the step to predict; default 1 (same session) | ``(N,)`` int or ``None`` | ``[1, num_gap_buckets)`` |
     | ``candidate_ids`` | catalog ids of the items to score | ``(N, C)`` int | ``[0, num_items)`` |
+    | ``history_profile`` | long-term profiles (`history_profile`) of the users' whole pasts; default: that of the history given | ``(N, T, F + 1, 4)`` float or ``None`` | finite |
 
-    Padding positions (id −1) get padding tokens whatever their feedback and gap hold.
+    Padding positions (id −1) get padding tokens whatever their feedback and gap hold. The
+    transformer sees the last ``max_history_length`` rows; the long-term profile (if the
+    model has one) summarises all rows given, so pass the whole history, or keep a running
+    profile per user (profiles add up) and pass it with the recent rows.
     """
 
     def __init__(
@@ -89,20 +97,46 @@ class PredictorService:
         history_feedback: np.ndarray,
         history_gaps: np.ndarray,
         target_gaps: np.ndarray | None = None,
+        history_profile: np.ndarray | None = None,
     ) -> np.ndarray:
         """User states ``(N, H)`` float32 of ``N`` histories (inputs: see the class)."""
-        ids, feedback, gaps, target = self._history(
-            history_item_ids, history_feedback, history_gaps, target_gaps
+        inputs = self._history(
+            history_item_ids, history_feedback, history_gaps, target_gaps, history_profile
         )
-        states = np.empty((ids.shape[0], self.hidden_size), dtype=np.float32)
+        states = np.empty((inputs[0].shape[0], self.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for rows, chunk in self._chunks(inputs):
+                states[rows] = self.model.encode(*chunk).float().cpu().numpy()
+        return states
+
+    def history_profile(
+        self,
+        history_item_ids: np.ndarray,
+        history_feedback: np.ndarray,
+        previous_profile: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Long-term profiles ``(N, T, F + 1, 4)`` float32 of histories (inputs: see the
+        class), every row counted. With ``previous_profile``, the profile of the rows
+        before these, it returns that of the whole: an agent keeps a running profile per
+        user and passes each step's new rows."""
+        if not self.config.long_term_profile:
+            raise ValueError(
+                "This predictor has no long-term profile (PredictorConfig.long_term_profile "
+                "is False); pass histories only."
+            )
+        dummy_gaps = np.zeros(np.shape(history_item_ids), dtype=np.int64)
+        ids, feedback, _, _, previous = self._history(
+            history_item_ids, history_feedback, dummy_gaps, None, previous_profile
+        )
+        profile = np.empty((ids.shape[0], *self.config.profile_shape), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, ids.shape[0], self.batch_size):
                 rows = slice(start, start + self.batch_size)
-                state = self.model.encode(
-                    *self._tensors(ids[rows], feedback[rows], gaps[rows], target[rows])
-                )
-                states[rows] = state.float().cpu().numpy()
-        return states
+                ids_rows, feedback_rows = self._tensors(ids[rows], feedback[rows])
+                before = None if previous is None else self._tensors(previous[rows])[0]
+                value = self.model.history_profile(ids_rows, feedback_rows, before)
+                profile[rows] = value.float().cpu().numpy()
+        return profile
 
     def predict(
         self,
@@ -111,6 +145,7 @@ class PredictorService:
         history_gaps: np.ndarray,
         candidate_ids: np.ndarray,
         target_gaps: np.ndarray | None = None,
+        history_profile: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Scores ``(N, C)`` float32 of each user's candidates (inputs: see the class).
 
@@ -120,9 +155,10 @@ class PredictorService:
         ``continuation_probability`` (the session goes on after this step),
         ``return_probability`` (next-day return if the session ends here).
         """
-        ids, feedback, gaps, target = self._history(
-            history_item_ids, history_feedback, history_gaps, target_gaps
+        inputs = self._history(
+            history_item_ids, history_feedback, history_gaps, target_gaps, history_profile
         )
+        ids = inputs[0]
         candidates = np.asarray(candidate_ids)
         if candidates.ndim != 2 or candidates.shape[0] != ids.shape[0]:
             raise ValueError(
@@ -133,13 +169,10 @@ class PredictorService:
         candidates = to_model_ids(candidates.astype(np.int64))
         results: dict[str, np.ndarray] = {}
         with torch.inference_mode():
-            for start in range(0, ids.shape[0], self.batch_size):
-                rows = slice(start, start + self.batch_size)
-                state, outputs, mask = self.model.encode_with_history(
-                    *self._tensors(ids[rows], feedback[rows], gaps[rows], target[rows])
-                )
+            for rows, chunk in self._chunks(inputs):
                 scores = self.model.score_candidates(
-                    state, torch.from_numpy(candidates[rows]).to(self.device), outputs, mask
+                    self.model.encode_with_history(*chunk),
+                    torch.from_numpy(candidates[rows]).to(self.device),
                 )
                 for name, value in scores.items():
                     if name not in results:
@@ -155,10 +188,12 @@ class PredictorService:
         history_feedback: np.ndarray,
         history_gaps: np.ndarray,
         target_gaps: np.ndarray | None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        history_profile: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """Checked model inputs: ids ``(N, L)`` int64 (−1 → padding, else id + 2),
         feedback ``(N, L, 3)`` float32 with ``log1p`` minutes, gaps ``(N, L)`` and target
-        gaps ``(N,)`` int64. The caller's arrays are never modified."""
+        gaps ``(N,)`` int64, profiles ``(N, T, F + 1, 4)`` float32 or ``None``. The caller's
+        arrays are never modified."""
         ids = np.asarray(history_item_ids)
         if ids.ndim != 2:
             raise ValueError(
@@ -203,7 +238,30 @@ class PredictorService:
         model_feedback = np.where(is_item[..., None], feedback, 0.0).astype(np.float32)
         model_feedback[..., 1] = np.log1p(model_feedback[..., 1])
         model_gaps = np.where(is_item, gaps, 0).astype(np.int64)
-        return model_ids, model_feedback, model_gaps, target
+        profile = None
+        if history_profile is not None:
+            profile = np.asarray(history_profile, dtype=np.float32)
+            expected_profile = (num_users, *self.config.profile_shape)
+            if profile.shape != expected_profile:
+                raise ValueError(
+                    f"history_profile must have shape (N, time scales, num_item_features + 1, 4) = "
+                    f"{expected_profile}, got {profile.shape}; compute it with "
+                    "PredictorService.history_profile."
+                )
+            if not np.isfinite(profile).all():
+                raise ValueError("history_profile must be finite; found NaN or inf.")
+        return model_ids, model_feedback, model_gaps, target, profile
+
+    def _chunks(
+        self, inputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+    ) -> Iterator[tuple[slice, _ModelArguments]]:
+        """``(rows, model arguments)`` per chunk of ``batch_size`` histories."""
+        ids, feedback, gaps, target, profile = inputs
+        for start in range(0, ids.shape[0], self.batch_size):
+            rows = slice(start, start + self.batch_size)
+            tensors = self._tensors(ids[rows], feedback[rows], gaps[rows], target[rows])
+            chunk_profile = None if profile is None else self._tensors(profile[rows])[0]
+            yield rows, (tensors[0], tensors[1], tensors[2], tensors[3], chunk_profile)
 
     def _tensors(self, *arrays: np.ndarray) -> tuple[torch.Tensor, ...]:
         return tuple(torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays)

@@ -434,9 +434,9 @@ def default_lora_target_modules(model: nn.Module) -> tuple[str, ...]:
     )
 
 
-HEAD_MODULES = ("candidate_trunk", "candidate_output")
+HEAD_MODULES = ("candidate_trunk", "candidate_output", "profile_wide")
 """Modules of `PredictorModel` that form the candidate heads (click, watch time,
-continuation, return)."""
+continuation, return); ``profile_wide`` exists only with a long-term profile."""
 
 HEAD_PARAMETERS = ("ranking_bias", "masked_item_bias", "log_variances")
 """Parameters `PredictorModel` owns directly that belong to the heads and the loss: the
