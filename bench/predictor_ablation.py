@@ -94,18 +94,18 @@ def _training_config(
     args: argparse.Namespace, seed: int, out: Path, **options: Any
 ) -> TrainingConfig:
     """One capped epoch of ``args.steps`` steps, no early stopping: every row, one budget."""
-    return TrainingConfig(
-        output_dir=str(out),
-        max_epochs=1,
-        steps_per_epoch=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        seed=seed,
-        progress=False,
-        tensorboard=False,
-        early_stopping_patience=None,
-        **options,
-    )
+    values: dict[str, Any] = {
+        "output_dir": str(out),
+        "max_epochs": 1,
+        "steps_per_epoch": args.steps,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "seed": seed,
+        "progress": False,
+        "tensorboard": False,
+        "early_stopping_patience": None,
+    }
+    return TrainingConfig(**(values | options))
 
 
 def _train(
@@ -255,6 +255,7 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[
             (
                 "shift: LoRA",
                 {
+                    "learning_rate": args.lora_learning_rate or args.learning_rate,
                     "lora_rank": args.lora_rank,
                     "lora_target_modules": LORA_TARGETS,
                     "lora_modules_to_save": ("candidate_output", "profile_wide"),
@@ -301,6 +302,9 @@ def main() -> None:
         "--epsilon", type=float, default=0.5, help="FGM radius (training and perturbed metrics)"
     )
     parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument(
+        "--lora-learning-rate", type=float, default=None, help="default: --learning-rate"
+    )
     parser.add_argument(
         "--eval-fraction", type=float, default=0.2, help="share of held-out targets evaluated"
     )
