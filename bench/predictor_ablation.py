@@ -257,7 +257,7 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[
                 {
                     "learning_rate": args.lora_learning_rate or args.learning_rate,
                     "lora_rank": args.lora_rank,
-                    "lora_target_modules": LORA_TARGETS,
+                    "lora_target_modules": tuple(args.lora_target_modules),
                     "lora_modules_to_save": ("candidate_output", "profile_wide"),
                 },
             ),
@@ -304,6 +304,9 @@ def main() -> None:
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument(
         "--lora-learning-rate", type=float, default=None, help="default: --learning-rate"
+    )
+    parser.add_argument(
+        "--lora-target-modules", nargs="+", default=list(LORA_TARGETS), help="modules with adapters"
     )
     parser.add_argument(
         "--eval-fraction", type=float, default=0.2, help="share of held-out targets evaluated"
