@@ -74,7 +74,7 @@ def _batches(
     seed: int,
     fraction: float = 1.0,
     features: Any = None,
-    decays: Any = (1.0, 0.95),
+    decays: Any = FitPredictorConfig.profile_decays,
 ) -> TargetBatches:
     return TargetBatches(
         part,

@@ -6,7 +6,7 @@ import math
 import os
 from typing import Any
 
-from loe_gym.errors import did_you_mean
+from loe_gym.errors import check_positive_int, did_you_mean
 
 try:  # transformers ≥ 5 renamed the base class; 4.45+ only has the old spelling.
     from transformers import PreTrainedConfig as _ConfigBase
@@ -195,15 +195,7 @@ def _is_integer(value: object) -> bool:
 
 
 def _positive_int(name: str, value: object) -> int:
-    if not _is_integer(value):
-        raise TypeError(
-            f"PredictorConfig.{name} must be a positive integer, got {value!r} "
-            f"({type(value).__name__})."
-        )
-    as_int = int(value)  # type: ignore[call-overload]
-    if as_int < 1:
-        raise ValueError(f"PredictorConfig.{name} must be a positive integer (≥ 1), got {as_int}.")
-    return as_int
+    return check_positive_int(f"PredictorConfig.{name}", value)
 
 
 def _nonnegative_int(name: str, value: object) -> int:
