@@ -1036,7 +1036,7 @@ def read_catalog(path: str | os.PathLike[str]) -> pa.Table | None:
 # Log column -> key of the loe_gym vector env's step info.
 _INFO_KEYS: Final = {
     "user_id": "user_id",
-    "episode": "episode",
+    "episode": "life",
     "day": "day",
     "session": "session",
     "step": "step_in_session",

@@ -48,7 +48,7 @@ ACCEPTED_SB3_WARNINGS = (
 INFO_KEYS = (
     "acted",
     "user_id",
-    "episode",
+    "life",
     "day",
     "session",
     "step_in_session",
@@ -469,7 +469,7 @@ def test_reset_mask_resets_only_masked_users() -> None:
     assert reset_info["user_id"][mask].min() > old_ids.max()
     _, _, _, _, info = env.step(random_slots(rng, 4, 20, 1))
     assert info["acted"].all()
-    np.testing.assert_array_equal(info["episode"], mask.astype(np.int64))
+    np.testing.assert_array_equal(info["life"], mask.astype(np.int64))
 
 
 def test_earlier_observations_are_never_mutated() -> None:
@@ -632,7 +632,7 @@ def test_user_id_is_unique_per_user_life() -> None:
                 seen.add(uid)
                 current[user] = uid
                 episodes[user] += 1
-        np.testing.assert_array_equal(info["episode"], episodes)
+        np.testing.assert_array_equal(info["life"], episodes)
         if step == 150:
             mask = np.array([True] * 3 + [False] * 5)
             _, reset_info = env.reset(options={"reset_mask": mask})

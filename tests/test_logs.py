@@ -665,7 +665,7 @@ class FakeVectorEnv(VectorEnv):  # type: ignore[type-arg]
         info = {
             "acted": acted,
             "user_id": self.user_id.copy(),
-            "episode": self.episode.copy(),
+            "life": self.episode.copy(),
             "day": self.steps.copy(),
             "session": self.steps.copy(),
             "step_in_session": np.zeros(n, dtype=np.int32),
@@ -716,7 +716,7 @@ def test_wrapper_logs_acted_users_from_step_info(tmp_path: Path) -> None:
                 rows.append(
                     (
                         info["user_id"][user],
-                        info["episode"][user],
+                        info["life"][user],
                         info["day"][user],
                         info["slate"][user, position],
                         np.float32(info["watch_time"][user, position]),

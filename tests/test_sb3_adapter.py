@@ -200,3 +200,14 @@ def test_ppo_trains_on_slates() -> None:
     model.learn(total_timesteps=256)
     assert model.num_timesteps >= 256
     _check_predictions(model, env, slate_size=5)
+
+
+def test_single_env_trains_under_sb3s_own_vec_envs() -> None:
+    """SB3's Monitor convention reserves info["episode"] for episode summaries: the
+    single env's plain DummyVecEnv path trains and logs without tripping on it."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    env = DummyVecEnv([lambda: gym.make("loe_gym/Engagement-v0", **SMALL) for _ in range(2)])
+    model = PPO("MultiInputPolicy", env, n_steps=64, batch_size=64, n_epochs=1, seed=0)
+    model.learn(256)
+    assert model.num_timesteps >= 256

@@ -98,7 +98,9 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
 
     Arrays with leading axis ``num_users`` describing the step just taken: ``acted``
     (False where the step only reset the user), ``user_id`` (unique per simulated user
-    life), ``episode``, ``day``, ``session``, ``step_in_session``, ``slate`` (item ids),
+    life), ``life`` (how many lives the slot held before this one; not ``episode``, which
+    Gymnasium's ``RecordEpisodeStatistics`` and SB3's ``Monitor`` reserve for episode
+    summaries), ``day``, ``session``, ``step_in_session``, ``slate`` (item ids),
     ``clicked``, ``watch_time``, ``completion``, ``session_end``, ``gap_days``,
     ``churned``, ``returned_next_day``, and ``reward_parts`` (``watch_time``, ``click``).
 
@@ -386,7 +388,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         info: dict[str, Any] = {
             "acted": acted,
             "user_id": user_id,
-            "episode": episode,
+            "life": episode,
             "day": day,
             "session": session,
             "step_in_session": step_in_session,
@@ -415,7 +417,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             info["reward_parts"] = {
                 name: np.where(acted, part, 0.0) for name, part in info["reward_parts"].items()
             }
-            info["user_id"], info["episode"] = self._user_id.copy(), self._episode.copy()
+            info["user_id"], info["life"] = self._user_id.copy(), self._episode.copy()
         done = terminated | truncated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and np.count_nonzero(done):
             final_obs = self._observe()
