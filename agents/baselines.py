@@ -13,6 +13,8 @@ oracles and references, never deployable recommenders.
 | `MyopicPolicy` | true expected watch time now | yes |
 | `MaxQualityPolicy` | the item's hidden quality | yes |
 | one-step planner | watch now + 5 × expected satisfaction gap (the reference spec's planner) | yes |
+| `PopularityPolicy` | clicks in the logs | no |
+| `MyopicPredictedPolicy` | the predictor's expected watch time now | no (needs the predictor) |
 | `OraclePlanner` | a linear value of true expectations (watch now, satisfaction gain, …), weights tuned by search | yes |
 """
 
@@ -109,16 +111,20 @@ class DotProductPolicy(_ScoringPolicy):
     privileged = False
 
     def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
-        if "user" not in obs or "doc" not in obs:
+        # observation="recsim" names the candidates' features "doc", "history" names them
+        # "candidate_features"; both carry "user" for RecSim's simulators.
+        doc = obs.get("doc", obs.get("candidate_features"))
+        if "user" not in obs or doc is None:
             raise KeyError(
-                "DotProductPolicy needs the 'user' and 'doc' keys of observation='recsim'."
+                "DotProductPolicy needs a 'user' vector and the candidates' features ('doc' or "
+                "'candidate_features'), as RecSim's simulators observe them."
             )
-        if obs["user"].shape[-1] != obs["doc"].shape[-1]:
+        if obs["user"].shape[-1] != doc.shape[-1]:
             raise ValueError(
                 f"DotProductPolicy needs user and doc vectors of one size, got "
-                f"{obs['user'].shape[-1]} and {obs['doc'].shape[-1]}."
+                f"{obs['user'].shape[-1]} and {doc.shape[-1]}."
             )
-        return np.einsum("ucf,uf->uc", obs["doc"], obs["user"])
+        return np.einsum("ucf,uf->uc", doc, obs["user"])
 
 
 class MaxClickPolicy(_ScoringPolicy):
@@ -250,6 +256,52 @@ class OraclePlanner(_ScoringPolicy):
 def one_step_planner() -> OraclePlanner:
     """The reference spec's planner: watch + 5 × expected satisfaction gap (untuned)."""
     return OraclePlanner(REFERENCE_PLANNER_WEIGHTS, name="one_step_planner")
+
+
+class PopularityPolicy(_ScoringPolicy):
+    """The candidates clicked most often in the logs (``item_clicks``, one count per
+    catalog item); unseen items rank last. Not personalised, not privileged."""
+
+    name = "popularity"
+    privileged = False
+
+    def __init__(self, item_clicks: np.ndarray) -> None:
+        counts = np.asarray(item_clicks, dtype=np.float64)
+        if counts.ndim != 1 or not np.all(np.isfinite(counts)) or (counts < 0).any():
+            raise ValueError(
+                "item_clicks must be a 1-D array of finite counts ≥ 0 (one per catalog item), "
+                f"got shape {counts.shape}."
+            )
+        self.item_clicks = counts
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        ids = obs["candidate_ids"]
+        if ids.max() >= self.item_clicks.size:
+            raise ValueError(
+                f"item_clicks covers {self.item_clicks.size} items but a candidate has id "
+                f"{int(ids.max())}; count clicks over this env's catalog."
+            )
+        return self.item_clicks[ids]
+
+
+class MyopicPredictedPolicy(_ScoringPolicy):
+    """Greedy on the predictor's immediate engagement: the candidates with the highest
+    predicted watch minutes now (``candidate_scores`` of
+    `agents.predictor_env.PredictorObservations`). The deployable myopic recommender."""
+
+    name = "myopic_predicted"
+    privileged = False
+    uses_predictor = True
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        from agents.predictor_env import SCORE_NAMES
+
+        if "candidate_scores" not in obs:
+            raise KeyError(
+                "myopic_predicted reads the predictor's candidate_scores: evaluate it on an env "
+                "wrapped in agents.predictor_env.PredictorObservations."
+            )
+        return obs["candidate_scores"][..., SCORE_NAMES.index("watch_time")]
 
 
 REFERENCE_POLICIES: dict[str, Callable[..., Any]] = {

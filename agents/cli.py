@@ -5,6 +5,9 @@
     loe-gym tune-oracle         # search the oracle planner's weights (CEM)
     loe-gym collect-logs --num-users 5000 --output logs/engagement   # Parquet interaction logs
     loe-gym fit-predictor --logs logs/engagement --output runs/predictor
+    loe-gym train --predictor runs/predictor/model --output runs/ppo     # an SB3 agent
+    loe-gym evaluate --agents runs/ppo --output reports/ppo              # agents vs baselines
+    loe-gym experiment --output reports/experiment                       # all of it, end to end
 
 Every option is documented in ``loe-gym <command> --help``.
 """
@@ -216,10 +219,22 @@ def _add_config_arguments(parser: argparse.ArgumentParser, config_class: Any) ->
         elif isinstance(default, tuple):
             kind = type(default[0]) if default else str
             parser.add_argument(flag, nargs="+", type=kind, default=default, help=help_text)
+        elif field.name.endswith("_options"):
+            parser.add_argument(flag, type=_json_object, default=default, help=help_text)
         elif default is None:
             parser.add_argument(flag, type=_optional(str), default=None, help=help_text)
         else:
             parser.add_argument(flag, type=type(default), default=default, help=help_text)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"expects a JSON object, got {text!r} ({error})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expects a JSON object, got {text!r}")
+    return value
 
 
 def _optional(kind: type) -> Any:
@@ -276,6 +291,134 @@ def _cmd_fit_predictor(args: argparse.Namespace) -> int:
     result = fit_predictor(args.logs, args.output, config, overwrite=args.overwrite)
     print((Path(args.output) / "report.md").read_text())
     print(f"wrote {args.output}/model, metrics.json, report.md ({result['seconds']:.0f} s)")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from agents.training import TrainConfig, train_agent
+
+    config = _config_from_args(args, TrainConfig)
+    summary = train_agent(config, args.output, overwrite=args.overwrite, resume=args.resume)
+    print(
+        f"trained {config.algorithm} for {summary['steps']} steps "
+        f"({summary['steps_per_second']:.0f} steps/s); wrote {args.output}/model.zip"
+    )
+    return 0
+
+
+BASELINES = ("random", "popularity", "myopic_predicted", "myopic", "oracle_planner")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from agents.baselines import MyopicPredictedPolicy, PopularityPolicy, make_policy
+    from agents.evaluation import evaluate
+    from agents.report import REPORT_METRICS, write_evaluation
+    from agents.training import TrainConfig, load_agent, predictor_wrappers
+
+    _check_env_id(args.env)
+    output = Path(args.output)
+    if output.exists() and any(output.iterdir()) and not args.overwrite:
+        raise FileExistsError(
+            f"{output} exists and is not empty; choose another --output or pass --overwrite."
+        )
+    policies: list[Any] = []
+    service, wrap_config = None, None
+    env_options = args.env_options
+    for run in args.agents:
+        policy, config, agent_service = load_agent(run, name=Path(run).name)
+        if config.env_id != args.env:
+            raise ValueError(f"{run} was trained on {config.env_id}, not --env {args.env}.")
+        if env_options is None:
+            env_options = config.env_options
+        if agent_service is not None:
+            if service is not None and (
+                config.predictor != wrap_config.predictor  # type: ignore[union-attr]
+                or config.history_length != wrap_config.history_length  # type: ignore[union-attr]
+            ):
+                raise ValueError(
+                    "All --agents must share one predictor and history_length "
+                    f"({wrap_config.predictor}, {wrap_config.history_length}); {run} uses "  # type: ignore[union-attr]
+                    f"{config.predictor}, {config.history_length}. Evaluate them separately."
+                )
+            service, wrap_config = agent_service, config
+        policies.append(policy)
+    for name in args.baselines:
+        if name not in BASELINES and name not in REFERENCE_POLICIES:
+            known = sorted({*BASELINES, *REFERENCE_POLICIES})
+            raise ValueError(
+                f"Unknown baseline {name!r}.{did_you_mean(name, known)} Choose from "
+                f"{', '.join(known)}."
+            )
+        if name == "popularity":
+            if args.logs is None:
+                raise ValueError("The popularity baseline counts clicks in logs: pass --logs DIR.")
+            policies.append(PopularityPolicy(_item_clicks(args.logs, args.env)))
+        elif name == "myopic_predicted":
+            if service is None:
+                if args.predictor is None:
+                    raise ValueError(
+                        "myopic_predicted needs the predictor: pass --predictor DIR or an agent "
+                        "trained with one."
+                    )
+                from loe_gym.predictor.serving import PredictorService
+
+                service = PredictorService.from_pretrained(args.predictor)
+                wrap_config = TrainConfig(env_id=args.env, predictor=args.predictor)
+            policies.append(MyopicPredictedPolicy())
+        else:
+            policies.append(make_policy(name))
+    wrappers = (
+        predictor_wrappers(wrap_config, service, for_training=False)
+        if service is not None and wrap_config is not None
+        else []
+    )
+    evaluation = evaluate(
+        args.env,
+        policies,
+        env_options=env_options,
+        num_users=args.num_users,
+        seeds=args.seeds,
+        progress=sys.stderr.isatty(),
+        wrappers=wrappers,
+    )
+    metrics: tuple[str, ...] = (
+        (*RECSIM_METRICS, "coverage", "topic_diversity")
+        if args.env in RECSIM_ENVS
+        else REPORT_METRICS
+    )
+    print(write_evaluation(evaluation, output, metrics=metrics))
+    print(f"wrote {output}/evaluation.md, metrics.json and plots")
+    return 0
+
+
+def _item_clicks(logs: str, env_id: str) -> Any:
+    import numpy as np
+
+    from loe_gym.predictor.data import load_sequences
+
+    env = gym.make(env_id)
+    num_items = int(env.unwrapped.catalog.num_items)  # type: ignore[attr-defined]
+    env.close()
+    sequences, _ = load_sequences(logs, num_items=num_items)
+    return np.bincount(sequences.item_id[sequences.clicked > 0], minlength=num_items).astype(float)
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from agents.experiment import ExperimentConfig, run_experiment
+
+    config = _config_from_args(args, ExperimentConfig)
+    if args.quick:
+        defaults = ExperimentConfig()
+        changed = {
+            name: getattr(config, name)
+            for name in ExperimentConfig.field_names()
+            if getattr(config, name) != getattr(defaults, name)
+        }
+        config = ExperimentConfig.quick(**changed)
+    _check_env_id(config.env_id)
+    run_experiment(config, args.output, overwrite=args.overwrite)
+    print((Path(args.output) / "report.md").read_text())
+    print(f"wrote {args.output}/report.md, metrics.json, plots, logs/, predictor/, agent/")
     return 0
 
 
@@ -360,6 +503,81 @@ def build_parser(with_predictor_options: bool = True) -> argparse.ArgumentParser
 
         _add_config_arguments(fit, FitPredictorConfig)
     fit.set_defaults(handler=_cmd_fit_predictor)
+
+    from agents.experiment import ExperimentConfig
+    from agents.training import TrainConfig
+
+    train = commands.add_parser(
+        "train", help="train an SB3 agent (PPO, A2C, DQN; SAC/TD3 on fusion weights)"
+    )
+    train.add_argument("--output", required=True, help="run folder (model.zip, config.json, …)")
+    train.add_argument("--overwrite", action="store_true", help="start over in --output")
+    train.add_argument(
+        "--resume", action="store_true", help="continue from --output's last checkpoint"
+    )
+    _add_config_arguments(train, TrainConfig)
+    train.set_defaults(handler=_cmd_train)
+
+    evaluate_parser = commands.add_parser(
+        "evaluate", help="trained agents vs baselines over seeds: table, metrics.json, plots"
+    )
+    evaluate_parser.add_argument(
+        "--env", default="loe_gym/Engagement-v0", help="registered env id (default: %(default)s)"
+    )
+    evaluate_parser.add_argument(
+        "--num-users",
+        type=_positive,
+        default=500,
+        help="users per population (default: %(default)s)",
+    )
+    evaluate_parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 3, 4],
+        help="population seeds (default: %(default)s)",
+    )
+    evaluate_parser.add_argument(
+        "--env-options",
+        type=_json_object,
+        default=None,
+        help="environment options as a JSON object (default: the agents' or none)",
+    )
+    evaluate_parser.add_argument(
+        "--agents", nargs="*", default=[], help="run folders of loe-gym train"
+    )
+    evaluate_parser.add_argument(
+        "--baselines",
+        nargs="*",
+        default=["random", "myopic_predicted", "myopic", "oracle_planner"],
+        help=f"baselines among {', '.join(BASELINES)} and the reference policies "
+        "(default: %(default)s)",
+    )
+    evaluate_parser.add_argument(
+        "--predictor", default=None, help="predictor for myopic_predicted when no agent has one"
+    )
+    evaluate_parser.add_argument("--logs", default=None, help="logs for the popularity baseline")
+    evaluate_parser.add_argument("--output", required=True, help="report folder to write")
+    evaluate_parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --output"
+    )
+    evaluate_parser.set_defaults(handler=_cmd_evaluate)
+
+    experiment = commands.add_parser(
+        "experiment",
+        help="logs → predictor → PPO → evaluation against baselines → report folder",
+    )
+    experiment.add_argument(
+        "--output", default="reports/experiment", help="report folder (default: %(default)s)"
+    )
+    experiment.add_argument(
+        "--overwrite", action="store_true", help="replace an existing report folder"
+    )
+    experiment.add_argument(
+        "--quick", action="store_true", help="smoke-test sizes (minutes; numbers meaningless)"
+    )
+    _add_config_arguments(experiment, ExperimentConfig)
+    experiment.set_defaults(handler=_cmd_experiment)
     return parser
 
 

@@ -33,6 +33,9 @@ METRICS: dict[str, str] = {
     "churn_rate": "share of users who churned before the horizon",
     "ctr": "clicks per item shown",
     "completion": "mean completion of clicked items",
+    "coverage": "share of the catalog shown at least once to the population",
+    "topic_diversity": "per user, entropy of the topics shown / log(number of topics) "
+    "(1 = every topic equally often; NaN without topics)",
 }
 """The metrics of a `PopulationResult`, with their meaning."""
 
@@ -63,6 +66,19 @@ class PopulationResult:
     """``(num_sessions_ended,)`` items shown in each session that ended."""
     return_gaps: np.ndarray
     """``(num_returns,)`` days between a session end and the next visit (churn excluded)."""
+    item_impressions: np.ndarray
+    """``(num_items,)`` times each catalog item was shown to the population."""
+    topic_impressions: np.ndarray | None
+    """``(num_users, num_topics)`` items of each topic shown to each user (None without
+    topics)."""
+    churn_day: np.ndarray
+    """``(num_users,)`` first day each user is gone: the day after the last session of a
+    user who churned, ``horizon_days`` for one who stayed."""
+
+    def retention_curve(self) -> np.ndarray:
+        """``(horizon_days,)`` share of users who have not churned by each day."""
+        horizon = self.daily_watch.size
+        return np.array([(self.churn_day > day).mean() for day in range(horizon)])
 
     def summary(self) -> dict[str, float]:
         """Population-level value of each metric in `METRICS`."""
@@ -81,7 +97,19 @@ class PopulationResult:
             "churn_rate": float(self.churned.mean()),
             "ctr": clicks / max(float(self.impressions.sum()), 1.0),
             "completion": float(self.completion_sum.sum()) / max(clicks, 1.0),
+            "coverage": float((self.item_impressions > 0).mean()),
+            "topic_diversity": self._topic_diversity(),
         }
+
+    def _topic_diversity(self) -> float:
+        if self.topic_impressions is None or self.topic_impressions.shape[1] < 2:
+            return math.nan
+        counts = self.topic_impressions
+        shown = counts.sum(1, keepdims=True)
+        share = np.divide(counts, shown, out=np.zeros_like(counts), where=shown > 0)
+        logs = np.log(share, out=np.zeros_like(share), where=share > 0)
+        entropy = -(share * logs).sum(1) / math.log(counts.shape[1])
+        return float(entropy[shown[:, 0] > 0].mean())
 
 
 def population_steps(
@@ -127,7 +155,7 @@ def population_steps(
 
 
 def run_population(
-    env: RecommendationVectorEnv,
+    env: Any,
     policy: Policy,
     seed: int,
     *,
@@ -137,14 +165,16 @@ def run_population(
     """Run every user of ``env`` through one whole life (until churn or the horizon).
 
     Args:
-        env: a vector env in ``next_step`` autoreset mode; its ``num_envs`` users
+        env: a vector env in ``next_step`` autoreset mode (or a vector wrapper of one,
+            e.g. `agents.predictor_env.PredictorObservations`); its ``num_envs`` users
             form the population.
         policy: a batched policy (see `agents.baselines`).
         seed: seeds the population, the candidates and the responses.
         max_steps: safety cap on vector steps (raises if reached).
     """
-    n = env.num_envs
-    horizon = env.config.horizon_days
+    core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
+    n = core.num_envs
+    horizon = core.config.horizon_days
     totals = {
         name: np.zeros(n)
         for name in (
@@ -164,6 +194,10 @@ def run_population(
     satisfaction_sum = np.zeros(horizon)
     satisfaction_count = np.zeros(horizon)
     session_steps = np.zeros(n)
+    item_impressions = np.zeros(core.catalog.num_items)
+    topics = core.catalog.topics
+    topic_impressions = None if topics is None else np.zeros((n, int(topics.max()) + 1))
+    churn_day = np.full(n, horizon)
     session_lengths: list[np.ndarray] = []
     return_gaps: list[np.ndarray] = []
     for info, live, _ in population_steps(
@@ -180,7 +214,14 @@ def run_population(
         totals["next_day_returns"] += info["returned_next_day"] & live
         totals["churned"] += info["churned"] & live
         totals["completion_sum"] += (info["completion"] * info["clicked"]).sum(axis=1) * live
+        shown = info["slate"][live]
+        item_impressions += np.bincount(shown.ravel(), minlength=item_impressions.size)
+        if topic_impressions is not None and topics is not None:
+            users = np.repeat(np.flatnonzero(live), shown.shape[1])
+            np.add.at(topic_impressions, (users, topics[shown.ravel()]), 1.0)
         day = np.minimum(info["day"], horizon - 1)
+        churning = info["churned"] & live
+        churn_day[churning] = info["day"][churning] + 1
         np.add.at(daily_watch, day, watch)
         np.add.at(daily_active, day[starts], 1.0)
         session_steps = np.where(info["acted"], session_steps + 1, 0)
@@ -189,7 +230,7 @@ def run_population(
             session_lengths.append(session_steps[ended])
             returning = ended & ~info["churned"]
             return_gaps.append(info["gap_days"][returning])
-            satisfaction = getattr(env.state, "satisfaction", None)
+            satisfaction = getattr(core.state, "satisfaction", None)
             if satisfaction is not None:
                 # Users reset this step hold a new life's state; `ended` excludes them.
                 satisfaction_sum += np.bincount(day[ended], satisfaction[ended], horizon)
@@ -217,6 +258,9 @@ def run_population(
         ),
         session_lengths=np.concatenate(session_lengths) if session_lengths else np.zeros(0),
         return_gaps=np.concatenate(return_gaps) if return_gaps else np.zeros(0, np.int64),
+        item_impressions=item_impressions,
+        topic_impressions=topic_impressions,
+        churn_day=churn_day,
     )
 
 
@@ -314,8 +358,14 @@ def evaluate(
     env_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     policy_factory: Callable[[str], Policy] = make_policy,
+    wrappers: Sequence[Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]] = (),
 ) -> Evaluation:
-    """Evaluate ``policies`` on ``num_users`` users of ``env_id`` for each seed."""
+    """Evaluate ``policies`` on ``num_users`` users of ``env_id`` for each seed.
+
+    ``wrappers`` (e.g. `agents.predictor_env.PredictorObservations`) are applied, in
+    order, for the policies with ``uses_predictor = True``; the others act on the plain
+    environment. The population and candidate stream of a seed are the same either way.
+    """
     if num_users < 1:
         raise ValueError(f"num_users must be ≥ 1, got {num_users}.")
     if not seeds:
@@ -327,11 +377,20 @@ def evaluate(
         **dict(env_options or {}),
     )
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
+    wrapped: gym.vector.VectorEnv = core
+    for wrap in wrappers:
+        wrapped = wrap(wrapped)
     results: dict[str, tuple[PopulationResult, ...]] = {}
     for entry in policies:
         policy = policy_factory(entry) if isinstance(entry, str) else entry
+        if getattr(policy, "uses_predictor", False) and not wrappers:
+            raise ValueError(
+                f"Policy {policy.name!r} reads the predictor's observations; pass "
+                "wrappers=[lambda env: PredictorObservations(env, service)]."
+            )
+        target = wrapped if getattr(policy, "uses_predictor", False) else core
         results[policy.name] = tuple(
-            run_population(core, policy, seed, progress=progress) for seed in seeds
+            run_population(target, policy, seed, progress=progress) for seed in seeds
         )
     env.close()
     return Evaluation(env_id=env_id, num_users=num_users, seeds=tuple(seeds), results=results)

@@ -9,7 +9,7 @@ per-user Python objects: obs-only ``reset``, same-step autoreset with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -27,6 +27,9 @@ class RecommendationSB3VecEnv(VecEnv):
         env_id: a registered id (``"loe_gym/Engagement-v0"``) or ``None`` to build
             `RecommendationVectorEnv` directly from ``options``.
         num_users: users simulated side by side (SB3's ``n_envs``).
+        wrappers: Gymnasium vector wrappers applied to the core in order (e.g.
+            ``lambda env: PredictorObservations(env, service)``); the adapter exposes the
+            outermost one's spaces.
         options: environment options (``simulator``, ``num_candidates``, …). Slates
             default to ``duplicate_slate_items="replace"`` here, because SB3's
             ``MultiDiscrete`` policies sample slate positions independently.
@@ -39,7 +42,12 @@ class RecommendationSB3VecEnv(VecEnv):
     """
 
     def __init__(
-        self, env_id: str | None = "loe_gym/Engagement-v0", num_users: int = 64, **options: Any
+        self,
+        env_id: str | None = "loe_gym/Engagement-v0",
+        num_users: int = 64,
+        *,
+        wrappers: Sequence[Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]] = (),
+        **options: Any,
     ) -> None:
         # SB3's MultiDiscrete policies sample slate positions independently, so repeats
         # happen; repair them (documented on the env) unless the caller asks otherwise.
@@ -57,12 +65,16 @@ class RecommendationSB3VecEnv(VecEnv):
                 **options,
             ).unwrapped
         self.core: RecommendationVectorEnv = core  # type: ignore[assignment]
-        super().__init__(num_users, core.single_observation_space, core.single_action_space)
+        env: gym.vector.VectorEnv = core
+        for wrap in wrappers:
+            env = wrap(env)
+        self.env = env
+        super().__init__(num_users, env.single_observation_space, env.single_action_space)
         self._actions: np.ndarray | None = None
 
     def reset(self) -> VecEnvObs:
         seed = self._seeds[0]
-        obs, _ = self.core.reset(seed=seed, options=self._options[0] or None)
+        obs, _ = self.env.reset(seed=seed, options=self._options[0] or None)
         self._reset_seeds()
         self._reset_options()
         self.reset_infos = [{} for _ in range(self.num_envs)]
@@ -74,7 +86,7 @@ class RecommendationSB3VecEnv(VecEnv):
     def step_wait(self) -> VecEnvStepReturn:
         if self._actions is None:
             raise RuntimeError("step_wait() called without step_async(actions).")
-        obs, reward, terminated, truncated, info = self.core.step(self._actions)
+        obs, reward, terminated, truncated, info = self.env.step(self._actions)
         self._actions = None
         done = terminated | truncated
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
@@ -88,7 +100,7 @@ class RecommendationSB3VecEnv(VecEnv):
         return obs, reward.astype(np.float32), done, infos
 
     def close(self) -> None:
-        self.core.close()
+        self.env.close()
 
     # SB3 asks the sub-environments for attributes; here all users share one core.
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
@@ -115,7 +127,11 @@ class RecommendationSB3VecEnv(VecEnv):
 
 
 def make_sb3_env(
-    env_id: str = "loe_gym/Engagement-v0", num_users: int = 64, **options: Any
+    env_id: str = "loe_gym/Engagement-v0",
+    num_users: int = 64,
+    *,
+    wrappers: Sequence[Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]] = (),
+    **options: Any,
 ) -> VecMonitor:
     """`RecommendationSB3VecEnv` wrapped in ``VecMonitor`` (episode returns for SB3's logger)."""
-    return VecMonitor(RecommendationSB3VecEnv(env_id, num_users, **options))
+    return VecMonitor(RecommendationSB3VecEnv(env_id, num_users, wrappers=wrappers, **options))

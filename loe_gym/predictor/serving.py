@@ -155,6 +155,26 @@ class PredictorService:
         ``continuation_probability`` (the session goes on after this step),
         ``return_probability`` (next-day return if the session ends here).
         """
+        return self.encode_and_predict(
+            history_item_ids,
+            history_feedback,
+            history_gaps,
+            candidate_ids,
+            target_gaps,
+            history_profile,
+        )[1]
+
+    def encode_and_predict(
+        self,
+        history_item_ids: np.ndarray,
+        history_feedback: np.ndarray,
+        history_gaps: np.ndarray,
+        candidate_ids: np.ndarray,
+        target_gaps: np.ndarray | None = None,
+        history_profile: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """`encode` and `predict` in one backbone pass: user states ``(N, H)`` and the
+        scores ``(N, C)`` of each user's candidates (what an agent needs at every step)."""
         inputs = self._history(
             history_item_ids, history_feedback, history_gaps, target_gaps, history_profile
         )
@@ -168,17 +188,19 @@ class PredictorService:
         _check_integers("candidate_ids", candidates, 0, self.num_items)
         candidates = to_model_ids(candidates.astype(np.int64))
         results: dict[str, np.ndarray] = {}
+        states = np.empty((ids.shape[0], self.hidden_size), dtype=np.float32)
         with torch.inference_mode():
             for rows, chunk in self._chunks(inputs):
+                encoded = self.model.encode_with_history(*chunk)
+                states[rows] = encoded.user_state.float().cpu().numpy()
                 scores = self.model.score_candidates(
-                    self.model.encode_with_history(*chunk),
-                    torch.from_numpy(candidates[rows]).to(self.device),
+                    encoded, torch.from_numpy(candidates[rows]).to(self.device)
                 )
                 for name, value in scores.items():
                     if name not in results:
                         results[name] = np.empty(candidates.shape, dtype=np.float32)
                     results[name][rows] = value.float().cpu().numpy()
-        return results
+        return states, results
 
     # --- conversion of environment arrays to model inputs ---
 

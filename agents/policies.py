@@ -1,0 +1,280 @@
+"""SB3 policies that score each candidate with one shared network.
+
+A recommender's action picks among candidates whose order means nothing, so the policy
+must not learn "slot 3 is good". Here one small MLP scores every candidate from its own
+inputs (public features, the predictor's task scores) and the user's (predictor state,
+visit context); the logits (PPO, A2C) or Q-values (DQN) of the candidates are those
+scores, so permuting the candidates permutes the action distribution and nothing else.
+The value head reads the user's inputs and the mean of the candidates' hidden vectors
+(also order-free).
+
+| class | for | SB3 name |
+|---|---|---|
+| `CandidateFeaturesExtractor` | ``features_extractor_class`` | — |
+| `CandidateActorCriticPolicy` | PPO, A2C (and sb3-contrib's MaskablePPO) | ``policy=`` |
+| `CandidateDQNPolicy` | DQN | ``policy=`` |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
+from torch import nn
+
+__all__ = [
+    "CandidateActorCriticPolicy",
+    "CandidateDQNPolicy",
+    "CandidateFeaturesExtractor",
+    "CandidateScorer",
+]
+
+
+def _shape(space: gym.spaces.Dict, key: str) -> tuple[int, ...]:
+    return tuple(space.spaces[key].shape or ())
+
+
+class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
+    """Flattens a ``Dict`` observation to ``(B, C·D + U)``: ``D`` inputs per candidate, then
+    ``U`` inputs of the user.
+
+    Per candidate: its public features and, with a predictor in the loop
+    (`agents.predictor_env.PredictorObservations`), its 5 task scores (probabilities as
+    they are, minutes as ``log1p``); each both as it is and standardised over the user's
+    candidates. Per user: ``log1p`` of the visit context, the simulator's ``user`` features
+    where it has them (RecSim's), and, with a predictor, a learned projection of its user
+    state to ``user_state_size`` dims.
+    """
+
+    def __init__(self, observation_space: gym.spaces.Dict, user_state_size: int = 16) -> None:
+        if not isinstance(observation_space, gym.spaces.Dict) or not {
+            "candidate_features",
+            "context",
+        } <= set(observation_space.spaces):
+            raise ValueError(
+                "CandidateFeaturesExtractor needs the 'history' observation layout (keys "
+                "candidate_features and context)."
+            )
+        c, f = _shape(observation_space, "candidate_features")
+        self.has_scores = "candidate_scores" in observation_space.spaces
+        self.has_state = "user_state" in observation_space.spaces
+        raw = f + (_shape(observation_space, "candidate_scores")[1] if self.has_scores else 0)
+        per_candidate = 2 * raw  # each input as it is and standardised within the user
+        self.has_user = "user" in observation_space.spaces
+        user = _shape(observation_space, "context")[0] + (user_state_size if self.has_state else 0)
+        user += _shape(observation_space, "user")[0] if self.has_user else 0
+        super().__init__(observation_space, c * per_candidate + user)
+        self.num_candidates, self.candidate_size, self.user_size = c, per_candidate, user
+        # Column of the standardised log1p(predicted watch minutes now): the myopic ranking
+        # a policy can start from.
+        self.watch_column = raw + f + 2 if self.has_scores else None
+        if self.has_state:
+            hidden = _shape(observation_space, "user_state")[0]
+            self.state_projection = nn.Sequential(
+                nn.LayerNorm(hidden), nn.Linear(hidden, user_state_size), nn.Tanh()
+            )
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
+        candidates = [observations["candidate_features"]]
+        if self.has_scores:
+            scores = observations["candidate_scores"]
+            # Minutes (columns 1, 2) on a log scale; probabilities as they are.
+            minutes = torch.log1p(scores[..., 1:3].clamp_min(0))
+            candidates.append(torch.cat([scores[..., :1], minutes, scores[..., 3:]], -1))
+        user = [torch.log1p(observations["context"].clamp_min(0))]
+        if self.has_state:
+            user.append(self.state_projection(observations["user_state"]))
+        if self.has_user:
+            user.append(observations["user"])
+        inputs = torch.cat(candidates, -1)
+        # Within-user z-scores: what matters is how a candidate compares with the others, and
+        # small absolute spreads (a return probability differing by 0.05) become visible.
+        mean = inputs.mean(1, keepdim=True)
+        spread = inputs.std(1, keepdim=True)
+        standardised = (inputs - mean) / (spread + 1e-3)
+        per_candidate = torch.cat([inputs, standardised], -1).flatten(1)
+        return torch.cat([per_candidate, *user], -1)
+
+
+class CandidateScorer(nn.Module):
+    """SB3's ``mlp_extractor`` for candidate scoring: ``forward_actor`` gives one logit per
+    candidate (tiled ``slate_size`` times for ``MultiDiscrete`` slates), ``forward_critic``
+    a latent vector for the value head.
+
+    Args:
+        num_candidates, candidate_size, user_size: the extractor's layout.
+        hidden_sizes: widths of the shared per-candidate MLP.
+        slate_size: positions of a ``MultiDiscrete`` slate action (1 for ``Discrete``).
+        prior_column: per-candidate input (standardised within the user's candidates) added
+            to the logits with a learned scale starting at ``prior_scale``: the policy starts near the myopic ranking of that column and
+            learns the long-term correction, instead of starting from uniform.
+    """
+
+    def __init__(
+        self,
+        num_candidates: int,
+        candidate_size: int,
+        user_size: int,
+        hidden_sizes: tuple[int, ...] = (64, 64),
+        slate_size: int = 1,
+        prior_column: int | None = None,
+        prior_scale: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.prior_column = prior_column
+        self.prior_scale = nn.Parameter(torch.tensor(float(prior_scale)))
+        self.num_candidates, self.candidate_size = num_candidates, candidate_size
+        self.slate_size = slate_size
+        layers: list[nn.Module] = []
+        width = candidate_size + user_size
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, size), nn.Tanh()]
+            width = size
+        self.candidate_net = nn.Sequential(*layers)
+        self.logit = nn.Linear(width, 1)
+        self.critic_net = nn.Sequential(nn.Linear(width + user_size, 64), nn.Tanh())
+        self.latent_dim_pi = num_candidates * slate_size
+        self.latent_dim_vf = 64
+
+    def _split(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-candidate inputs ``(B, C, D)``, hidden vectors ``(B, C, W)`` and user inputs
+        ``(B, U)``."""
+        c, d = self.num_candidates, self.candidate_size
+        candidates = features[:, : c * d].reshape(-1, c, d)
+        user = features[:, c * d :]
+        joined = torch.cat([candidates, user[:, None, :].expand(-1, c, -1)], -1)
+        return candidates, self.candidate_net(joined), user
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        candidates, hidden, _ = self._split(features)
+        logits = self.logit(hidden).squeeze(-1)  # (B, C)
+        if self.prior_column is not None:
+            logits = logits + self.prior_scale * candidates[..., self.prior_column]
+        return logits.repeat(1, self.slate_size) if self.slate_size > 1 else logits
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        _, hidden, user = self._split(features)
+        return self.critic_net(torch.cat([hidden.mean(1), user], -1))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+
+def _scorer(
+    extractor: CandidateFeaturesExtractor,
+    action_space: gym.Space[Any],
+    hidden: tuple[int, ...],
+    prior_scale: float = 0.0,
+) -> CandidateScorer:
+    c = extractor.num_candidates
+    if isinstance(action_space, gym.spaces.Discrete) and int(action_space.n) == c:
+        slate = 1
+    elif isinstance(action_space, gym.spaces.MultiDiscrete) and np.all(action_space.nvec == c):
+        slate = int(action_space.nvec.size)
+    else:
+        raise ValueError(
+            f"Candidate-scoring policies choose among the {c} candidates (Discrete({c}) or "
+            f"MultiDiscrete([{c}] * slate_size)); got action space {action_space}. For a "
+            "fusion-weight Box action use SAC or TD3 with MultiInputPolicy."
+        )
+    return CandidateScorer(
+        c,
+        extractor.candidate_size,
+        extractor.user_size,
+        hidden,
+        slate,
+        prior_column=extractor.watch_column if prior_scale else None,
+        prior_scale=prior_scale,
+    )
+
+
+class CandidateActorCriticPolicy(ActorCriticPolicy):  # type: ignore[misc]
+    """PPO / A2C policy over candidates (see the module docstring).
+
+    ``net_arch`` (a tuple of widths, default ``(64, 64)``) sizes the per-candidate MLP;
+    ``myopic_prior`` > 0 starts the policy near the ranking by the predictor's expected
+    watch now (see `CandidateScorer`; needs the predictor's scores in the observation).
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        net_arch: tuple[int, ...] = (64, 64),
+        myopic_prior: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        self.candidate_net_arch = tuple(net_arch)
+        self.myopic_prior = float(myopic_prior)
+        kwargs.setdefault("features_extractor_class", CandidateFeaturesExtractor)
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {
+            **super()._get_constructor_parameters(),
+            "net_arch": self.candidate_net_arch,
+            "myopic_prior": self.myopic_prior,
+        }
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = _scorer(  # type: ignore[assignment]
+            self.features_extractor,  # type: ignore[arg-type]
+            self.action_space,
+            self.candidate_net_arch,
+            self.myopic_prior,
+        )
+
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)
+        # The scorer's per-candidate outputs are the logits already; start them small (SB3
+        # gives its action_net a gain of 0.01) so the first policy is near uniform (+ prior).
+        self.action_net = nn.Identity()
+        if self.ortho_init:
+            self.init_weights(self.mlp_extractor.logit, gain=0.01)  # type: ignore[arg-type]
+        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]
+            self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
+        )
+
+
+class _CandidateQNetwork(QNetwork):  # type: ignore[misc]
+    def __init__(self, *args: Any, candidate_net_arch: tuple[int, ...], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        scorer = _scorer(
+            self.features_extractor,  # type: ignore[arg-type]
+            self.action_space,
+            candidate_net_arch,
+        )
+        if scorer.slate_size != 1:
+            raise ValueError("DQN chooses one item (Discrete); use PPO or A2C for slates.")
+        self.q_net = _ActorOnly(scorer)  # type: ignore[assignment]
+
+
+class _ActorOnly(nn.Module):
+    def __init__(self, scorer: CandidateScorer) -> None:
+        super().__init__()
+        self.scorer = scorer
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scorer.forward_actor(features)
+
+
+class CandidateDQNPolicy(DQNPolicy):  # type: ignore[misc]
+    """DQN policy whose Q-value of each candidate comes from one shared network."""
+
+    def __init__(self, *args: Any, net_arch: tuple[int, ...] = (64, 64), **kwargs: Any) -> None:
+        self.candidate_net_arch = tuple(net_arch)
+        kwargs.setdefault("features_extractor_class", CandidateFeaturesExtractor)
+        super().__init__(*args, **kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "net_arch": self.candidate_net_arch}
+
+    def make_q_net(self) -> QNetwork:
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return _CandidateQNetwork(**net_args, candidate_net_arch=self.candidate_net_arch).to(
+            self.device
+        )

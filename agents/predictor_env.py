@@ -1,0 +1,363 @@
+"""The predictor inside the environment loop: its view of each user as observations,
+its long-term heads as a reward model, and its task scores as an action space.
+
+These are Gymnasium vector wrappers over `loe_gym.RecommendationVectorEnv` (either
+autoreset mode), so the same wrapped env serves SB3 training (through
+`agents.sb3_vec_env.RecommendationSB3VecEnv`) and the evaluation protocol:
+
+| wrapper | changes | for |
+|---|---|---|
+| `PredictorObservations` | adds ``user_state (H,)`` and ``candidate_scores (C, 5)`` | every predictor-based agent |
+| `PredictorReward` | reward := predicted watch + weighted predicted gains in next-day return and session continuation | training without the simulator's reward |
+| `FusionWeights` | action := a ``Box`` of weights over the task scores (RLUR-style) | SAC / TD3 |
+
+The predictor sees more than the environment's short ``history_item_ids`` window: the
+wrapper keeps each user's last ``history_length`` rows with their time gaps and a running
+long-term profile of the whole life (profiles add up, one new row per step), so the
+encoding costs one backbone pass over ``history_length + 1`` tokens per user and step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import VectorEnv, VectorWrapper
+
+from loe_gym import RecommendationVectorEnv
+from loe_gym.envs.vector_env import AutoresetMode
+from loe_gym.predictor.serving import SAME_SESSION_GAP, PredictorService
+
+__all__ = [
+    "FUSION_TASKS",
+    "SCORE_NAMES",
+    "FusionWeights",
+    "PredictorObservations",
+    "PredictorReward",
+    "check_predictor_matches",
+    "rank_by_weights",
+]
+
+SCORE_NAMES = (
+    "click_probability",
+    "watch_time_if_clicked",
+    "watch_time",
+    "continuation_probability",
+    "return_probability",
+)
+"""Columns of ``candidate_scores`` (see `PredictorService.predict`)."""
+
+
+def _keys(space: gym.Space[Any]) -> set[str]:
+    return set(space.spaces) if isinstance(space, spaces.Dict) else set()
+
+
+def check_predictor_matches(service: PredictorService, core: RecommendationVectorEnv) -> None:
+    """Raise ``ValueError`` unless the predictor was trained on the env's catalog."""
+    catalog = core.catalog
+    if service.num_items != catalog.num_items:
+        raise ValueError(
+            f"The predictor was trained on a catalog of {service.num_items} items but the "
+            f"environment has {catalog.num_items}; fit the predictor on logs of this "
+            "environment (loe-gym collect-logs, then loe-gym fit-predictor)."
+        )
+    features = service.model.item_features.detach().cpu().numpy()
+    if features.shape != catalog.features.shape or not np.allclose(
+        features, catalog.features, atol=1e-5
+    ):
+        raise ValueError(
+            "The predictor's item features differ from the environment's catalog (another "
+            "catalog_seed or simulator?); fit the predictor on logs of this environment."
+        )
+
+
+class PredictorObservations(VectorWrapper):  # type: ignore[misc]
+    """Adds the predictor's encoding of each user to the observations.
+
+    New keys: ``user_state`` ``(N, H)`` float32, the predictor's user state, and
+    ``candidate_scores`` ``(N, C, 5)`` float32, its prediction for each candidate shown
+    next (columns `SCORE_NAMES`).
+
+    Args:
+        env: a `RecommendationVectorEnv` (possibly wrapped) with the ``history``
+            observation layout.
+        service: the trained predictor (`PredictorService`), fitted on this catalog.
+        history_length: rows the transformer sees (default: the predictor's maximum);
+            older rows reach it through the long-term profile.
+    """
+
+    def __init__(
+        self, env: VectorEnv, service: PredictorService, history_length: int | None = None
+    ) -> None:
+        super().__init__(env)
+        core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
+        if "candidate_ids" not in _keys(core.single_observation_space):
+            raise ValueError(
+                "PredictorObservations needs the 'history' observation layout "
+                f"(observation='history'); this env has {core.layout.kind!r}."
+            )
+        check_predictor_matches(service, core)
+        self.service = service
+        self.core = core
+        config = service.config
+        self.history_length = (
+            int(config.max_history_length) if history_length is None else int(history_length)
+        )
+        if not 1 <= self.history_length <= int(config.max_history_length):
+            raise ValueError(
+                f"history_length must lie in [1, {config.max_history_length}] (the "
+                f"predictor's max_history_length), got {history_length}."
+            )
+        self._max_gap = int(config.num_gap_buckets) - 1
+        self._has_profile = bool(config.long_term_profile)
+        n, c = self.num_envs, core.config.num_candidates
+        extra = {
+            "user_state": spaces.Box(-np.inf, np.inf, (service.hidden_size,), np.float32),
+            "candidate_scores": spaces.Box(0.0, np.inf, (c, len(SCORE_NAMES)), np.float32),
+        }
+        self.single_observation_space = spaces.Dict(
+            {**env.single_observation_space.spaces, **extra}  # type: ignore[attr-defined]
+        )
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, n)
+        self._ids = np.full((n, self.history_length), -1, np.int64)
+        self._feedback = np.zeros((n, self.history_length, 3), np.float32)
+        self._gaps = np.zeros((n, self.history_length), np.int64)
+        self._profile = (
+            np.zeros((n, *config.profile_shape), np.float32) if self._has_profile else None
+        )
+        self._target_gaps = np.full(n, SAME_SESSION_GAP, np.int64)
+
+    # --- Gymnasium API ---
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        mask = (options or {}).get("reset_mask")
+        self._forget(np.ones(self.num_envs, bool) if mask is None else np.asarray(mask, bool))
+        return self._augment(obs), info
+
+    def step(
+        self, actions: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        self._remember(info)
+        done = terminated | truncated
+        if self.core.autoreset_mode is AutoresetMode.SAME_STEP:
+            if np.count_nonzero(done):
+                self._augment_final(info, done)
+                self._forget(done)
+        else:
+            # next_step mode: users reset by this step did not act; their obs is a new life.
+            self._forget(~info["acted"])
+        return self._augment(obs), reward, terminated, truncated, info
+
+    # --- per-user memory ---
+
+    def _forget(self, users: np.ndarray) -> None:
+        self._ids[users] = -1
+        self._feedback[users] = 0.0
+        self._gaps[users] = 0
+        if self._profile is not None:
+            self._profile[users] = 0.0
+
+    def _remember(self, info: dict[str, Any]) -> None:
+        """Append each acting user's shown items and feedback; update the profiles."""
+        acted = info["acted"]
+        slates = np.where(acted[:, None], info["slate"], -1)  # (N, S)
+        s = slates.shape[1]
+        feedback = np.stack(
+            [info["clicked"].astype(np.float32), info["watch_time"], info["completion"]], -1
+        ).astype(np.float32)
+        gaps = np.full(slates.shape, SAME_SESSION_GAP, np.int64)
+        gaps[:, 0] = self._target_gaps
+        if self._profile is not None:
+            self._profile = self.service.history_profile(slates, feedback, self._profile)
+        keep = acted
+        length = self.history_length
+        if s >= length:
+            new_ids, new_feedback, new_gaps = (
+                slates[:, -length:],
+                feedback[:, -length:],
+                gaps[:, -length:],
+            )
+        else:
+            new_ids = np.concatenate([self._ids[:, s:], slates], 1)
+            new_feedback = np.concatenate([self._feedback[:, s:], feedback], 1)
+            new_gaps = np.concatenate([self._gaps[:, s:], gaps], 1)
+        self._ids = np.where(keep[:, None], new_ids, self._ids)
+        self._feedback = np.where(keep[:, None, None], new_feedback, self._feedback)
+        self._gaps = np.where(keep[:, None], new_gaps, self._gaps)
+
+    # --- observations ---
+
+    def _gap_of_next_step(self, context: np.ndarray) -> np.ndarray:
+        """Gap bucket of the step each user takes next, from ``context`` (day,
+        step_in_session, days_since_last_visit): 1 within a session, else 2 + days − 1."""
+        days = np.clip(context[:, 2].astype(np.int64) + 1, 2, self._max_gap)
+        return np.where(context[:, 1] > 0, SAME_SESSION_GAP, days)
+
+    def _scores(
+        self, rows: np.ndarray | slice, candidate_ids: np.ndarray, target_gaps: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        states, scores = self.service.encode_and_predict(
+            self._ids[rows],
+            self._feedback[rows],
+            self._gaps[rows],
+            candidate_ids,
+            target_gaps,
+            None if self._profile is None else self._profile[rows],
+        )
+        return states, np.stack([scores[name] for name in SCORE_NAMES], -1)
+
+    def _augment(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._target_gaps = self._gap_of_next_step(obs["context"])
+        states, scores = self._scores(slice(None), obs["candidate_ids"], self._target_gaps)
+        return {**obs, "user_state": states, "candidate_scores": scores}
+
+    def _augment_final(self, info: dict[str, Any], done: np.ndarray) -> None:
+        """Add the predictor keys to the final observations of finished users (SB3
+        bootstraps truncated lives from them)."""
+        users = np.flatnonzero(done)
+        finals = [info["final_obs"][u] for u in users]
+        candidates = np.stack([f["candidate_ids"] for f in finals])
+        context = np.stack([f["context"] for f in finals])
+        states, scores = self._scores(users, candidates, self._gap_of_next_step(context))
+        for i, user in enumerate(users):
+            info["final_obs"][user] = {
+                **finals[i],
+                "user_state": states[i],
+                "candidate_scores": scores[i],
+            }
+
+
+def _chosen(values: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """``values (N, C)`` of the shown candidates, ``(N, S)``."""
+    slots = np.asarray(actions).reshape(values.shape[0], -1)
+    return np.take_along_axis(values, slots, axis=1)
+
+
+class _ActsOnDecisionScores(VectorWrapper):  # type: ignore[misc]
+    """Base of the wrappers that need the ``candidate_scores`` the agent saw when it chose
+    (those of the previous observation)."""
+
+    def __init__(self, env: VectorEnv, example: str) -> None:
+        super().__init__(env)
+        if "candidate_scores" not in _keys(env.single_observation_space):
+            raise TypeError(
+                f"{type(self).__name__} reads the predictor's scores: wrap a "
+                f"PredictorObservations env, e.g. {example}."
+            )
+        self._scores: np.ndarray | None = None
+
+    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self._scores = obs["candidate_scores"]
+        return obs, info
+
+    def _decision_scores(self) -> np.ndarray:
+        if self._scores is None:
+            raise RuntimeError("Call reset() before step().")
+        return self._scores
+
+    def _step(
+        self, actions: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        self._scores = obs["candidate_scores"]
+        return obs, reward, terminated, truncated, info
+
+
+class PredictorReward(_ActsOnDecisionScores):
+    """Replaces the simulator's reward by one the predictor derives from the shown items.
+
+    ``reward = Σ_shown [ E[watch] + return_weight · ΔP(return) + continuation_weight · ΔP(continue) ]``:
+    the minutes the predictor expects now, plus two weighted long-term terms, each how much
+    more likely than after an average candidate (``Δ``: minus the mean over the user's
+    candidates) the user is to come back tomorrow (the return head's prediction if the
+    session ended after this item) and to go on with the session (the continuation head).
+    Centring keeps the terms from paying for steps as such (a "living bonus" that would
+    reward dragging lives out); they pay for choosing what brings users back and keeps
+    them watching.
+
+    The estimates are those in ``candidate_scores`` at decision time. The simulator's own
+    reward stays in ``info["true_reward"]`` for monitoring only; nothing the agent learns
+    from reads it. Wrap a `PredictorObservations` env.
+    """
+
+    def __init__(
+        self, env: VectorEnv, return_weight: float = 30.0, continuation_weight: float = 20.0
+    ) -> None:
+        super().__init__(env, "PredictorReward(PredictorObservations(env, service))")
+        for name, value in (
+            ("return_weight", return_weight),
+            ("continuation_weight", continuation_weight),
+        ):
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be finite and ≥ 0, got {value}.")
+        self.return_weight = float(return_weight)
+        self.continuation_weight = float(continuation_weight)
+
+    def step(
+        self, actions: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        scores = self._decision_scores()
+        obs, true_reward, terminated, truncated, info = self._step(actions)
+        index = {name: i for i, name in enumerate(SCORE_NAMES)}
+
+        def gain(name: str) -> np.ndarray:
+            values = scores[..., index[name]]
+            return _chosen(values, actions) - values.mean(axis=1, keepdims=True)
+
+        watch = _chosen(scores[..., index["watch_time"]], actions)
+        reward = (
+            watch
+            + self.return_weight * gain("return_probability")
+            + self.continuation_weight * gain("continuation_probability")
+        ).sum(axis=1)
+        if "acted" in info:
+            reward = np.where(info["acted"], reward, 0.0)
+        info["true_reward"] = true_reward
+        return obs, reward, terminated, truncated, info
+
+
+FUSION_TASKS = ("click_probability", "watch_time", "continuation_probability", "return_probability")
+"""The task scores a fusion-weight action weights, in order."""
+
+
+def rank_by_weights(weights: np.ndarray, scores: np.ndarray, slate_size: int) -> np.ndarray:
+    """Candidate indices ``(N,)`` (or ``(N, S)`` for slates) of the best candidates when
+    each is ranked by ``Σ_k w_k · z_k``: ``weights`` ``(N, 4)`` over `FUSION_TASKS`,
+    ``z`` the candidate's scores ``(N, C, 5)`` standardised within the user's candidates
+    (so that one weight scale fits probabilities and minutes alike)."""
+    from agents.baselines import top_slates
+
+    tasks = scores[..., [SCORE_NAMES.index(name) for name in FUSION_TASKS]]
+    z = (tasks - tasks.mean(1, keepdims=True)) / (tasks.std(1, keepdims=True) + 1e-6)
+    w = np.clip(np.asarray(weights, np.float32).reshape(-1, 1, len(FUSION_TASKS)), -1.0, 1.0)
+    return top_slates((z * w).sum(-1), slate_size)
+
+
+class FusionWeights(_ActsOnDecisionScores):
+    """An RLUR-style action: a ``Box`` of weights over the predictor's task scores.
+
+    The agent outputs ``w ∈ [−1, 1]^4`` over click probability, expected watch,
+    continuation and next-day return (`FUSION_TASKS`); `rank_by_weights` picks the shown
+    candidates. Wrap a `PredictorObservations` env (after `PredictorReward`, if any: the
+    reward wrapper reads candidate indices).
+    """
+
+    def __init__(self, env: VectorEnv) -> None:
+        super().__init__(env, "FusionWeights(PredictorObservations(env, service))")
+        self.core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
+        k = len(FUSION_TASKS)
+        self.single_action_space = spaces.Box(-1.0, 1.0, (k,), np.float32)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+
+    def step(
+        self, actions: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        slate_size = self.core.config.slate_size
+        return self._step(rank_by_weights(actions, self._decision_scores(), slate_size))

@@ -1,0 +1,74 @@
+"""How much is a predicted next-day return worth? Greedy policies on the reward model.
+
+Each policy shows the candidate with the highest
+``E[watch] + w · P(return) + c · P(continue)`` (the predictor's estimates; the centring of
+`PredictorReward` does not change a ranking) for weights ``w``, ``c``; ``w = c = 0`` is
+myopic-predicted. The sweep picks the scale of
+``TrainConfig.return_weight``::
+
+    python bench/reward_weight_sweep.py --predictor runs/predictor/model --weights 0 10 30 60
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.evaluation import evaluate
+from agents.predictor_env import SCORE_NAMES, PredictorObservations
+from loe_gym.predictor.serving import PredictorService
+
+
+class GreedyOnRewardModel:
+    privileged = False
+    uses_predictor = True
+
+    def __init__(self, weight: float, continuation_weight: float = 0.0) -> None:
+        self.weight, self.continuation_weight = weight, continuation_weight
+        self.name = f"greedy_w{weight:g}_c{continuation_weight:g}"
+
+    def act(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
+        scores = obs["candidate_scores"]
+        watch = scores[..., SCORE_NAMES.index("watch_time")]
+        come_back = scores[..., SCORE_NAMES.index("return_probability")]
+        stay = scores[..., SCORE_NAMES.index("continuation_probability")]
+        value = watch + self.weight * come_back + self.continuation_weight * stay
+        return np.asarray(value.argmax(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictor", required=True)
+    parser.add_argument("--weights", type=float, nargs="+", default=[0, 10, 30, 60])
+    parser.add_argument(
+        "--continuation-weights",
+        type=float,
+        nargs="+",
+        default=[0],
+        help="weights of P(session continues), crossed with --weights",
+    )
+    parser.add_argument("--num-users", type=int, default=300)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--history-length", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    service = PredictorService.from_pretrained(args.predictor)
+    result = evaluate(
+        "loe_gym/Engagement-v0",
+        [GreedyOnRewardModel(w, c) for w in args.weights for c in args.continuation_weights]
+        + ["oracle_planner"],
+        num_users=args.num_users,
+        seeds=args.seeds,
+        progress=False,
+        wrappers=[lambda env: PredictorObservations(env, service, args.history_length)],
+    )
+    print(result.table())
+
+
+if __name__ == "__main__":
+    main()

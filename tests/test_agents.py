@@ -1,0 +1,451 @@
+"""Agents around the predictor: its observation / reward / fusion wrappers, the
+candidate-scoring SB3 policies, the training config and its bad input, the baselines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import NUM_ITEMS, SMALL, assert_tree_equal, random_slots
+from stable_baselines3 import A2C, DQN, PPO, SAC
+
+from agents.baselines import MyopicPredictedPolicy, PopularityPolicy, top_slates
+from agents.evaluation import evaluate
+from agents.policies import CandidateActorCriticPolicy, CandidateDQNPolicy
+from agents.predictor_env import (
+    SCORE_NAMES,
+    FusionWeights,
+    PredictorObservations,
+    PredictorReward,
+    rank_by_weights,
+)
+from agents.sb3_vec_env import RecommendationSB3VecEnv
+from agents.training import TrainConfig, train_agent
+from loe_gym.predictor import PredictorConfig, PredictorModel
+from loe_gym.predictor.serving import PredictorService
+
+OPTIONS = {"simulator_kwargs": {"num_items": NUM_ITEMS}, "horizon_days": 4}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Any:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _service(num_items: int = NUM_ITEMS, catalog_seed: int = 0) -> PredictorService:
+    env = gym.make(
+        "loe_gym/Engagement-v0",
+        simulator_kwargs={"num_items": num_items, "catalog_seed": catalog_seed},
+    )
+    catalog = env.unwrapped.catalog  # type: ignore[attr-defined]
+    torch.manual_seed(0)
+    model = PredictorModel(
+        PredictorConfig.tiny(
+            num_items=num_items, num_item_features=catalog.num_features, max_history_length=6
+        )
+    )
+    model.set_item_features(catalog.features)
+    # An untrained model scores every candidate alike; spread its weights so they differ.
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.2 * torch.randn_like(parameter))
+    return PredictorService(model)
+
+
+@pytest.fixture(scope="module")
+def service() -> PredictorService:
+    return _service()
+
+
+def _vector(num_users: int = 4, autoreset_mode: str = "next_step", **options: Any) -> Any:
+    return gym.make_vec(
+        "loe_gym/Engagement-v0",
+        num_envs=num_users,
+        vectorization_mode="vector_entry_point",
+        autoreset_mode=autoreset_mode,
+        **{**OPTIONS, **options},
+    )
+
+
+def _sb3(service: PredictorService, num_users: int, *wrappers: Any, **options: Any) -> Any:
+    """The SB3 adapter with the predictor's observations (and ``wrappers`` after them)."""
+    return RecommendationSB3VecEnv(
+        "loe_gym/Engagement-v0",
+        num_users=num_users,
+        wrappers=[lambda env: PredictorObservations(env, service), *wrappers],
+        **(options or OPTIONS),
+    )
+
+
+# --- PredictorObservations ---
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_observations_carry_the_predictors_view_of_the_whole_life(
+    service: PredictorService, mode: str
+) -> None:
+    env = PredictorObservations(_vector(3, mode), service, history_length=4)
+    obs, _ = env.reset(seed=1)
+    assert env.observation_space.contains(obs)
+    assert obs["user_state"].shape == (3, service.hidden_size)
+    assert obs["candidate_scores"].shape == (3, 20, len(SCORE_NAMES))
+    lives: list[list[tuple[int, np.ndarray]]] = [[] for _ in range(3)]
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(60):
+        actions = rng.integers(0, 20, 3)
+        obs, _, terminated, truncated, info = env.step(actions)
+        for user in range(3):
+            if info["acted"][user]:
+                feedback = np.array(
+                    [
+                        info["clicked"][user, 0],
+                        info["watch_time"][user, 0],
+                        info["completion"][user, 0],
+                    ],
+                    np.float32,
+                )
+                lives[user].append((int(info["slate"][user, 0]), feedback))
+            else:
+                lives[user] = []
+        done = terminated | truncated
+        for user in range(3):
+            if done[user] and mode == "same_step":
+                lives[user] = []
+            if not lives[user]:
+                continue
+            ids = np.array([i for i, _ in lives[user]])[None]
+            feedback = np.stack([f for _, f in lives[user]])[None]
+            # The running profile is that of the whole life, and the window its last rows.
+            whole = service.history_profile(ids, feedback)[0]
+            np.testing.assert_allclose(env._profile[user], whole, rtol=1e-4, atol=1e-4)
+            tail = ids[0, -4:]
+            np.testing.assert_array_equal(env._ids[user, -tail.size :], tail)
+            checked += 1
+        # The scores are the predictor's for the users' current candidates.
+        expected = service.predict(
+            env._ids,
+            env._feedback,
+            env._gaps,
+            obs["candidate_ids"],
+            env._target_gaps,
+            env._profile,
+        )
+        np.testing.assert_allclose(
+            obs["candidate_scores"][..., 2], expected["watch_time"], rtol=1e-5, atol=1e-6
+        )
+    assert checked > 50
+
+
+def test_observations_in_the_sb3_adapter_keep_the_adapters_contract(
+    service: PredictorService,
+) -> None:
+    churning = {**SMALL, "simulator_kwargs": {"num_items": NUM_ITEMS, "churn_gap_days": 1}}
+    adapter = _sb3(service, 4, **churning)
+    reference = PredictorObservations(
+        gym.make_vec("loe_gym/Engagement-v0", num_envs=4, autoreset_mode="same_step", **churning),
+        service,
+    )
+    assert adapter.observation_space == reference.single_observation_space
+    adapter.seed(3)
+    assert_tree_equal(adapter.reset(), reference.reset(seed=3)[0])
+    rng = np.random.default_rng(0)
+    finished = 0
+    for _ in range(60):
+        actions = random_slots(rng, 4, 20, 1)
+        obs, _, dones, infos = adapter.step(actions)
+        reference_obs, _, _, _, info = reference.step(actions)
+        assert_tree_equal(obs, reference_obs)
+        for user in np.flatnonzero(dones):
+            final = infos[user]["terminal_observation"]
+            assert final["candidate_scores"].shape == (20, len(SCORE_NAMES))
+            assert_tree_equal(final, info["final_obs"][user])
+            finished += 1
+    assert finished > 0
+
+
+def test_a_predictor_of_another_catalog_is_refused() -> None:
+    with pytest.raises(ValueError, match="catalog of 60 items but the environment has 50"):
+        PredictorObservations(_vector(), _service(num_items=60))
+    with pytest.raises(ValueError, match="item features differ"):
+        PredictorObservations(_vector(), _service(catalog_seed=1))
+
+
+def test_history_length_beyond_the_predictors_is_refused(service: PredictorService) -> None:
+    with pytest.raises(ValueError, match=r"history_length must lie in \[1, 6\]"):
+        PredictorObservations(_vector(), service, history_length=7)
+
+
+# --- reward model and fusion weights ---
+
+
+def test_reward_model_is_computed_from_the_predictor_only(service: PredictorService) -> None:
+    env = PredictorReward(
+        PredictorObservations(_vector(4), service), return_weight=3.0, continuation_weight=2.0
+    )
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        actions = rng.integers(0, 20, 4)
+        obs_before = obs
+        scores = obs["candidate_scores"][np.arange(4), actions]
+        obs, reward, _, _, info = env.step(actions)
+        mean_stay = obs_before["candidate_scores"][..., 3].mean(1)
+        mean_back = obs_before["candidate_scores"][..., 4].mean(1)
+        watch, stay, back = scores[:, 2], scores[:, 3], scores[:, 4]
+        gains = 3.0 * (back - mean_back) + 2.0 * (stay - mean_stay)
+        expected = np.where(info["acted"], watch + gains, 0.0)
+        np.testing.assert_allclose(reward, expected, rtol=1e-5)
+        np.testing.assert_array_equal(info["true_reward"], info["reward_parts"]["watch_time"])
+
+
+def test_reward_model_needs_the_predictor_observations() -> None:
+    with pytest.raises(TypeError, match="wrap a PredictorObservations"):
+        PredictorReward(_vector())
+    with pytest.raises(TypeError, match="wrap a PredictorObservations"):
+        FusionWeights(_vector())
+
+
+def test_fusion_weights_rank_by_the_weighted_standardised_scores() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.random((5, 20, len(SCORE_NAMES))).astype(np.float32)
+    watch_only = np.array([[0.0, 1.0, 0.0, 0.0]] * 5)
+    np.testing.assert_array_equal(rank_by_weights(watch_only, scores, 1), scores[..., 2].argmax(1))
+    avoid_clicks = np.array([[-1.0, 0.0, 0.0, 0.0]] * 5)
+    np.testing.assert_array_equal(
+        rank_by_weights(avoid_clicks, scores, 3), top_slates(-scores[..., 0], 3)
+    )
+
+
+def test_fusion_weights_env_shows_the_ranked_candidates(service: PredictorService) -> None:
+    env = FusionWeights(PredictorObservations(_vector(3), service))
+    assert env.single_action_space == gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    obs, _ = env.reset(seed=0)
+    weights = np.tile(np.array([0.2, 1.0, -0.3, 0.5], np.float32), (3, 1))
+    expected = rank_by_weights(weights, obs["candidate_scores"], 1)
+    _, _, _, _, info = env.step(weights)
+    np.testing.assert_array_equal(info["slate"][:, 0], obs["candidate_ids"][np.arange(3), expected])
+
+
+# --- policies ---
+
+
+def _permuted(obs: dict[str, np.ndarray], order: np.ndarray) -> dict[str, np.ndarray]:
+    out = dict(obs)
+    for key in ("candidate_ids", "candidate_features", "candidate_scores"):
+        out[key] = obs[key][:, order]
+    return out
+
+
+@pytest.mark.parametrize("algorithm", [PPO, A2C, DQN])
+def test_candidate_policies_are_permutation_equivariant(
+    service: PredictorService, algorithm: Any
+) -> None:
+    env = _sb3(service, 2)
+    if algorithm is DQN:
+        model = DQN(CandidateDQNPolicy, env, learning_starts=0, seed=0)
+    else:
+        model = algorithm(CandidateActorCriticPolicy, env, n_steps=4, seed=0)
+    policy = model.policy
+    # Break the near-uniform start so the check has something to compare.
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    obs = env.reset()
+    order = np.random.default_rng(0).permutation(20)
+
+    def outputs(observation: dict[str, np.ndarray]) -> torch.Tensor:
+        tensor, _ = policy.obs_to_tensor(observation)
+        with torch.no_grad():
+            if algorithm is DQN:
+                return policy.q_net(tensor)
+            return policy.get_distribution(tensor).distribution.logits
+
+    base, moved = outputs(obs), outputs(_permuted(obs, order))
+    torch.testing.assert_close(moved, base[:, order], rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(base, base[:, order])
+    if algorithm is not DQN:
+        with torch.no_grad():
+            values = policy.predict_values(policy.obs_to_tensor(obs)[0])
+            moved_values = policy.predict_values(policy.obs_to_tensor(_permuted(obs, order))[0])
+        torch.testing.assert_close(values, moved_values, rtol=1e-4, atol=1e-5)
+
+
+def test_myopic_prior_starts_the_policy_at_the_predicted_watch_ranking(
+    service: PredictorService,
+) -> None:
+    env = _sb3(service, 8)
+    model = PPO(
+        CandidateActorCriticPolicy, env, n_steps=4, seed=0, policy_kwargs={"myopic_prior": 50.0}
+    )
+    obs = env.reset()
+    actions, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(actions, obs["candidate_scores"][..., 2].argmax(1))
+
+
+def test_candidate_policy_refuses_a_box_action(service: PredictorService) -> None:
+    env = _sb3(service, 2, FusionWeights)
+    with pytest.raises(ValueError, match="use SAC or TD3"):
+        PPO(CandidateActorCriticPolicy, env, n_steps=4)
+    SAC("MultiInputPolicy", env, learning_starts=0, buffer_size=100).learn(8)
+
+
+# --- baselines ---
+
+
+def test_myopic_predicted_and_popularity_baselines(service: PredictorService) -> None:
+    env = PredictorObservations(_vector(5), service)
+    obs, _ = env.reset(seed=0)
+    core = env.unwrapped
+    np.testing.assert_array_equal(
+        MyopicPredictedPolicy().act(obs, core), obs["candidate_scores"][..., 2].argmax(1)
+    )
+    with pytest.raises(KeyError, match="PredictorObservations"):
+        MyopicPredictedPolicy().act(core.reset(seed=0)[0], core)
+    clicks = np.arange(NUM_ITEMS, dtype=float)
+    np.testing.assert_array_equal(
+        PopularityPolicy(clicks).act(obs, core), obs["candidate_ids"].argmax(1)
+    )
+    with pytest.raises(ValueError, match="finite counts"):
+        PopularityPolicy(np.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match="count clicks over this env's catalog"):
+        PopularityPolicy(np.ones(3)).act(obs, core)
+
+
+def test_evaluate_runs_predictor_policies_on_the_same_populations(
+    service: PredictorService,
+) -> None:
+    result = evaluate(
+        "loe_gym/Engagement-v0",
+        ["random", MyopicPredictedPolicy()],
+        num_users=30,
+        seeds=(0, 1),
+        env_options=OPTIONS,
+        progress=False,
+        wrappers=[lambda env: PredictorObservations(env, service)],
+    )
+    summary = result.results["myopic_predicted"][0].summary()
+    assert 0 < summary["coverage"] <= 1
+    assert 0 < summary["topic_diversity"] <= 1
+    curve = result.results["random"][0].retention_curve()
+    assert curve[0] == 1.0 and np.all(np.diff(curve) <= 0)
+    with pytest.raises(ValueError, match="reads the predictor's observations"):
+        evaluate("loe_gym/Engagement-v0", [MyopicPredictedPolicy()], num_users=3, seeds=(0,))
+
+
+# --- training config and bad input ---
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"algorithm": "ppo2"}, r"Unknown algorithm 'ppo2'. Did you mean 'ppo'"),
+        ({"env_id": "loe_gym/Engagment-v0"}, r"Did you mean 'loe_gym/Engagement-v0'"),
+        ({"encoder": "frozn"}, r"Unknown encoder 'frozn'. Did you mean 'frozen'"),
+        ({"reward": "predicted"}, r"Did you mean 'predictor'"),
+        ({"total_steps": 0}, "total_steps"),
+        ({"num_users": -1}, "num_users"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"encoder": "frozen", "predictor": None}, "need a trained predictor"),
+        ({"algorithm": "sac", "encoder": "none", "predictor": None}, "need a trained predictor"),
+    ],
+)
+def test_train_config_rejects_bad_values(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"encoder": "none", **changes})
+
+
+def test_dqn_on_a_slate_env_names_the_algorithms_that_fit(tmp_path: Any) -> None:
+    config = TrainConfig(
+        algorithm="dqn", env_id="loe_gym/EngagementSlate-v0", encoder="none", total_steps=10
+    )
+    with pytest.raises(ValueError, match=r"dqn needs a Discrete action.*ppo, a2c"):
+        train_agent(config, tmp_path / "run")
+
+
+def test_train_refuses_an_existing_output(tmp_path: Any) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.zip").write_text("previous")
+    config = TrainConfig(encoder="none", total_steps=10)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        train_agent(config, tmp_path / "run")
+    assert (tmp_path / "run" / "model.zip").read_text() == "previous"
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train_agent(config, tmp_path / "empty", resume=True)
+
+
+# --- learning and the training loop ---
+
+
+def test_ppo_learns_to_beat_random_on_a_tiny_env(tmp_path: Any) -> None:
+    """PPO over candidates, from the environment's observation alone, learns to get
+    clicks. The users click on appeal only (no interests, no fatigue), which the
+    observation shows through the items' CTR estimates, and the reward is the click: the
+    signal is immediate, so a few thousand steps suffice."""
+    env_options = {
+        "simulator_kwargs": {"num_items": NUM_ITEMS, "interest_weight": 0.0, "fatigue_weight": 0.0},
+        "horizon_days": 3,
+        "reward": "click",
+    }
+    config = TrainConfig(
+        encoder="none",
+        total_steps=24_576,
+        num_users=64,
+        n_steps=8,
+        batch_size=256,
+        n_epochs=10,
+        learning_rate=3e-3,
+        gamma=0.5,
+        eval_every=0,
+        checkpoint_every=12_288,
+        progress=False,
+        env_options=env_options,
+    )
+    summary = train_agent(config, tmp_path / "run")
+    assert summary["steps"] >= config.total_steps
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "agent_12288_steps.zip",
+        "agent_24576_steps.zip",
+    ]
+    from agents.training import load_agent
+
+    agent, loaded, _ = load_agent(tmp_path / "run", name="ppo")
+    assert loaded == config
+    result = evaluate(
+        "loe_gym/Engagement-v0",
+        ["random", agent],
+        num_users=200,
+        seeds=(0, 1),
+        env_options=env_options,
+        progress=False,
+    )
+    ctr = {name: result.metric(name, "ctr") for name in ("random", "ppo")}
+    assert ctr["ppo"].low > ctr["random"].high + 0.08, result.table()
+
+
+def test_training_resumes_from_its_last_checkpoint(tmp_path: Any) -> None:
+    config = TrainConfig(
+        encoder="none",
+        total_steps=256,
+        num_users=16,
+        n_steps=8,
+        batch_size=64,
+        n_epochs=1,
+        eval_every=0,
+        checkpoint_every=128,
+        progress=False,
+        env_options=OPTIONS,
+    )
+    first = train_agent(config, tmp_path / "run")
+    assert first["steps"] == 256 and first["resumed_from"] is None
+    longer = config.replace(total_steps=512)
+    resumed = train_agent(longer, tmp_path / "run", resume=True)
+    assert resumed["steps"] == 512
+    assert resumed["resumed_from"].endswith("agent_256_steps.zip")
+    assert (tmp_path / "run" / "checkpoints" / "agent_512_steps.zip").is_file()

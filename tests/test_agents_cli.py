@@ -1,0 +1,136 @@
+"""``loe-gym train / evaluate / experiment`` as a user runs them: subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _cli(
+    *args: str, cwd: Path | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "agents.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def test_experiment_quick_writes_a_full_report(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    done = _cli("experiment", "--quick", "--no-progress", "--threads", "1", "--output", str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in (
+        "report.md",
+        "metrics.json",
+        "config.json",
+        "evaluation.md",
+        "engagement_per_day.png",
+        "retention.png",
+        "satisfaction.png",
+        "total_watch.png",
+        "agent/model.zip",
+        "predictor/model/config.json",
+    ):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["policies"]) == {
+        "random",
+        "popularity",
+        "myopic_predicted",
+        "myopic",
+        "ppo",
+        "oracle_planner",
+    }
+    assert metrics["seeds"] == [0, 1]
+    assert metrics["headline"]["ppo_fraction_of_oracle"] > 0
+    assert "PPO / oracle planner" in (out / "report.md").read_text()
+    # A second run never clobbers the report.
+    again = _cli("experiment", "--quick", "--output", str(out))
+    assert again.returncode == 2
+    assert "exists and is not empty" in again.stderr and "--overwrite" in again.stderr
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--algorithm", "ppo2"], "Did you mean 'ppo'"),
+        (["--env-id", "loe_gym/Engagment-v0"], "Did you mean 'loe_gym/Engagement-v0'"),
+        (["--encoder", "lora"], "Unknown encoder 'lora'"),
+        (["--total-steps", "0"], "total_steps"),
+        (["--encoder", "frozen"], "need a trained predictor"),
+        (["--algorithm", "dqn", "--env-id", "loe_gym/EngagementSlate-v0"], "ppo, a2c"),
+        (["--env-options", "[1]"], "expects a JSON object"),
+    ],
+)
+def test_train_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
+    base = ["train", "--output", str(tmp_path / "run"), "--encoder", "none", "--total-steps", "8"]
+    done = _cli(*base, *args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+
+
+def test_train_then_evaluate(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    options = '{"simulator_kwargs": {"num_items": 50}, "horizon_days": 2}'
+    done = _cli(
+        "train",
+        "--output",
+        str(run),
+        "--encoder",
+        "none",
+        "--total-steps",
+        "256",
+        "--num-users",
+        "16",
+        "--n-steps",
+        "8",
+        "--batch-size",
+        "64",
+        "--eval-every",
+        "128",
+        "--eval-users",
+        "8",
+        "--env-options",
+        options,
+        "--no-progress",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (run / "model.zip").is_file() and (run / "evaluations.jsonl").is_file()
+    again = _cli("train", "--output", str(run), "--encoder", "none", "--total-steps", "8")
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    report = tmp_path / "eval"
+    done = _cli(
+        "evaluate",
+        "--agents",
+        str(run),
+        "--baselines",
+        "random",
+        "myopic",
+        "--env-options",
+        options,
+        "--num-users",
+        "20",
+        "--seeds",
+        "0",
+        "1",
+        "--output",
+        str(report),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics["policies"]) == {"run", "random", "myopic"}
+    bad = _cli("evaluate", "--baselines", "myopic_predictd", "--output", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "Did you mean 'myopic_predicted'" in bad.stderr
+    bad = _cli("evaluate", "--baselines", "myopic_predicted", "--output", str(tmp_path / "y"))
+    assert bad.returncode == 2 and "--predictor" in bad.stderr
