@@ -134,3 +134,18 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "Did you mean 'myopic_predicted'" in bad.stderr
     bad = _cli("evaluate", "--baselines", "myopic_predicted", "--output", str(tmp_path / "y"))
     assert bad.returncode == 2 and "--predictor" in bad.stderr
+
+
+@pytest.mark.parametrize("command", ["train", "experiment"])
+def test_help_documents_every_field(command: str) -> None:
+    from agents.experiment import ExperimentConfig
+    from agents.training import TrainConfig
+
+    config = TrainConfig if command == "train" else ExperimentConfig
+    done = _cli(command, "--help")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    docs = config.field_docs()
+    for name in config.field_names():
+        assert "--" + name.replace("_", "-") in text, name
+        assert docs.get(name), f"{config.__name__}.{name} has no docstring"
