@@ -149,7 +149,12 @@ SETTINGS = ("steps", "batch_size", "history", "hidden", "learning_rate", "epsilo
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings = {name: getattr(args, name) for name in SETTINGS}
     # The loss weights are FitPredictorConfig's defaults (click, watch, ranking, cont., return).
-    return settings | {"loss_weights": list(FitPredictorConfig.loss_weights)}
+    settings |= {"loss_weights": list(FitPredictorConfig.loss_weights)}
+    if getattr(args, "lora_steps", None):  # recorded only when LoRA's budget differs
+        settings["lora_steps"] = args.lora_steps
+    if getattr(args, "lora_bias", "none") != "none":
+        settings["lora_bias"] = args.lora_bias
+    return settings
 
 
 def _save_partial(args: argparse.Namespace, seed: int, rows: dict[str, Any]) -> None:
@@ -256,6 +261,8 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[
                 "shift: LoRA",
                 {
                     "learning_rate": args.lora_learning_rate or args.learning_rate,
+                    "steps_per_epoch": args.lora_steps or args.steps,
+                    "lora_bias": args.lora_bias,
                     "lora_rank": args.lora_rank,
                     "lora_target_modules": tuple(args.lora_target_modules),
                     "lora_modules_to_save": ("candidate_output", "profile_wide"),
@@ -304,6 +311,18 @@ def main() -> None:
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument(
         "--lora-learning-rate", type=float, default=None, help="default: --learning-rate"
+    )
+    parser.add_argument(
+        "--lora-bias",
+        choices=("none", "lora_only", "all"),
+        default="none",
+        help="biases trained with the adapters (peft's bias option)",
+    )
+    parser.add_argument(
+        "--lora-steps",
+        type=int,
+        default=None,
+        help="optimizer steps of the LoRA adaptation (default: --steps, full fine-tuning's)",
     )
     parser.add_argument(
         "--lora-target-modules", nargs="+", default=list(LORA_TARGETS), help="modules with adapters"

@@ -626,6 +626,23 @@ def test_lora_modules_to_save_are_checked() -> None:
     assert "candidate_output" in HEAD_MODULES
 
 
+def test_lora_bias_all_trains_every_bias_and_nothing_else_new() -> None:
+    def trainable(bias: str) -> set[str]:
+        settings = TrainingConfig(
+            output_dir="unused", lora_rank=2, lora_modules_to_save=(), lora_bias=bias
+        )
+        peft_model = apply_lora(make_model(), settings)
+        return {name for name, value in peft_model.named_parameters() if value.requires_grad}
+
+    adapters_only, with_biases = trainable("none"), trainable("all")
+    assert all("lora_" in name for name in adapters_only)
+    added = with_biases - adapters_only
+    assert added and all(name.endswith(".bias") for name in added)
+    assert any("item_feature_projection.bias" in name for name in added)
+    with pytest.raises(ValueError, match="lora_bias must be 'none', 'lora_only' or 'all'"):
+        TrainingConfig(output_dir="unused", lora_bias="some")
+
+
 # -------------------------------------------------------------------------- evaluation
 
 

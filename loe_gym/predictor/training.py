@@ -190,6 +190,9 @@ class TrainingConfig(FrozenConfig):
     lora_modules_to_save: tuple[str, ...] | None = None
     """Modules trained fully next to the adapters; ``None``: the task heads (see
     `apply_lora`); ``()`` freezes everything but the adapters."""
+    lora_bias: str = "none"
+    """Biases trained with the adapters (peft's ``bias``): ``none``, ``lora_only`` (those
+    of the adapted layers) or ``all`` (every bias of the model, as in BitFit)."""
     keep_checkpoints: int = 2
     """Epoch checkpoints kept (the newest ones; the best epoch's is always kept)."""
     seed: int = 0
@@ -225,6 +228,11 @@ class TrainingConfig(FrozenConfig):
         self._check_positive("keep_checkpoints")
         self._check_nonnegative("weight_decay", "adversarial_weight")
         self._check_unit_interval("warmup_fraction")
+        if self.lora_bias not in ("none", "lora_only", "all"):
+            raise ValueError(
+                f"TrainingConfig.lora_bias must be 'none', 'lora_only' or 'all', got "
+                f"{self.lora_bias!r}."
+            )
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(
                 f"TrainingConfig.lora_dropout must lie in [0, 1), got {self.lora_dropout}."
@@ -493,7 +501,7 @@ def apply_lora(model: nn.Module, config: TrainingConfig) -> nn.Module:
         lora_dropout=config.lora_dropout,
         target_modules=list(targets),
         modules_to_save=[name for name in requested if name in modules] or None,
-        bias="none",
+        bias=config.lora_bias,  # type: ignore[arg-type]  # checked in TrainingConfig
         # GPT-2's Conv1D stores its weight transposed.
         fan_in_fan_out="c_attn" in targets,
     )
