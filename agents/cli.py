@@ -392,15 +392,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _item_clicks(logs: str, env_id: str) -> Any:
-    import numpy as np
-
-    from loe_gym.predictor.data import load_sequences
+    from loe_gym.predictor.data import item_popularity, load_sequences
 
     env = gym.make(env_id)
     num_items = int(env.unwrapped.catalog.num_items)  # type: ignore[attr-defined]
     env.close()
-    sequences, _ = load_sequences(logs, num_items=num_items)
-    return np.bincount(sequences.item_id[sequences.clicked > 0], minlength=num_items).astype(float)
+    return item_popularity(load_sequences(logs, num_items=num_items)[0], num_items)
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:

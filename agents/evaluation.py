@@ -217,8 +217,13 @@ def run_population(
         shown = info["slate"][live]
         item_impressions += np.bincount(shown.ravel(), minlength=item_impressions.size)
         if topic_impressions is not None and topics is not None:
+            # One bincount over (user, topic) cells: np.add.at is several times slower.
+            num_topics = topic_impressions.shape[1]
             users = np.repeat(np.flatnonzero(live), shown.shape[1])
-            np.add.at(topic_impressions, (users, topics[shown.ravel()]), 1.0)
+            cells = users * num_topics + topics[shown.ravel()]
+            topic_impressions += np.bincount(cells, minlength=topic_impressions.size).reshape(
+                topic_impressions.shape
+            )
         day = np.minimum(info["day"], horizon - 1)
         churning = info["churned"] & live
         churn_day[churning] = info["day"][churning] + 1

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from loe_gym.config import FrozenConfig
 
 __all__ = ["ExperimentConfig", "run_experiment"]
@@ -122,7 +120,7 @@ def run_experiment(
     from agents.evaluation import evaluate
     from agents.report import write_evaluation
     from agents.training import TrainConfig, load_agent, predictor_wrappers, train_agent
-    from loe_gym.predictor.data import load_sequences
+    from loe_gym.predictor.data import item_popularity, load_sequences
     from loe_gym.predictor.pipeline import FitPredictorConfig, fit_predictor
 
     folder = Path(output)
@@ -197,9 +195,7 @@ def run_experiment(
     started = _stage("evaluate", config.progress)
     agent, _, service = load_agent(folder / "agent", name="ppo")
     sequences, _ = load_sequences(folder / "logs", num_items=service.num_items)
-    clicks = np.bincount(
-        sequences.item_id[sequences.clicked > 0], minlength=service.num_items
-    ).astype(float)
+    clicks = item_popularity(sequences, service.num_items)
     policies = [
         make_policy("random"),
         PopularityPolicy(clicks),

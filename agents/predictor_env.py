@@ -28,6 +28,7 @@ from gymnasium.vector import VectorEnv, VectorWrapper
 
 from loe_gym import RecommendationVectorEnv
 from loe_gym.envs.vector_env import AutoresetMode
+from loe_gym.predictor.data import new_session_gap
 from loe_gym.predictor.serving import SAME_SESSION_GAP, PredictorService
 
 __all__ = [
@@ -110,7 +111,7 @@ class PredictorObservations(VectorWrapper):  # type: ignore[misc]
                 f"history_length must lie in [1, {config.max_history_length}] (the "
                 f"predictor's max_history_length), got {history_length}."
             )
-        self._max_gap = int(config.num_gap_buckets) - 1
+        self._num_gap_buckets = int(config.num_gap_buckets)
         self._has_profile = bool(config.long_term_profile)
         n, c = self.num_envs, core.config.num_candidates
         extra = {
@@ -167,7 +168,6 @@ class PredictorObservations(VectorWrapper):  # type: ignore[misc]
         """Append each acting user's shown items and feedback; update the profiles."""
         acted = info["acted"]
         slates = np.where(acted[:, None], info["slate"], -1)  # (N, S)
-        s = slates.shape[1]
         feedback = np.stack(
             [info["clicked"].astype(np.float32), info["watch_time"], info["completion"]], -1
         ).astype(np.float32)
@@ -175,28 +175,18 @@ class PredictorObservations(VectorWrapper):  # type: ignore[misc]
         gaps[:, 0] = self._target_gaps
         if self._profile is not None:
             self._profile = self.service.history_profile(slates, feedback, self._profile)
-        keep = acted
-        length = self.history_length
-        if s >= length:
-            new_ids, new_feedback, new_gaps = (
-                slates[:, -length:],
-                feedback[:, -length:],
-                gaps[:, -length:],
-            )
-        else:
-            new_ids = np.concatenate([self._ids[:, s:], slates], 1)
-            new_feedback = np.concatenate([self._feedback[:, s:], feedback], 1)
-            new_gaps = np.concatenate([self._gaps[:, s:], gaps], 1)
-        self._ids = np.where(keep[:, None], new_ids, self._ids)
-        self._feedback = np.where(keep[:, None, None], new_feedback, self._feedback)
-        self._gaps = np.where(keep[:, None], new_gaps, self._gaps)
+        rows = np.flatnonzero(acted)
+        for memory, new in ((self._ids, slates), (self._feedback, feedback), (self._gaps, gaps)):
+            # Shift each acting user's window left by s and write the new rows at its end.
+            window = np.concatenate([memory[rows], new[rows]], axis=1)
+            memory[rows] = window[:, -self.history_length :]
 
     # --- observations ---
 
     def _gap_of_next_step(self, context: np.ndarray) -> np.ndarray:
         """Gap bucket of the step each user takes next, from ``context`` (day,
-        step_in_session, days_since_last_visit): 1 within a session, else 2 + days − 1."""
-        days = np.clip(context[:, 2].astype(np.int64) + 1, 2, self._max_gap)
+        step_in_session, days_since_last_visit), by the rule the logs use."""
+        days = new_session_gap(context[:, 2], self._num_gap_buckets)
         return np.where(context[:, 1] > 0, SAME_SESSION_GAP, days)
 
     def _scores(

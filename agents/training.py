@@ -322,13 +322,16 @@ def load_agent(run: str | Path, name: str | None = None) -> tuple[SB3Policy, Tra
     algorithm = getattr(sb3, config.algorithm.upper())
     model = algorithm.load(folder / "model.zip", device="cpu")
     service = _service(str(config.predictor)) if config.needs_predictor else None
-    policy = SB3Policy(
+    return _as_policy(model, config, name or config.algorithm, service), config, service
+
+
+def _as_policy(model: Any, config: TrainConfig, name: str, service: Any) -> SB3Policy:
+    return SB3Policy(
         model,
-        name or f"{config.algorithm}",
+        name,
         uses_predictor=service is not None,
         fusion=config.algorithm in FUSION_ALGORITHMS,
     )
-    return policy, config, service
 
 
 def train_agent(
@@ -388,7 +391,7 @@ def train_agent(
         *callbacks,
     ]
     if config.eval_every:
-        callback_list.append(EvaluationCallback(config, service, folder))
+        callback_list.append(evaluation_callback(config, service, folder))
     started = time.perf_counter()
     remaining = config.total_steps - (model.num_timesteps if latest is not None else 0)
     if remaining > 0:
@@ -417,45 +420,46 @@ def _latest_checkpoint(folder: Path) -> Path | None:
     return files[-1] if files else None
 
 
-class EvaluationCallback:
-    """Factory of an SB3 callback that runs the long-term evaluation on held-out users
-    every ``config.eval_every`` steps and logs ``eval/total_watch`` (and friends) to
-    TensorBoard and ``evaluations.jsonl``."""
+def evaluation_callback(config: TrainConfig, service: Any, folder: Path) -> Any:
+    """An SB3 callback that runs the long-term evaluation on held-out users every
+    ``config.eval_every`` steps and logs ``eval/total_watch`` (and friends) to TensorBoard
+    and ``evaluations.jsonl``. (Built here so that importing this module stays free of
+    SB3 and torch: the command line reads `TrainConfig` at start-up.)"""
+    from stable_baselines3.common.callbacks import BaseCallback
 
-    def __new__(cls, config: TrainConfig, service: Any, folder: Path) -> Any:
-        from stable_baselines3.common.callbacks import BaseCallback
+    from agents.evaluation import run_population
 
-        from agents.evaluation import run_population
+    class EvaluationCallback(BaseCallback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self._next = config.eval_every
+            self._env = evaluation_env(config, config.eval_users, service)
 
-        class _Callback(BaseCallback):  # type: ignore[misc]
-            def __init__(self) -> None:
-                super().__init__()
-                self._next = config.eval_every
-                env = gym.make_vec(
-                    config.env_id,
-                    num_envs=config.eval_users,
-                    vectorization_mode="vector_entry_point",
-                )
-                for wrap in predictor_wrappers(config, service, for_training=False):
-                    env = wrap(env)
-                self._env = env
-
-            def _on_step(self) -> bool:
-                if self.num_timesteps < self._next:
-                    return True
-                self._next += config.eval_every
-                policy = SB3Policy(
-                    self.model,
-                    config.algorithm,
-                    uses_predictor=service is not None,
-                    fusion=config.algorithm in FUSION_ALGORITHMS,
-                )
-                # Seed 10_000: a population the training users (seed 0, 1, …) never are.
-                summary = run_population(self._env, policy, 10_000 + config.seed).summary()
-                for name in ("total_watch", "active_days", "ctr", "session_length"):
-                    self.logger.record(f"eval/{name}", summary[name])
-                with open(folder / "evaluations.jsonl", "a") as stream:
-                    stream.write(json.dumps({"steps": self.num_timesteps, **summary}) + "\n")
+        def _on_step(self) -> bool:
+            if self.num_timesteps < self._next:
                 return True
+            self._next += config.eval_every
+            policy = _as_policy(self.model, config, config.algorithm, service)
+            # Seed 10_000: a population the training users (seed 0, 1, …) never are.
+            summary = run_population(self._env, policy, 10_000 + config.seed).summary()
+            for name in ("total_watch", "active_days", "ctr", "session_length"):
+                self.logger.record(f"eval/{name}", summary[name])
+            with open(folder / "evaluations.jsonl", "a") as stream:
+                stream.write(json.dumps({"steps": self.num_timesteps, **summary}) + "\n")
+            return True
 
-        return _Callback()
+    return EvaluationCallback()
+
+
+def evaluation_env(config: TrainConfig, num_users: int, service: Any) -> Any:
+    """``num_users`` users of ``config``'s environment (its options included), in
+    next-step autoreset mode, with the observation wrappers the agent acts on."""
+    env = gym.make_vec(
+        config.env_id,
+        num_envs=num_users,
+        vectorization_mode="vector_entry_point",
+        **dict(config.env_options or {}),
+    )
+    for wrap in predictor_wrappers(config, service, for_training=False):
+        env = wrap(env)
+    return env

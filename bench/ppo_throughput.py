@@ -33,8 +33,7 @@ from agents.policies import CandidateActorCriticPolicy
 from agents.predictor_env import PredictorObservations, PredictorReward
 from agents.sb3_vec_env import make_sb3_env
 from agents.training import TrainConfig
-from loe_gym.predictor import PredictorConfig, PredictorModel
-from loe_gym.predictor.pipeline import FitPredictorConfig
+from loe_gym.predictor.pipeline import FitPredictorConfig, build_model
 from loe_gym.predictor.serving import PredictorService
 
 
@@ -50,22 +49,9 @@ def _timed(totals: dict[str, float], name: str, function: Callable[..., Any]) ->
 
 
 def default_service() -> PredictorService:
-    env = gym.make("loe_gym/Engagement-v0")
-    catalog = env.unwrapped.catalog  # type: ignore[attr-defined]
-    fit = FitPredictorConfig()
-    config = PredictorConfig(
-        num_items=catalog.num_items,
-        num_item_features=catalog.num_features,
-        hidden_size=fit.hidden_size,
-        num_hidden_layers=fit.num_hidden_layers,
-        num_attention_heads=fit.num_attention_heads,
-        intermediate_size=4 * fit.hidden_size,
-        max_history_length=fit.max_history_length,
-        profile_decays=fit.profile_decays,
-    )
-    model = PredictorModel(config)
-    model.set_item_features(catalog.features)
-    return PredictorService(model)
+    """An untrained predictor of the size ``loe-gym fit-predictor`` trains by default."""
+    catalog = gym.make("loe_gym/Engagement-v0").unwrapped.catalog  # type: ignore[attr-defined]
+    return PredictorService(build_model(FitPredictorConfig(), catalog.num_items, catalog.features))
 
 
 def _ppo(env: Any, users: int, n_steps: int, n_epochs: int, batch_size: int) -> PPO:

@@ -429,8 +429,7 @@ def load_sequences(
         same_user = np.ones(day.size - 1, dtype=bool)
         same_user[offsets[1:-1] - 1] = False  # the row before each user's first row
         same_session = same_user & (session[1:] == session[:-1])
-        # d days later → bucket d + 1 (next day → 2); a new session the same day → 2.
-        by_days = np.clip(day[1:] - day[:-1] + 1, 2, num_gap_buckets - 1)
+        by_days = new_session_gap(day[1:] - day[:-1], num_gap_buckets)
         gap[1:] = np.where(same_session, 1, np.where(same_user, by_days, 2))
 
     nan = np.full(day.size, np.nan, dtype=np.float32)
@@ -921,6 +920,13 @@ class MaskedItemBatches:
             f"max_history_length={self.max_history_length}, "
             f"mask_probability={self.mask_probability})"
         )
+
+
+def new_session_gap(days_later: np.ndarray, num_gap_buckets: int) -> np.ndarray:
+    """Gap bucket of a row that starts a new session ``days_later`` days after the user's
+    previous row: ``d`` days later → bucket ``d + 1`` (the same or the next day → 2), capped
+    at the last bucket (see the module docstring)."""
+    return np.clip(np.asarray(days_later, dtype=np.int64) + 1, 2, num_gap_buckets - 1)
 
 
 def item_popularity(sequences: UserSequences, num_items: int | None = None) -> np.ndarray:
