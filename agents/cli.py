@@ -405,17 +405,65 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
     config = _config_from_args(args, ExperimentConfig)
     if args.quick:
-        defaults = ExperimentConfig()
-        changed = {
-            name: getattr(config, name)
-            for name in ExperimentConfig.field_names()
-            if getattr(config, name) != getattr(defaults, name)
-        }
-        config = ExperimentConfig.quick(**changed)
+        config = _quick_config(config, ExperimentConfig)
     _check_env_id(config.env_id)
     run_experiment(config, args.output, overwrite=args.overwrite)
     print((Path(args.output) / "report.md").read_text())
     print(f"wrote {args.output}/report.md, metrics.json, plots, logs/, predictor/, agent/")
+    return 0
+
+
+def _cmd_import_logs(args: argparse.Namespace) -> int:
+    from loe_gym.log_import import import_logs, resolve_mapping
+
+    mapping = resolve_mapping(args.preset, args.mapping)
+    report = import_logs(
+        args.source,
+        args.output,
+        mapping,
+        overwrite=args.overwrite,
+        rows_per_group=args.rows_per_group,
+    )
+    print(report.summary())
+    return 0
+
+
+def _quick_config(config: Any, config_class: Any) -> Any:
+    """``config_class.quick()`` keeping the options given on the command line."""
+    defaults = config_class()
+    changed = {
+        name: getattr(config, name)
+        for name in config_class.field_names()
+        if getattr(config, name) != getattr(defaults, name)
+    }
+    return config_class.quick(**changed)
+
+
+def _cmd_validate_simulator(args: argparse.Namespace) -> int:
+    from agents.validation import SimulatorFitConfig, ValidationConfig, validate_simulator
+
+    config = _config_from_args(args, ValidationConfig)
+    fit = _config_from_args(args, SimulatorFitConfig)
+    if args.quick:
+        config = _quick_config(config, ValidationConfig)
+        fit = _quick_config(fit, SimulatorFitConfig)
+    _check_env_id(config.env_id)
+    validate_simulator(config, fit, args.output, overwrite=args.overwrite)
+    print((Path(args.output) / "report.md").read_text())
+    print(f"wrote {args.output}/report.md, metrics.json, fidelity.png")
+    return 0
+
+
+def _cmd_loop(args: argparse.Namespace) -> int:
+    from agents.loop import LoopConfig, run_loop
+
+    config = _config_from_args(args, LoopConfig)
+    if args.quick:
+        config = _quick_config(config, LoopConfig)
+    _check_env_id(config.env_id)
+    run_loop(config, args.output, overwrite=args.overwrite)
+    print((Path(args.output) / "report.md").read_text())
+    print(f"wrote {args.output}/report.md, metrics.json, engagement_per_round.png, round_*/")
     return 0
 
 
@@ -469,7 +517,9 @@ def build_parser(with_predictor_options: bool = True) -> argparse.ArgumentParser
         "--num-users", type=_positive, default=5000, help="users (default: %(default)s)"
     )
     collect.add_argument(
-        "--policy", default="mixed", help="logging policy: mixed or a reference policy"
+        "--policy",
+        default="mixed",
+        help="logging policy: mixed, diverse (per-user mixture weights) or a reference policy",
     )
     collect.add_argument(
         "--seed", type=int, default=0, help="population seed (default: %(default)s)"
@@ -502,7 +552,9 @@ def build_parser(with_predictor_options: bool = True) -> argparse.ArgumentParser
     fit.set_defaults(handler=_cmd_fit_predictor)
 
     from agents.experiment import ExperimentConfig
+    from agents.loop import LoopConfig
     from agents.training import TrainConfig
+    from agents.validation import SimulatorFitConfig, ValidationConfig
 
     train = commands.add_parser(
         "train", help="train an SB3 agent (PPO, A2C, DQN; SAC/TD3 on fusion weights)"
@@ -575,6 +627,56 @@ def build_parser(with_predictor_options: bool = True) -> argparse.ArgumentParser
     )
     _add_config_arguments(experiment, ExperimentConfig)
     experiment.set_defaults(handler=_cmd_experiment)
+
+    from loe_gym.log_import import PRESETS
+
+    importer = commands.add_parser(
+        "import-logs", help="import your own interaction logs (CSV or Parquet) as a loe_gym log"
+    )
+    importer.add_argument("source", nargs="+", help="CSV or Parquet files")
+    importer.add_argument("--preset", choices=sorted(PRESETS), default=None, help="column layout")
+    importer.add_argument(
+        "--mapping",
+        default=None,
+        help="column mapping as a JSON object or a .json file (overrides the preset's fields; "
+        "see docs/importing_logs.md)",
+    )
+    importer.add_argument("--output", required=True, help="log directory to write")
+    importer.add_argument("--overwrite", action="store_true", help="replace an existing log")
+    importer.add_argument(
+        "--rows-per-group", type=_positive, default=65_536, help="rows per Parquet part file"
+    )
+    importer.set_defaults(handler=_cmd_import_logs)
+
+    validate = commands.add_parser(
+        "validate-simulator",
+        help="fit a learned simulator on a ground truth's logs and compare the two worlds",
+    )
+    validate.add_argument(
+        "--output",
+        default="reports/validate_simulator",
+        help="report folder (default: %(default)s)",
+    )
+    validate.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    validate.add_argument(
+        "--quick", action="store_true", help="smoke-test sizes (minutes; numbers meaningless)"
+    )
+    _add_config_arguments(validate, ValidationConfig)
+    _add_config_arguments(validate, SimulatorFitConfig)
+    validate.set_defaults(handler=_cmd_validate_simulator)
+
+    loop = commands.add_parser(
+        "loop", help="the feedback loop: deploy → log → refit → retrain, per round, with a report"
+    )
+    loop.add_argument(
+        "--output", default="reports/loop", help="report folder (default: %(default)s)"
+    )
+    loop.add_argument("--overwrite", action="store_true", help="replace an existing report")
+    loop.add_argument(
+        "--quick", action="store_true", help="smoke-test sizes (a minute; numbers meaningless)"
+    )
+    _add_config_arguments(loop, LoopConfig)
+    loop.set_defaults(handler=_cmd_loop)
     return parser
 
 

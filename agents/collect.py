@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -35,7 +35,7 @@ from loe_gym import RecommendationVectorEnv
 from loe_gym.errors import check_positive_int, did_you_mean
 from loe_gym.logs import LogInteractions
 
-__all__ = ["MIXED_POLICY", "LogSummary", "MixedPolicy", "collect_logs"]
+__all__ = ["LOGGING_POLICIES", "MIXED_POLICY", "LogSummary", "MixedPolicy", "collect_logs"]
 
 MIXED_POLICY: Final[dict[str, float]] = {"random": 0.4, "myopic": 0.3, "oracle_planner": 0.3}
 """The components of the ``"mixed"`` logging policy and the probability of each."""
@@ -61,15 +61,29 @@ class MixedPolicy:
     read the simulator's true state (privileged): fine for a logging policy, whose
     choices are recorded, never for a model's inputs.
 
+    With ``per_user_concentration`` (the ``"diverse"`` logging policy), each user first
+    draws their own mixture weights from a Dirichlet(``per_user_concentration ·
+    probabilities``) and is then mixed per step with those: some users live mostly under
+    the planner, others mostly under clickbait. That spread of whole-life regimes between
+    users is what a model of *long-term* behaviour (satisfaction, return, churn) needs to
+    learn from, e.g. a learned simulator; a per-step mixture with shared weights gives
+    every user nearly the same average content.
+
     Args:
         probabilities: component name (a reference policy) → probability; sums to 1.
         seed: seeds the choice of component and the random component.
+        per_user_concentration: Dirichlet concentration of per-user weights (smaller =
+            more extreme users); None = the same weights for every user.
     """
 
-    name = "mixed"
     privileged = True
 
-    def __init__(self, probabilities: Mapping[str, float] = MIXED_POLICY, seed: int = 0) -> None:
+    def __init__(
+        self,
+        probabilities: Mapping[str, float] = MIXED_POLICY,
+        seed: int = 0,
+        per_user_concentration: float | None = None,
+    ) -> None:
         names = list(probabilities)
         weights = np.asarray([float(probabilities[n]) for n in names])
         if not names or np.any(weights < 0) or not np.isclose(weights.sum(), 1.0):
@@ -77,7 +91,16 @@ class MixedPolicy:
                 f"The mixture probabilities must be non-negative and sum to 1, got "
                 f"{dict(probabilities)}."
             )
+        if per_user_concentration is not None and not per_user_concentration > 0:
+            raise ValueError(
+                f"per_user_concentration must be > 0 (or None), got {per_user_concentration!r}."
+            )
         choice_seed, random_seed = np.random.SeedSequence(seed).spawn(2)
+        self.name = "mixed" if per_user_concentration is None else "diverse"
+        self.per_user_concentration = per_user_concentration
+        self._user_weights: np.ndarray | None = None
+        self.last_choice: np.ndarray | None = None
+        """``(num_users,)`` index of the component that chose each user's last action."""
         self.names = tuple(names)
         self.probabilities = weights
         self.components: tuple[Policy, ...] = tuple(
@@ -86,7 +109,18 @@ class MixedPolicy:
         self.rng = np.random.default_rng(choice_seed)
 
     def act(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
-        choice = self.rng.choice(len(self.components), size=env.num_envs, p=self.probabilities)
+        if self.per_user_concentration is None:
+            choice = self.rng.choice(len(self.components), size=env.num_envs, p=self.probabilities)
+        else:
+            # One weight vector per slot: a log holds one life per slot (see the module
+            # docstring), so these are per-user weights.
+            if self._user_weights is None or self._user_weights.shape[0] != env.num_envs:
+                alpha = self.per_user_concentration * self.probabilities
+                self._user_weights = self.rng.dirichlet(np.maximum(alpha, 1e-3), env.num_envs)
+            cumulative = np.cumsum(self._user_weights, axis=1)
+            draw = self.rng.random((env.num_envs, 1))
+            choice = np.minimum((cumulative < draw).sum(axis=1), len(self.components) - 1)
+        self.last_choice = choice
         actions = None
         for index, component in enumerate(self.components):
             chosen = choice == index
@@ -101,7 +135,18 @@ class MixedPolicy:
         return actions
 
     def __repr__(self) -> str:
-        return f"MixedPolicy({dict(zip(self.names, self.probabilities.tolist(), strict=True))})"
+        weights = dict(zip(self.names, self.probabilities.tolist(), strict=True))
+        if self.per_user_concentration is None:
+            return f"MixedPolicy({weights})"
+        return f"MixedPolicy({weights}, per_user_concentration={self.per_user_concentration})"
+
+
+DIVERSE_CONCENTRATION: Final = 1.0
+"""Dirichlet concentration of the ``"diverse"`` logging policy's per-user weights."""
+
+LOGGING_POLICIES: Final = ("mixed", "diverse")
+"""Logging policies beyond the reference policies: `MixedPolicy` with shared or per-user
+weights."""
 
 
 @dataclass(frozen=True)
@@ -125,9 +170,22 @@ class LogSummary:
     seconds: float
 
 
+class _RecordingComponents:
+    """A `MixedPolicy` that tells the log which component chose each user's slate."""
+
+    def __init__(self, mixture: MixedPolicy, logged: LogInteractions) -> None:
+        self.mixture, self.logged = mixture, logged
+        self.name, self.privileged = mixture.name, mixture.privileged
+
+    def act(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        actions = self.mixture.act(obs, env)
+        self.logged.policy_component = self.mixture.last_choice
+        return actions
+
+
 def _make_policy(name: str, seed: int = 0) -> Policy:
     if name not in REFERENCE_POLICIES:
-        choices = [*REFERENCE_POLICIES, "mixed"]
+        choices = [*REFERENCE_POLICIES, *LOGGING_POLICIES]
         raise ValueError(
             f"Unknown logging policy {name!r}.{did_you_mean(name, choices)} "
             f"Choose one of {', '.join(choices)}."
@@ -141,7 +199,7 @@ def collect_logs(
     *,
     num_users: int,
     path: str | os.PathLike[str],
-    policy: str = "mixed",
+    policy: str | Policy = "mixed",
     seed: int = 0,
     horizon_days: int | None = None,
     privileged: bool = True,
@@ -150,6 +208,7 @@ def collect_logs(
     progress: bool = True,
     env_options: Mapping[str, Any] | None = None,
     max_steps: int = 100_000,
+    wrappers: Sequence[Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]] = (),
 ) -> LogSummary:
     """Run ``num_users`` users of ``env_id`` through their whole lives and log every step.
 
@@ -157,8 +216,9 @@ def collect_logs(
         env_id: a registered loe_gym environment.
         num_users: the population size (users simulated side by side).
         path: the log directory (see `loe_gym.logs.ParquetLogWriter`).
-        policy: a reference policy of `agents.baselines.REFERENCE_POLICIES`, or ``"mixed"``
-            (see `MixedPolicy`); its name goes into the log's ``policy`` column.
+        policy: a reference policy of `agents.baselines.REFERENCE_POLICIES`, ``"mixed"``
+            or ``"diverse"`` (per-user mixture weights; see `MixedPolicy`); its name goes
+            into the log's ``policy`` column. Or a `Policy` object (a deployed agent).
         seed: seeds the population, the candidates, the responses and the policy; the
             same seed writes the same log.
         horizon_days: days per user life; None keeps the environment's default.
@@ -168,6 +228,9 @@ def collect_logs(
         progress: show a progress bar over finished users.
         env_options: further options of the environment (``simulator_kwargs``, ...).
         max_steps: safety cap on vector steps (raises if reached).
+        wrappers: vector wrappers between the logged environment and the policy (e.g.
+            `agents.training.predictor_wrappers` for an agent on the predictor); the
+            log records what the environment did, whatever the wrappers add.
 
     Returns:
         A `LogSummary` of the rows, users and sessions written.
@@ -183,17 +246,27 @@ def collect_logs(
             )
         options["horizon_days"] = horizon_days
     # Build the policy before the environment and the log: a bad name creates nothing.
-    behaviour: Policy = (
-        MixedPolicy(seed=seed)
-        if policy == "mixed"
-        else _make_policy(policy, seed=int(np.random.SeedSequence(seed).generate_state(1)[0]))
-    )
+    behaviour: Policy
+    if not isinstance(policy, str):
+        behaviour = policy
+    elif policy == "mixed":
+        behaviour = MixedPolicy(seed=seed)
+    elif policy == "diverse":
+        behaviour = MixedPolicy(seed=seed, per_user_concentration=DIVERSE_CONCENTRATION)
+    else:
+        behaviour = _make_policy(
+            policy, seed=int(np.random.SeedSequence(seed).generate_state(1)[0])
+        )
     env = gym.make_vec(
         env_id, num_envs=num_users, vectorization_mode="vector_entry_point", **options
     )
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
     started = time.perf_counter()
     try:
+        # A mixture logs which component chose each row ("mixed:random", …): rows of
+        # the random component are randomised exposure, which a model can learn from
+        # without the logging policy's selection bias.
+        components = behaviour.names if isinstance(behaviour, MixedPolicy) else ()
         logged = LogInteractions(
             core,
             path,
@@ -201,6 +274,7 @@ def collect_logs(
             rows_per_group=rows_per_group,
             overwrite=overwrite,
             privileged=privileged,
+            policy_components=components,
         )
     except BaseException:
         env.close()
@@ -212,8 +286,13 @@ def collect_logs(
         logged.log_mask = ~finished
 
     try:
+        acting: gym.vector.VectorEnv = logged
+        if isinstance(behaviour, MixedPolicy):
+            behaviour = _RecordingComponents(behaviour, logged)
+        for wrap in wrappers:
+            acting = wrap(acting)
         for info, live, _ in population_steps(
-            logged,
+            acting,
             behaviour,
             seed,
             max_steps=max_steps,

@@ -80,7 +80,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -452,6 +452,9 @@ class ParquetLogWriter:
             is refused; with it, a directory holding anything but a log is still refused.
         privileged: also write the privileged columns (`PRIVILEGED_COLUMNS`, evaluation
             only); `write_step` then needs their values.
+        policy_components: names of the component policies of a mixture; a row whose
+            step was chosen by component ``k`` gets the policy value ``"<policy>:<name>"``
+            (`write_step`'s ``policy_component``), the others ``policy``.
 
     Attributes:
         rows_written: rows accepted so far (flushed or buffered).
@@ -491,6 +494,7 @@ class ParquetLogWriter:
         catalog: Catalog | None = None,
         overwrite: bool = False,
         privileged: bool = False,
+        policy_components: Sequence[str] = (),
     ) -> None:
         # Validate everything before touching the file system: never half-write.
         self.rows_per_group = check_positive_int("rows_per_group", rows_per_group)
@@ -505,7 +509,15 @@ class ParquetLogWriter:
                 f"catalog must be a loe_gym Catalog or None, got {type(catalog).__name__}."
             )
         self.path = Path(path)
+        components = tuple(policy_components)
+        if any(not isinstance(c, str) or not c for c in components) or len(set(components)) < len(
+            components
+        ):
+            raise ValueError(
+                f"policy_components must be distinct non-empty strings, got {components!r}."
+            )
         self.policy = policy
+        self.policy_components = components
         self.catalog = catalog
         self.privileged = bool(privileged)
         self.schema = PRIVILEGED_LOG_SCHEMA if self.privileged else LOG_SCHEMA
@@ -526,7 +538,11 @@ class ParquetLogWriter:
         self._part_rows: dict[str, int] = {}
         self._closed = True  # until the directory is ready (see __del__)
         self._created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        self._policy_dictionary = pa.array([policy], type=pa.string())
+        # Row code 0 is the policy; code k > 0 its k-th component ("mixed:random", …).
+        self._policy_dictionary = pa.array(
+            [policy, *(f"{policy}:{c}" for c in components)], type=pa.string()
+        )
+        self._chunks["policy_code"] = []
 
         _prepare_directory(self.path, overwrite)
         if catalog_rows is not None:
@@ -566,6 +582,7 @@ class ParquetLogWriter:
         true_click_probability: Any = None,
         true_watch_time: Any = None,
         true_return_probability: Any = None,
+        policy_component: Any = None,
     ) -> int:
         """Log one step of a batch of users; returns the number of rows added.
 
@@ -582,6 +599,8 @@ class ParquetLogWriter:
             true_return_probability: ``(num_users,)`` probability of a next-day visit
                 after the step (NaN where unknown); logged on users whose session ended,
                 NaN on the others whatever is passed.
+            policy_component: ``(num_users,)`` index into ``policy_components`` of the
+                component that chose each user's slate, −1 for none (None: all −1).
         """
         if not isinstance(responses, Responses):
             raise TypeError(
@@ -627,6 +646,8 @@ class ParquetLogWriter:
                 f"write_step got {given}, but the log was opened without privileged columns; "
                 "pass privileged=True to ParquetLogWriter to log them."
             )
+        if policy_component is not None:
+            columns["policy_component"] = policy_component
         return self._write(columns, slates=slates, mask=mask, labels=_WRITE_STEP_LABELS)
 
     def flush(self) -> None:
@@ -771,7 +792,21 @@ class ParquetLogWriter:
             _check_range(labels[name], acted_users[name][known], rows[known], low=0.0, high=1.0)
             acted_users[name] = np.where(ended, acted_users[name], np.nan)
 
+        codes = np.zeros(num_acted, dtype=np.int32)
+        component = columns.get("policy_component")
+        if component is not None:
+            component = _user_column("policy_component", component, num_users)[rows]
+            if component.size and (
+                component.min() < -1 or component.max() >= len(self.policy_components)
+            ):
+                raise ValueError(
+                    f"policy_component must index policy_components "
+                    f"{self.policy_components!r} (or be −1), got {int(component.max())}."
+                )
+            codes = (component + 1).astype(np.int32)
+
         chunks = self._chunks
+        chunks["policy_code"].append(codes if slate_size == 1 else np.repeat(codes, slate_size))
         for name, values in acted_users.items():
             values = values.astype(_NUMPY_TYPES[name], copy=False)
             # One row per shown item; with single-item slates that is the array itself.
@@ -807,8 +842,10 @@ class ParquetLogWriter:
         self._write_metadata()
 
     def _write_part(self, columns: Mapping[str, np.ndarray], num_rows: int) -> None:
+        codes = columns.get("policy_code")
         policy = pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(num_rows, dtype=np.int32)), self._policy_dictionary
+            pa.array(np.zeros(num_rows, dtype=np.int32) if codes is None else codes),
+            self._policy_dictionary,
         )
         arrays = [
             policy if field.name == "policy" else pa.array(columns[field.name])
@@ -1115,9 +1152,13 @@ class LogInteractions(VectorWrapper):
         catalog: catalog to store with the log; by default the environment's.
         privileged: log the privileged columns (needs a `PrivilegedSimulator` and
             ``next_step`` or ``disabled`` autoreset).
+        policy_components: component names of a mixture policy (see `ParquetLogWriter`).
 
     Attributes:
         writer: the `ParquetLogWriter`.
+        policy_component: ``(num_envs,)`` index into ``policy_components`` of the
+            component that chose the coming step's slates (−1 for none), or None; the
+            acting policy sets it before each step.
     """
 
     def __init__(
@@ -1130,8 +1171,10 @@ class LogInteractions(VectorWrapper):
         overwrite: bool = False,
         catalog: Catalog | None = None,
         privileged: bool = False,
+        policy_components: Sequence[str] = (),
     ) -> None:
         super().__init__(env)
+        self.policy_component: np.ndarray | None = None
         # Checked before the writer exists, so a refused wrapper creates no log.
         # The unwrapped core when logging privileged columns, else None.
         self._core: Any = _privileged_core(env) if privileged else None
@@ -1143,6 +1186,7 @@ class LogInteractions(VectorWrapper):
             catalog=catalog if catalog is not None else _find_catalog(env),
             overwrite=overwrite,
             privileged=privileged,
+            policy_components=policy_components,
         )
 
     @property
@@ -1206,6 +1250,8 @@ class LogInteractions(VectorWrapper):
             if not np.count_nonzero(mask):
                 return
             columns.update(self._privileged_columns(slates, state_before))
+        if self.policy_component is not None:
+            columns["policy_component"] = self.policy_component
         self.writer._write(columns, slates=slates, mask=mask, labels=_INFO_LABELS)
 
     def _privileged_columns(self, slates: np.ndarray, state_before: Any) -> dict[str, Any]:

@@ -196,3 +196,26 @@ def row_any(values: np.ndarray) -> BoolArray:
 def row_sum(values: np.ndarray) -> np.ndarray:
     """``values.sum(axis=1)`` for a ``(num_users, slate_size)`` array."""
     return values[:, 0].copy() if values.shape[1] == 1 else values.sum(axis=1)
+
+
+# --- sampling building blocks shared by user models -----------------------------------
+
+
+def multinomial_logit_choice(utility: FloatArray, rng: Generator) -> BoolArray:
+    """``(num_users, slate_size) bool``: one pick per row or none, by a multinomial logit
+    over the slate's ``utility`` and a no-click option of utility 0 (a slate of one item
+    clicks with probability ``σ(utility)``)."""
+    weights = np.exp(np.clip(utility, -50.0, 50.0))
+    cumulative = np.cumsum(weights, axis=1)
+    total = cumulative[:, -1:] + 1.0  # + exp(0) for the no-click option
+    draw = rng.random((utility.shape[0], 1)) * total
+    pick = (cumulative < draw).sum(axis=1)  # == slate_size means no click
+    return np.arange(utility.shape[1])[None, :] == pick[:, None]
+
+
+def geometric_gaps(probability: FloatArray, rng: Generator) -> IntArray:
+    """``(num_users,) int64`` days until the next visit for a daily return probability:
+    Geometric draws (trials until the first success, ≥ 1), by inversion (one uniform each)."""
+    uniform = rng.random(probability.shape)
+    p = np.minimum(np.maximum(probability, 1e-12), 1.0 - 1e-12)
+    return 1 + (np.log1p(-uniform) / np.log1p(-p)).astype(np.int64)

@@ -38,7 +38,13 @@ from scipy.special import expit, ndtr
 
 from loe_gym.catalog import Catalog
 from loe_gym.config import FrozenConfig
-from loe_gym.simulator import Responses, row_any, row_sum
+from loe_gym.simulator import (
+    Responses,
+    geometric_gaps,
+    multinomial_logit_choice,
+    row_any,
+    row_sum,
+)
 from loe_gym.types import FloatArray, Generator, IntArray
 
 
@@ -254,7 +260,7 @@ class EngagementUsers:
         if slate_size == 1:
             clicked = rng.random((num_users, 1)) < expit(utility)
         else:
-            clicked = _multinomial_logit_choice(utility, rng)
+            clicked = multinomial_logit_choice(utility, rng)
         completion = expit(
             self._completion_item_term[slates] + c.completion_interest_weight * interest
         ) + c.completion_noise * rng.standard_normal((num_users, slate_size))
@@ -273,7 +279,9 @@ class EngagementUsers:
         )
         satisfaction = np.minimum(np.maximum(satisfaction, 0.0), 1.0)
         # The return gap depends on the satisfaction the session ends with.
-        gap = _geometric(expit(c.return_bias + c.return_satisfaction_weight * satisfaction), rng)
+        gap = geometric_gaps(
+            expit(c.return_bias + c.return_satisfaction_weight * satisfaction), rng
+        )
         churned = session_end & (gap > c.churn_gap_days)
         gap_days = np.where(session_end & ~churned, gap, 0)
         responses = Responses(
@@ -411,23 +419,6 @@ def _check_catalog(catalog: Catalog, config: EngagementConfig) -> None:
             f"The catalog has topic ids up to {catalog.num_topics - 1} but num_topics="
             f"{config.num_topics}; pass num_topics={catalog.num_topics} or more."
         )
-
-
-def _multinomial_logit_choice(utility: FloatArray, rng: Generator) -> np.ndarray:
-    """``(num_users, slate_size) bool``: one pick per row or none (no-click utility 0)."""
-    weights = np.exp(np.clip(utility, -50.0, 50.0))
-    cumulative = np.cumsum(weights, axis=1)
-    total = cumulative[:, -1:] + 1.0  # + exp(0) for the no-click option
-    draw = rng.random((utility.shape[0], 1)) * total
-    pick = (cumulative < draw).sum(axis=1)  # == slate_size means no click
-    return np.arange(utility.shape[1])[None, :] == pick[:, None]
-
-
-def _geometric(probability: FloatArray, rng: Generator) -> np.ndarray:
-    """Geometric draws (number of trials until the first success, ≥ 1) by inversion."""
-    uniform = rng.random(probability.shape)
-    p = np.minimum(np.maximum(probability, 1e-12), 1.0 - 1e-12)
-    return 1 + (np.log1p(-uniform) / np.log1p(-p)).astype(np.int64)
 
 
 def _expected_clipped_normal(mean: FloatArray, std: float) -> FloatArray:

@@ -17,8 +17,11 @@ from loe_gym import Catalog, ContractError, Responses, check_simulator
 from loe_gym.envs import BUILT_IN_SIMULATORS, make_simulator
 from simulators.engagement import EngagementState, EngagementUsers
 
+# The learned simulator needs a fitted predictor: tests/test_learned_simulator.py checks it.
+HAND_WRITTEN = sorted(name for name in BUILT_IN_SIMULATORS if name != "learned")
 
-@pytest.mark.parametrize("name", sorted(BUILT_IN_SIMULATORS))
+
+@pytest.mark.parametrize("name", HAND_WRITTEN)
 def test_built_in_simulators_pass(name: str) -> None:
     check_simulator(make_simulator(name, {"num_items": NUM_ITEMS}))
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from loe_gym import Catalog, Responses, check_simulator
+from loe_gym.simulator import geometric_gaps
 from simulators.engagement import (
     EngagementConfig,
     EngagementState,
     EngagementUsers,
     _expected_clipped_normal,
-    _geometric,
 )
 
 # Three items on two topics:      quality appeal length topic
@@ -155,7 +155,7 @@ def test_geometric_gaps_and_churn_probability() -> None:
     rng = np.random.default_rng(3)
     # s = 0: p = σ(−1.5) = 0.18243; mean gap 1/p = 5.4816; P(gap > 7) = (1 − p)^7 = 0.2442
     p = np.full(200_000, 0.18243)
-    gaps = _geometric(p, rng)
+    gaps = geometric_gaps(p, rng)
     assert gaps.min() >= 1
     assert abs(gaps.mean() - 5.4816) < 0.05
     assert abs((gaps > 7).mean() - 0.2442) < 0.005

@@ -695,3 +695,26 @@ def test_non_finite_feedback_beyond_the_window_is_rejected_by_the_profile() -> N
     long["history_feedback"][0, 0, 1] = float("nan")  # truncated away, but profiled
     with pytest.raises(ValueError, match=r"at index \[0, 0, 1\] \(the long-term profile sums"):
         model(**long)
+
+
+def test_without_item_id_embeddings_items_are_their_features() -> None:
+    config = PredictorConfig(
+        num_items=4,
+        num_item_features=2,
+        hidden_size=8,
+        num_attention_heads=1,
+        num_hidden_layers=1,
+        item_id_embeddings=False,
+    )
+    model = PredictorModel(config)
+    with torch.no_grad():
+        model.item_id_embeddings.weight.normal_()  # ids must not matter, whatever they hold
+    model.set_item_features(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
+    items = model.catalog_item_embeddings()
+    torch.testing.assert_close(items[0], items[1])
+    torch.testing.assert_close(items[2], items[3])
+    assert not torch.allclose(items[0], items[2])
+    # The special tokens keep their own embeddings.
+    mask = model.embed_items(torch.tensor([MASK_ID]))
+    torch.testing.assert_close(mask[0], model.item_id_embeddings.weight[MASK_ID])
+    assert PredictorConfig.from_dict(config.to_dict()).item_id_embeddings is False

@@ -17,6 +17,8 @@ BUILT_IN_SIMULATORS: dict[str, str] = {
     "engagement": "simulators.engagement:EngagementUsers",
     "interest_evolution": "simulators.interest_evolution:InterestEvolutionUsers",
     "long_term_satisfaction": "simulators.long_term_satisfaction:LongTermSatisfactionUsers",
+    # A trained predictor as the user model: simulator_kwargs={"predictor": <model dir>, ...}.
+    "learned": "simulators.learned:LearnedUsers",
 }
 
 _REQUIRED = ("catalog", "reset", "respond", "update", "user_features")

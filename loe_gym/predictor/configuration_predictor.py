@@ -73,6 +73,7 @@ class PredictorConfig(_ConfigBase):
     | `initializer_range` | standard deviation of the initial weights | 0.02 |
     | `target_attention` | candidate heads also attend from the candidate to the history outputs (DIN-style; under evaluation) | False |
     | `long_term_profile` | summarise the *whole* history (not only the last `max_history_length` rows) per public item feature, for the user state and, crossed with each candidate's features, for the candidate heads | True |
+    | `item_id_embeddings` | items are their id embedding + projected features; ``False``: features only, so nothing is learnt per item (a learned simulator's choice: id embeddings absorb the logging policy's selection of items for users) | True |
     | `profile_decays` | one profile per time scale: each row's weight is ``decay ** (rows after it)``; 1.0 = plain sums over the whole history | ``(1.0, 0.95)`` |
 
     Example:
@@ -108,6 +109,7 @@ class PredictorConfig(_ConfigBase):
         target_attention: bool = False,
         long_term_profile: bool = True,
         profile_decays: tuple[float, ...] | list[float] = (1.0, 0.95),
+        item_id_embeddings: bool = True,
         **kwargs: Any,
     ) -> None:
         # `transformers` builds configs with no arguments (e.g. to diff against defaults
@@ -155,6 +157,9 @@ class PredictorConfig(_ConfigBase):
         # Several time scales: lifetime sums (interests) and recent-weighted ones
         # (satisfaction, drift), e.g. 0.95 weighs the last ~20 rows most.
         self.profile_decays = _decays(profile_decays)
+        # Without per-item embeddings the model generalises over features only: an item
+        # shown mostly to users who like it cannot get a high click rate of its own.
+        self.item_id_embeddings = _flag("item_id_embeddings", item_id_embeddings)
         super().__init__(**kwargs)
 
     @classmethod

@@ -145,6 +145,10 @@ class UserSequences:
         num_items: catalog size; item ids lie in ``[0, num_items)``.
         num_gap_buckets: number of gap buckets, padding included.
         has_privileged: the log had the privileged columns.
+        policy: ``(num_rows,) int32`` index into ``policy_names`` of the policy that
+            chose each row's slate (all 0 when not given).
+        policy_names: the log's ``policy`` values (a mixture logs its components as
+            ``"<mixture>:<component>"``).
     """
 
     offsets: np.ndarray
@@ -165,6 +169,8 @@ class UserSequences:
     num_items: int
     num_gap_buckets: int
     has_privileged: bool
+    policy: np.ndarray | None = None
+    policy_names: tuple[str, ...] = ("unknown",)
 
     _ROW_FIELDS: ClassVar[tuple[str, ...]] = (
         "item_id",
@@ -180,9 +186,12 @@ class UserSequences:
         "true_click_probability",
         "true_watch_time",
         "true_return_probability",
+        "policy",
     )
 
     def __post_init__(self) -> None:
+        if self.policy is None:
+            object.__setattr__(self, "policy", np.zeros(self.item_id.shape, dtype=np.int32))
         offsets = self.offsets
         if offsets.ndim != 1 or offsets.size != self.user_id.size + 1 or offsets[0] != 0:
             raise ValueError(
@@ -237,6 +246,7 @@ class UserSequences:
             num_items=self.num_items,
             num_gap_buckets=self.num_gap_buckets,
             has_privileged=self.has_privileged,
+            policy_names=self.policy_names,
         )
 
     def __repr__(self) -> str:
@@ -405,6 +415,22 @@ def load_sequences(
         for name in names
     }
 
+    # The policy column is dictionary-encoded per part: map every part onto one list.
+    policy_names: list[str] = []
+    policy_parts = []
+    for table in tables:
+        if "policy" not in table.column_names:
+            policy_parts.append(np.zeros(table.num_rows, dtype=np.int32))
+            continue
+        values = table.column("policy").cast(pa.string()).to_numpy(zero_copy_only=False)
+        part_names, codes = np.unique(values.astype(str), return_inverse=True)
+        for name in part_names:
+            if name not in policy_names:
+                policy_names.append(str(name))
+        lookup = np.array([policy_names.index(n) for n in part_names], dtype=np.int32)
+        policy_parts.append(lookup[codes.reshape(-1)] if codes.size else codes.astype(np.int32))
+    columns["policy"] = np.concatenate(policy_parts).astype(np.int32)
+
     # lexsort sorts by the last key first: user, day, session, step, then position.
     order = np.lexsort(
         tuple(columns[name] for name in ("position", "step", "session", "day", "user_id"))
@@ -452,6 +478,8 @@ def load_sequences(
         num_items=num_items,
         num_gap_buckets=num_gap_buckets,
         has_privileged=privileged,
+        policy=columns["policy"],
+        policy_names=tuple(policy_names) or ("unknown",),
     )
     dropped = {f"fewer than min_length={min_length} rows": (dropped_users, dropped_rows)}
     report = LoadReport(
@@ -597,6 +625,10 @@ class TargetBatches:
             (``Catalog.features``), for the ``history_profile`` key; ``None`` leaves it out.
         profile_decays: the time scales of the profile, the model's
             ``config.profile_decays``; required with ``item_features``.
+        target_policies: only rows whose slate these policies chose are targets (every
+            row stays in the histories): e.g. ``("diverse:random",)``, the randomised
+            exposures of a mixture, whose outcomes carry no selection bias of the logging
+            policy. Empty: every row.
         session_return_labels: label next-day return on *every* row with the outcome of
             its session (``return_mask``: rows whose session ended in the log), not only
             on the session's last step. Training signal for the return head grows by the
@@ -619,6 +651,7 @@ class TargetBatches:
         item_features: np.ndarray | None = None,
         profile_decays: Sequence[float] | None = None,
         session_return_labels: bool = False,
+        target_policies: Sequence[str] = (),
         seed: int = 0,
     ) -> None:
         self.sequences = sequences
@@ -646,7 +679,17 @@ class TargetBatches:
         self._step_start = np.maximum.accumulate(
             np.where(new_step, np.arange(num_rows, dtype=np.int64), 0)
         )
-        targets = np.flatnonzero(self._step_start > self._user_start)
+        is_target = self._step_start > self._user_start
+        if target_policies:
+            unknown = [p for p in target_policies if p not in s.policy_names]
+            if unknown:
+                raise ValueError(
+                    f"target_policies {unknown} name no policy of the log; its rows were "
+                    f"chosen by {list(s.policy_names)}."
+                )
+            wanted = [s.policy_names.index(p) for p in target_policies]
+            is_target &= np.isin(np.asarray(s.policy), wanted)
+        targets = np.flatnonzero(is_target)
         if target_fraction < 1.0:
             size = round(target_fraction * targets.size)
             subsample = np.random.default_rng([self.seed, _SUBSAMPLE_STREAM])

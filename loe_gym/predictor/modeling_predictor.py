@@ -335,10 +335,14 @@ class PredictorModel(PredictorPreTrainedModel):
 
     def embed_items(self, model_ids: torch.Tensor) -> torch.Tensor:
         """Item embeddings ``(*ids.shape, H)``: id embedding + projected features (the
-        feature part is zero for `PAD_ID` and `MASK_ID`)."""
+        feature part is zero for `PAD_ID` and `MASK_ID`; the id part is zero for catalog
+        items when ``config.item_id_embeddings`` is False)."""
         is_item = model_ids >= NUM_SPECIAL_IDS
         catalog_ids = (model_ids - NUM_SPECIAL_IDS).clamp_min(0)
         features = self.item_feature_projection(self.item_features[catalog_ids])
+        if not self.config.item_id_embeddings:
+            # Catalog items look up the (zero, frozen) padding row: features only.
+            model_ids = torch.where(is_item, PAD_ID, model_ids)
         return self.item_id_embeddings(model_ids) + features * is_item.unsqueeze(-1)
 
     def catalog_item_embeddings(self) -> torch.Tensor:

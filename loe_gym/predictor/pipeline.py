@@ -70,6 +70,13 @@ class FitPredictorConfig(FrozenConfig):
     the last ``max_history_length`` rows (see docs/predictor.md)."""
     profile_decays: tuple[float, ...] = (1.0, 0.95)
     """Time scales of the profile: per-row decay of each (1.0 = plain sums)."""
+    target_policies: tuple[str, ...] = ()
+    """Train on target rows whose slate these policies chose, e.g. ``diverse:random`` (the
+    random component of the ``diverse`` logging policy): outcomes of randomised exposure
+    carry no selection bias of the logging policy. Histories keep every row. Empty = all."""
+    item_id_embeddings: bool = True
+    """Learn an embedding per item id; False = items are their public features only (what
+    a learned simulator wants: see docs/simulators/learned.md)."""
     session_return_labels: bool = True
     """Train the return head on every row with its session's outcome, not only on the
     session's last step (evaluation always scores session ends)."""
@@ -211,6 +218,7 @@ def build_model(config: FitPredictorConfig, num_items: int, features: np.ndarray
             target_attention=config.target_attention,
             long_term_profile=config.long_term_profile,
             profile_decays=config.profile_decays,
+            item_id_embeddings=config.item_id_embeddings,
         )
     )
     model.set_item_features(features)
@@ -273,6 +281,9 @@ def fit_predictor(
             profile_decays=predictor_config.profile_decays,
             # Dense return labels for training only; validation and test score session ends.
             session_return_labels=shuffle and config.session_return_labels,
+            # Training targets may be restricted to randomised exposures; validation and
+            # test keep every row, so the reported metrics stay comparable.
+            target_policies=config.target_policies if shuffle else (),
         )
 
     stages: dict[str, Any] = {}
