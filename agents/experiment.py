@@ -100,38 +100,22 @@ class ExperimentConfig(FrozenConfig):
         return cls(**values)
 
 
-def _stage(name: str, progress: bool) -> float:
-    if progress:
-        print(f"[experiment] {name} …", flush=True)
-    return time.perf_counter()
-
-
 def run_experiment(
     config: ExperimentConfig, output: str | Path, *, overwrite: bool = False
 ) -> dict[str, Any]:
     """Run the whole experiment into ``output`` (refused if it exists, unless
     ``overwrite``); return the metrics written to ``metrics.json``."""
-    import shutil
-
     import torch
 
     from agents.baselines import MyopicPredictedPolicy, PopularityPolicy, make_policy
     from agents.collect import collect_logs
     from agents.evaluation import evaluate
-    from agents.report import write_evaluation
+    from agents.report import prepare_report_folder, stage, write_evaluation
     from agents.training import TrainConfig, load_agent, predictor_wrappers, train_agent
     from loe_gym.predictor.data import item_popularity, load_sequences
     from loe_gym.predictor.pipeline import FitPredictorConfig, fit_predictor
 
-    folder = Path(output)
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{folder} exists and is not empty; choose another --output or pass "
-                "--overwrite to replace it (a previous report is never clobbered otherwise)."
-            )
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = prepare_report_folder(output, overwrite)
     if config.threads:
         torch.set_num_threads(config.threads)
     fit_config = FitPredictorConfig(
@@ -172,7 +156,7 @@ def run_experiment(
     )
     seconds: dict[str, float] = {}
 
-    started = _stage("simulate logs", config.progress)
+    started = stage("experiment", "simulate logs", config.progress)
     # Seed 100: the logged population is not one of the evaluation populations.
     collect_logs(
         config.env_id,
@@ -184,15 +168,15 @@ def run_experiment(
     )
     seconds["logs"] = time.perf_counter() - started
 
-    started = _stage("fit the predictor", config.progress)
+    started = stage("experiment", "fit the predictor", config.progress)
     fit = fit_predictor(folder / "logs", folder / "predictor", fit_config)
     seconds["predictor"] = time.perf_counter() - started
 
-    started = _stage(f"train PPO ({config.agent_steps} steps)", config.progress)
+    started = stage("experiment", f"train PPO ({config.agent_steps} steps)", config.progress)
     training = train_agent(agent_config, folder / "agent")
     seconds["agent"] = time.perf_counter() - started
 
-    started = _stage("evaluate", config.progress)
+    started = stage("experiment", "evaluate", config.progress)
     agent, _, service = load_agent(folder / "agent", name="ppo")
     sequences, _ = load_sequences(folder / "logs", num_items=service.num_items)
     clicks = item_popularity(sequences, service.num_items)

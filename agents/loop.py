@@ -183,12 +183,6 @@ def round_summary(logs: str | Path) -> dict[str, Any]:
     }
 
 
-def _stage(name: str, progress: bool) -> float:
-    if progress:
-        print(f"[loop] {name} …", flush=True)
-    return time.perf_counter()
-
-
 def _plot(rounds: list[dict[str, Any]], folder: Path) -> Path:
     from matplotlib.figure import Figure
 
@@ -252,24 +246,15 @@ def _markdown(config: LoopConfig, rounds: list[dict[str, Any]], seconds: float) 
 def run_loop(config: LoopConfig, output: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
     """Run the loop into ``output`` (refused if it exists, unless ``overwrite``); returns
     what ``metrics.json`` holds."""
-    import shutil
-
     import torch
 
     from agents.baselines import make_policy
     from agents.collect import collect_logs
+    from agents.report import prepare_report_folder, stage
     from agents.training import TrainConfig, load_agent, predictor_wrappers, train_agent
     from agents.validation import SimulatorFitConfig, fit_learned_simulator, learned_env_options
 
-    folder = Path(output)
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{folder} exists and is not empty; choose another --output or pass "
-                "--overwrite to replace it."
-            )
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = prepare_report_folder(output, overwrite)
     if config.threads:
         torch.set_num_threads(config.threads)
     (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -286,8 +271,8 @@ def run_loop(config: LoopConfig, output: str | Path, *, overwrite: bool = False)
 
     def deploy(index: int, policy: Any, wrappers: Any = ()) -> dict[str, Any]:
         logs = folder / f"round_{index}" / "logs"
-        started = _stage(
-            f"round {index}: deploy {policy.name} to the ground truth", config.progress
+        started = stage(
+            "loop", f"round {index}: deploy {policy.name} to the ground truth", config.progress
         )
         collect_logs(
             config.env_id,
@@ -315,7 +300,7 @@ def run_loop(config: LoopConfig, output: str | Path, *, overwrite: bool = False)
     for index in range(1, config.rounds + 1):
         round_folder = folder / f"round_{index}"
         logs = folder / f"round_{index - 1}" / "logs"
-        started = _stage(f"round {index}: refit the predictor", config.progress)
+        started = stage("loop", f"round {index}: refit the predictor", config.progress)
         metrics = fit_learned_simulator(
             logs,
             round_folder / "predictor",
@@ -347,7 +332,9 @@ def run_loop(config: LoopConfig, output: str | Path, *, overwrite: bool = False)
             checkpoint_every=0,
             progress=config.progress,
         )
-        started = _stage(f"round {index}: train PPO on the {config.train_on}", config.progress)
+        started = stage(
+            "loop", f"round {index}: train PPO on the {config.train_on}", config.progress
+        )
         train_agent(agent_config, round_folder / "agent")
         seconds_train = time.perf_counter() - started
         agent, loaded_config, service = load_agent(

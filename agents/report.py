@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,28 @@ REPORT_METRICS = (
     "topic_diversity",
 )
 """Columns of the report's main table."""
+
+
+def prepare_report_folder(folder: str | Path, overwrite: bool) -> Path:
+    """An empty ``folder`` for a report: an existing non-empty one is refused unless
+    ``overwrite`` (then replaced), so a finished report is never clobbered by accident."""
+    path = Path(folder)
+    if path.exists() and any(path.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"{path} exists and is not empty; choose another --output or pass "
+                "--overwrite to replace it (a previous report is never clobbered otherwise)."
+            )
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def stage(command: str, name: str, progress: bool) -> float:
+    """Announce a stage of a long command (``[command] name …``); returns the start time."""
+    if progress:
+        print(f"[{command}] {name} …", flush=True)
+    return time.perf_counter()
 
 
 def _per_day(evaluation: Evaluation, field: str) -> dict[str, np.ndarray]:

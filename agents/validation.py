@@ -350,12 +350,6 @@ def _markdown(
     return "\n".join(lines)
 
 
-def _stage(name: str, progress: bool) -> float:
-    if progress:
-        print(f"[validate-simulator] {name} …", flush=True)
-    return time.perf_counter()
-
-
 def _baselines_and_agents(
     config: ValidationConfig, logs: Path, predictor: Path
 ) -> list[tuple[list[Any], Any]]:
@@ -412,24 +406,15 @@ def validate_simulator(
     """Fit (or load) a learned simulator of ``config.env_id`` and compare the worlds;
     writes ``report.md``, ``metrics.json`` and ``fidelity.png`` to ``output`` (refused if
     it exists, unless ``overwrite``). Returns the comparison (see `compare_worlds`)."""
-    import shutil
-
     import torch
 
     from agents.collect import collect_logs
+    from agents.report import prepare_report_folder, stage
 
-    folder = Path(output)
-    if folder.exists() and any(folder.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{folder} exists and is not empty; choose another --output or pass "
-                "--overwrite to replace it."
-            )
-        shutil.rmtree(folder)
     for run in config.agents:
         if not (Path(run) / "config.json").is_file():
             raise FileNotFoundError(f"{run} holds no config.json: pass loe-gym train folders.")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = prepare_report_folder(output, overwrite)
     if config.threads:
         torch.set_num_threads(config.threads)
     (folder / "config.json").write_text(
@@ -438,7 +423,9 @@ def validate_simulator(
     seconds: dict[str, float] = {}
     logs = Path(config.logs) if config.logs else folder / "logs"
     if config.logs is None:
-        started = _stage(f"simulate {config.log_users} users' logs", fit.progress)
+        started = stage(
+            "validate-simulator", f"simulate {config.log_users} users' logs", fit.progress
+        )
         collect_logs(
             config.env_id,
             num_users=config.log_users,
@@ -452,7 +439,7 @@ def validate_simulator(
         seconds["logs"] = time.perf_counter() - started
     fit_metrics: dict[str, Any] | None = None
     if config.predictor is None:
-        started = _stage("fit the simulator's predictor", fit.progress)
+        started = stage("validate-simulator", "fit the simulator's predictor", fit.progress)
         fit_metrics = fit_learned_simulator(logs, folder / "predictor", fit)
         predictor = folder / "predictor" / "model"
         seconds["predictor"] = time.perf_counter() - started
@@ -465,11 +452,13 @@ def validate_simulator(
     groups = _baselines_and_agents(config, logs, predictor)
     policies = [p.name for group, _ in groups for p in group]
 
-    started = _stage("evaluate the policies in the ground truth", fit.progress)
+    started = stage("validate-simulator", "evaluate the policies in the ground truth", fit.progress)
     options = {**(config.env_options or {}), "horizon_days": config.horizon_days}
     truth = _evaluate_world(config, options, groups)
     seconds["ground_truth"] = time.perf_counter() - started
-    started = _stage("evaluate the policies in the learned simulator", fit.progress)
+    started = stage(
+        "validate-simulator", "evaluate the policies in the learned simulator", fit.progress
+    )
     # The learned world keeps the environment's options (candidates, slate, horizon) and
     # swaps the user model.
     learned = _evaluate_world(config, {**options, **learned_options}, groups)

@@ -109,6 +109,7 @@ __all__ = [
     "read_catalog",
     "read_log",
     "read_log_metadata",
+    "read_public_catalog",
 ]
 
 LOG_SCHEMA_VERSION: Final = 2
@@ -1066,6 +1067,22 @@ def read_catalog(path: str | os.PathLike[str]) -> pa.Table | None:
     if not Path(path).is_dir():
         raise FileNotFoundError(f"No interaction log directory at {str(path)!r}.")
     return pq.read_table(file) if file.exists() else None
+
+
+def read_public_catalog(path: str | os.PathLike[str]) -> Catalog | None:
+    """The public part of the catalog stored with the log at ``path``: its features (by
+    name) and topics, never the hidden attributes; None if the log has no catalog."""
+    table = read_catalog(path)
+    if table is None:
+        return None
+    names = tuple(
+        name
+        for name in table.column_names
+        if name not in ("item_id", "topic") and not name.startswith("hidden_")
+    )
+    features = np.stack([table.column(name).to_numpy() for name in names], axis=1)
+    topics = table.column("topic").to_numpy() if "topic" in table.column_names else None
+    return Catalog(features=features, feature_names=names, topics=topics)
 
 
 # -------------------------------------------------------------------------- wrapper

@@ -37,7 +37,7 @@ import numpy as np
 from scipy.special import logit
 
 from loe_gym.catalog import Catalog
-from loe_gym.logs import read_catalog
+from loe_gym.logs import read_public_catalog
 from loe_gym.predictor.data import new_session_gap
 from loe_gym.predictor.serving import SAME_SESSION_GAP, PredictorService
 from loe_gym.simulator import (
@@ -78,20 +78,13 @@ class LearnedUsersState:
 def catalog_from_log(path: str | os.PathLike[str]) -> Catalog:
     """The public catalog stored with a log (``_catalog.parquet``): features and topics,
     never the hidden attributes (a learned simulator must not see them)."""
-    table = read_catalog(path)
-    if table is None:
+    catalog = read_public_catalog(path)
+    if catalog is None:
         raise ValueError(
             f"The log at {str(path)!r} has no catalog (_catalog.parquet); pass catalog= a "
             "loe_gym Catalog with the items' public features instead."
         )
-    names = tuple(
-        name
-        for name in table.column_names
-        if name not in ("item_id", "topic") and not name.startswith("hidden_")
-    )
-    features = np.stack([table.column(name).to_numpy() for name in names], axis=1)
-    topics = table.column("topic").to_numpy() if "topic" in table.column_names else None
-    return Catalog(features=features, feature_names=names, topics=topics)
+    return catalog
 
 
 def _check_catalog(catalog: Catalog, service: PredictorService) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from loe_gym.config import FrozenConfig
-from loe_gym.logs import read_catalog
+from loe_gym.logs import read_public_catalog
 from loe_gym.predictor.baselines import PopularityRanker, ranking_scores, train_gru_ranker
 from loe_gym.predictor.configuration_predictor import PredictorConfig
 from loe_gym.predictor.data import (
@@ -152,21 +152,13 @@ class FitPredictorConfig(FrozenConfig):
 
 
 def _catalog_features(log_path: Path) -> tuple[int, np.ndarray, tuple[str, ...]]:
-    table = read_catalog(log_path)
-    if table is None:
+    catalog = read_public_catalog(log_path)
+    if catalog is None:
         raise ValueError(
             f"The log at {str(log_path)!r} has no catalog (_catalog.parquet); the predictor "
             "needs the items' public features. Write logs with a catalog (LogInteractions does)."
         )
-    names = tuple(
-        name
-        for name in table.column_names
-        if name not in ("item_id", "topic") and not name.startswith("hidden_")
-    )
-    features = np.stack([table.column(name).to_numpy() for name in names], axis=1).astype(
-        np.float32
-    )
-    return table.num_rows, features, names
+    return catalog.num_items, np.asarray(catalog.features, dtype=np.float32), catalog.feature_names
 
 
 def _training_config(config: FitPredictorConfig, output_dir: Path, epochs: int) -> TrainingConfig:
