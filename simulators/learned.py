@@ -23,7 +23,7 @@ users comes from what the predictor infers as their history grows.
 
 Sessions end, and users return, asynchronously: every user is on their own clock, as
 in the hand-written models. One step costs two batched predictor calls (scores, and the
-profile update), so a thousand users step in milliseconds on a CPU.
+profile update): the predictor's size sets the speed (bench/learned_simulator_throughput.py).
 """
 
 from __future__ import annotations

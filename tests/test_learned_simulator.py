@@ -347,12 +347,20 @@ def test_loop_cli_quick(tmp_path: Path) -> None:
         "1",
         "--horizon-days",
         "2",
+        "--rounds",
+        "2",
+        "--refit",
+        "lora",
         "--output",
         str(out),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert [r["policy"] for r in metrics["rounds"]] == ["myopic", "ppo_round_1"]
+    assert [r["policy"] for r in metrics["rounds"]] == ["myopic", "ppo_round_1", "ppo_round_2"]
+    # Round 2 refits round 1's predictor through LoRA adapters (merged when saved).
+    fit = json.loads((out / "round_2" / "predictor" / "metrics.json").read_text())
+    assert fit["config"]["lora_rank"] == 8
+    assert fit["config"]["initial_model"].endswith("round_1/predictor/model")
     assert (out / "round_1" / "agent" / "model.zip").is_file()
     assert (out / "round_1" / "logs" / "_metadata.json").is_file()
     assert (out / "engagement_per_round.png").is_file()
