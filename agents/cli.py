@@ -227,6 +227,23 @@ def _add_config_arguments(parser: argparse.ArgumentParser, config_class: Any) ->
             parser.add_argument(flag, type=type(default), default=default, help=help_text)
 
 
+def _add_report_arguments(
+    parser: argparse.ArgumentParser, default_output: str, config_class: Any
+) -> None:
+    """``--output``, ``--overwrite``, ``--quick`` and the config's options of a command
+    that writes a report folder."""
+    parser.add_argument(
+        "--output", default=default_output, help="report folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an existing report folder"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke-test sizes (minutes; numbers meaningless)"
+    )
+    _add_config_arguments(parser, config_class)
+
+
 def _json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
@@ -400,17 +417,34 @@ def _item_clicks(logs: str, env_id: str) -> Any:
     return item_popularity(load_sequences(logs, num_items=num_items)[0], num_items)
 
 
+def _report_config(args: argparse.Namespace, config_class: Any) -> Any:
+    """The command's config from its options; with ``--quick``, ``config_class.quick()``
+    keeping the options given on the command line."""
+    config = _config_from_args(args, config_class)
+    if not args.quick:
+        return config
+    defaults = config_class()
+    changed = {
+        name: getattr(config, name)
+        for name in config_class.field_names()
+        if getattr(config, name) != getattr(defaults, name)
+    }
+    return config_class.quick(**changed)
+
+
+def _print_report(output: str, written: str) -> int:
+    print((Path(output) / "report.md").read_text())
+    print(f"wrote {output}/report.md, {written}")
+    return 0
+
+
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from agents.experiment import ExperimentConfig, run_experiment
 
-    config = _config_from_args(args, ExperimentConfig)
-    if args.quick:
-        config = _quick_config(config, ExperimentConfig)
+    config = _report_config(args, ExperimentConfig)
     _check_env_id(config.env_id)
     run_experiment(config, args.output, overwrite=args.overwrite)
-    print((Path(args.output) / "report.md").read_text())
-    print(f"wrote {args.output}/report.md, metrics.json, plots, logs/, predictor/, agent/")
-    return 0
+    return _print_report(args.output, "metrics.json, plots, logs/, predictor/, agent/")
 
 
 def _cmd_import_logs(args: argparse.Namespace) -> int:
@@ -428,43 +462,23 @@ def _cmd_import_logs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quick_config(config: Any, config_class: Any) -> Any:
-    """``config_class.quick()`` keeping the options given on the command line."""
-    defaults = config_class()
-    changed = {
-        name: getattr(config, name)
-        for name in config_class.field_names()
-        if getattr(config, name) != getattr(defaults, name)
-    }
-    return config_class.quick(**changed)
-
-
 def _cmd_validate_simulator(args: argparse.Namespace) -> int:
     from agents.validation import SimulatorFitConfig, ValidationConfig, validate_simulator
 
-    config = _config_from_args(args, ValidationConfig)
-    fit = _config_from_args(args, SimulatorFitConfig)
-    if args.quick:
-        config = _quick_config(config, ValidationConfig)
-        fit = _quick_config(fit, SimulatorFitConfig)
+    config = _report_config(args, ValidationConfig)
+    fit = _report_config(args, SimulatorFitConfig)
     _check_env_id(config.env_id)
     validate_simulator(config, fit, args.output, overwrite=args.overwrite)
-    print((Path(args.output) / "report.md").read_text())
-    print(f"wrote {args.output}/report.md, metrics.json, fidelity.png")
-    return 0
+    return _print_report(args.output, "metrics.json, fidelity.png")
 
 
 def _cmd_loop(args: argparse.Namespace) -> int:
     from agents.loop import LoopConfig, run_loop
 
-    config = _config_from_args(args, LoopConfig)
-    if args.quick:
-        config = _quick_config(config, LoopConfig)
+    config = _report_config(args, LoopConfig)
     _check_env_id(config.env_id)
     run_loop(config, args.output, overwrite=args.overwrite)
-    print((Path(args.output) / "report.md").read_text())
-    print(f"wrote {args.output}/report.md, metrics.json, engagement_per_round.png, round_*/")
-    return 0
+    return _print_report(args.output, "metrics.json, engagement_per_round.png, round_*/")
 
 
 def build_parser(with_predictor_options: bool = True) -> argparse.ArgumentParser:
@@ -616,16 +630,7 @@ def build_parser(with_predictor_options: bool = True) -> argparse.ArgumentParser
         "experiment",
         help="logs → predictor → PPO → evaluation against baselines → report folder",
     )
-    experiment.add_argument(
-        "--output", default="reports/experiment", help="report folder (default: %(default)s)"
-    )
-    experiment.add_argument(
-        "--overwrite", action="store_true", help="replace an existing report folder"
-    )
-    experiment.add_argument(
-        "--quick", action="store_true", help="smoke-test sizes (minutes; numbers meaningless)"
-    )
-    _add_config_arguments(experiment, ExperimentConfig)
+    _add_report_arguments(experiment, "reports/experiment", ExperimentConfig)
     experiment.set_defaults(handler=_cmd_experiment)
 
     from loe_gym.log_import import PRESETS
@@ -652,30 +657,14 @@ def build_parser(with_predictor_options: bool = True) -> argparse.ArgumentParser
         "validate-simulator",
         help="fit a learned simulator on a ground truth's logs and compare the two worlds",
     )
-    validate.add_argument(
-        "--output",
-        default="reports/validate_simulator",
-        help="report folder (default: %(default)s)",
-    )
-    validate.add_argument("--overwrite", action="store_true", help="replace an existing report")
-    validate.add_argument(
-        "--quick", action="store_true", help="smoke-test sizes (minutes; numbers meaningless)"
-    )
-    _add_config_arguments(validate, ValidationConfig)
+    _add_report_arguments(validate, "reports/validate_simulator", ValidationConfig)
     _add_config_arguments(validate, SimulatorFitConfig)
     validate.set_defaults(handler=_cmd_validate_simulator)
 
     loop = commands.add_parser(
         "loop", help="the feedback loop: deploy → log → refit → retrain, per round, with a report"
     )
-    loop.add_argument(
-        "--output", default="reports/loop", help="report folder (default: %(default)s)"
-    )
-    loop.add_argument("--overwrite", action="store_true", help="replace an existing report")
-    loop.add_argument(
-        "--quick", action="store_true", help="smoke-test sizes (a minute; numbers meaningless)"
-    )
-    _add_config_arguments(loop, LoopConfig)
+    _add_report_arguments(loop, "reports/loop", LoopConfig)
     loop.set_defaults(handler=_cmd_loop)
     return parser
 

@@ -57,20 +57,11 @@ def _keys(space: gym.Space[Any]) -> set[str]:
 
 def check_predictor_matches(service: PredictorService, core: RecommendationVectorEnv) -> None:
     """Raise ``ValueError`` unless the predictor was trained on the env's catalog."""
-    catalog = core.catalog
-    if service.num_items != catalog.num_items:
+    reason = service.catalog_mismatch(core.catalog, "environment")
+    if reason is not None:
         raise ValueError(
-            f"The predictor was trained on a catalog of {service.num_items} items but the "
-            f"environment has {catalog.num_items}; fit the predictor on logs of this "
-            "environment (loe-gym collect-logs, then loe-gym fit-predictor)."
-        )
-    features = service.model.item_features.detach().cpu().numpy()
-    if features.shape != catalog.features.shape or not np.allclose(
-        features, catalog.features, atol=1e-5
-    ):
-        raise ValueError(
-            "The predictor's item features differ from the environment's catalog (another "
-            "catalog_seed or simulator?); fit the predictor on logs of this environment."
+            f"{reason[0].upper()}{reason[1:]}; fit the predictor on logs of this environment "
+            "(loe-gym collect-logs, then loe-gym fit-predictor)."
         )
 
 

@@ -87,18 +87,6 @@ def catalog_from_log(path: str | os.PathLike[str]) -> Catalog:
     return catalog
 
 
-def _check_catalog(catalog: Catalog, service: PredictorService) -> None:
-    features = service.model.item_features.detach().cpu().numpy()
-    if features.shape != catalog.features.shape or not np.allclose(
-        features, catalog.features, atol=1e-5
-    ):
-        raise ValueError(
-            f"The catalog ({catalog.num_items} items × {catalog.num_features} features) is not "
-            f"the one the predictor was fitted on ({features.shape[0]} × {features.shape[1]}); "
-            "pass the catalog of the predictor's logs (catalog=<log directory>)."
-        )
-
-
 class LearnedUsers:
     """Batched users whose behaviour is a trained predictor's (see the module docstring).
 
@@ -161,7 +149,12 @@ class LearnedUsers:
             )
         elif not isinstance(catalog, Catalog):
             catalog = catalog_from_log(catalog)
-        _check_catalog(catalog, service)
+        reason = service.catalog_mismatch(catalog)
+        if reason is not None:
+            raise ValueError(
+                f"The catalog is not the one the predictor was fitted on: {reason}; pass the "
+                "catalog of the predictor's logs (catalog=<log directory>)."
+            )
         self.catalog = catalog
         maximum = int(config.max_history_length)
         self.history_length = maximum if history_length is None else int(history_length)
@@ -290,9 +283,7 @@ class LearnedUsers:
         ``click_probability``, ``watch_time`` (unconditional expected minutes, before the
         watch noise), ``watch_time_if_clicked``, ``continuation_probability`` and
         ``return_probability`` (daily return hazard if the session ends here)."""
-        return {
-            name: value.astype(np.float64) for name, value in self._scores(state, items).items()
-        }
+        return self._scores(state, items)
 
     # --- helpers ------------------------------------------------------------------
 

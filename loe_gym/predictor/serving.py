@@ -91,6 +91,24 @@ class PredictorService:
         """Load a checkpoint written by ``save_pretrained`` (e.g. ``fit``'s ``best/``)."""
         return cls(load_predictor(path), device=device, **kwargs)
 
+    def catalog_mismatch(self, catalog: Any, what: str = "catalog") -> str | None:
+        """Why ``catalog`` (a `loe_gym.Catalog`) is not the one this predictor was fitted
+        on, as a phrase naming it ``what``; None when it is."""
+        if catalog.num_items != self.num_items:
+            return (
+                f"the predictor was trained on a catalog of {self.num_items} items but the "
+                f"{what} has {catalog.num_items}"
+            )
+        features = self.model.item_features.detach().cpu().numpy()
+        if features.shape != catalog.features.shape or not np.allclose(
+            features, catalog.features, atol=1e-5
+        ):
+            return (
+                f"the predictor's item features differ from the {what}'s (another "
+                "catalog_seed or simulator?)"
+            )
+        return None
+
     def encode(
         self,
         history_item_ids: np.ndarray,
