@@ -413,9 +413,41 @@ def test_mixture_logs_name_the_component_of_each_row(fitted: dict[str, Any]) -> 
     assert (batch["history_item_ids"] > 0).sum() > 0
     with pytest.raises(ValueError, match="name no policy of the log"):
         TargetBatches(sequences, target_policies=("mixed:random",))
+    # Randomised click targets: every row is a target, only the random component's rows
+    # train the click and watch-time heads.
+    clicks = TargetBatches(sequences, shuffle=False, click_target_policies=("diverse:random",))
+    assert np.array_equal(clicks.targets, every.targets)
+    batch = clicks.batch(clicks.targets)
+    chosen = torch.from_numpy(sequences.policy[clicks.targets] == random_index)
+    assert torch.equal(batch["click_mask"], chosen)
+    assert torch.equal(batch["watch_time_mask"], chosen & (batch["click_labels"] > 0))
+    assert "click_mask" not in every.batch(every.targets[:4])
+    with pytest.raises(ValueError, match=r"click_target_policies .* name no policy"):
+        TargetBatches(sequences, click_target_policies=("mixed:random",))
     # A subset keeps the policies.
     part = sequences.select(np.arange(3))
     assert part.policy_names == sequences.policy_names and part.policy.size == part.num_rows
+
+
+def test_randomised_targets_reach_the_fit(fitted: dict[str, Any], tmp_path: Path) -> None:
+    clicks_only = SimulatorFitConfig.quick(progress=False, randomised_click_targets=True)
+    recorded = fit_learned_simulator(fitted["logs"], tmp_path / "clicks", clicks_only)["config"]
+    assert list(recorded["click_target_policies"]) == ["diverse:random"]
+    assert not recorded["target_policies"]
+    # A log without a random component: a warning names it, and every row trains.
+    plain = tmp_path / "plain"
+    collect_logs(
+        num_users=6,
+        path=plain,
+        policy="random",
+        seed=1,
+        horizon_days=2,
+        progress=False,
+        env_options={"simulator_kwargs": {"num_items": NUM_ITEMS}},
+    )
+    with pytest.warns(UserWarning, match="no randomised rows"):
+        recorded = fit_learned_simulator(plain, tmp_path / "plain_fit", clicks_only)["config"]
+    assert not recorded["click_target_policies"]
 
 
 def test_writer_refuses_bad_components(tmp_path: Path) -> None:

@@ -252,6 +252,24 @@ def test_empty_masks_give_zero_losses_not_nan() -> None:
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+def test_click_mask_restricts_the_click_loss_to_its_rows() -> None:
+    model = make_model().eval()
+    batch = make_batch()
+    clicks = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    kept = torch.tensor([True, True, False, False])
+    masked = model(**batch, click_labels=clicks, click_mask=kept)
+    logits = masked.click_logits
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[kept], clicks[kept])
+    assert torch.allclose(masked.losses["click"], expected)
+    # Masked-out rows may carry anything, NaN included; an empty mask adds nothing.
+    with_nan = torch.where(kept, clicks, torch.tensor(float("nan")))
+    assert torch.allclose(model(**batch, click_labels=with_nan, click_mask=kept).loss, expected)
+    empty = model(**batch, click_labels=clicks, click_mask=torch.zeros(4, dtype=torch.bool))
+    assert empty.losses["click"].item() == 0.0
+    with pytest.raises(ValueError, match=r"click_mask must be a bool tensor of shape \(4,\)"):
+        model(**batch, click_labels=clicks, click_mask=torch.ones(3, dtype=torch.bool))
+
+
 def test_fixed_weights_and_return_dict_false() -> None:
     weights = {"click": 2.0, "ranking": 0.5}
     model = make_model(task_weights=weights)

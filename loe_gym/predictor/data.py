@@ -629,6 +629,11 @@ class TargetBatches:
             row stays in the histories): e.g. ``("diverse:random",)``, the randomised
             exposures of a mixture, whose outcomes carry no selection bias of the logging
             policy. Empty: every row.
+        click_target_policies: only rows whose slate these policies chose train the click
+            and watch-time heads; every target row trains the other tasks. Batches then
+            hold ``click_mask (B,) bool`` and ``watch_time_mask`` keeps clicked rows of
+            these policies. The cure for selection bias where it bites (which item gets
+            clicked) without starving the session and return heads of data.
         session_return_labels: label next-day return on *every* row with the outcome of
             its session (``return_mask``: rows whose session ended in the log), not only
             on the session's last step. Training signal for the return head grows by the
@@ -652,6 +657,7 @@ class TargetBatches:
         profile_decays: Sequence[float] | None = None,
         session_return_labels: bool = False,
         target_policies: Sequence[str] = (),
+        click_target_policies: Sequence[str] = (),
         seed: int = 0,
     ) -> None:
         self.sequences = sequences
@@ -681,14 +687,12 @@ class TargetBatches:
         )
         is_target = self._step_start > self._user_start
         if target_policies:
-            unknown = [p for p in target_policies if p not in s.policy_names]
-            if unknown:
-                raise ValueError(
-                    f"target_policies {unknown} name no policy of the log; its rows were "
-                    f"chosen by {list(s.policy_names)}."
-                )
-            wanted = [s.policy_names.index(p) for p in target_policies]
-            is_target &= np.isin(np.asarray(s.policy), wanted)
+            is_target &= _rows_chosen_by(s, target_policies, "target_policies")
+        self._click_rows = (
+            _rows_chosen_by(s, click_target_policies, "click_target_policies")
+            if click_target_policies
+            else None
+        )
         targets = np.flatnonzero(is_target)
         if target_fraction < 1.0:
             size = round(target_fraction * targets.size)
@@ -782,6 +786,9 @@ class TargetBatches:
             "ranking_labels": self._ranking[rows],
             "user_index": self._user[rows],
         }
+        if self._click_rows is not None:
+            arrays["click_mask"] = self._click_rows[rows]
+            arrays["watch_time_mask"] &= arrays["click_mask"]
         if self._profiles is not None:
             arrays["history_profile"] = self._profiles[self._step_start[rows]]
         for name, values in self._privileged.items():
@@ -793,6 +800,18 @@ class TargetBatches:
             f"TargetBatches(num_targets={self.num_targets}, batch_size={self.batch_size}, "
             f"max_history_length={self.max_history_length}, batches={len(self)})"
         )
+
+
+def _rows_chosen_by(sequences: UserSequences, policies: Sequence[str], option: str) -> np.ndarray:
+    """``(num_rows,) bool``: the rows whose slate one of ``policies`` chose."""
+    unknown = [p for p in policies if p not in sequences.policy_names]
+    if unknown:
+        raise ValueError(
+            f"{option} {unknown} name no policy of the log; its rows were chosen by "
+            f"{list(sequences.policy_names)}."
+        )
+    wanted = [sequences.policy_names.index(p) for p in policies]
+    return np.isin(np.asarray(sequences.policy), wanted)
 
 
 def profile_prefix_sums(

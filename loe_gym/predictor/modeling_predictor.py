@@ -576,6 +576,7 @@ class PredictorModel(PredictorPreTrainedModel):
         target_gaps: torch.Tensor | None = None,
         *,
         click_labels: torch.Tensor | None = None,
+        click_mask: torch.Tensor | None = None,
         watch_time_labels: torch.Tensor | None = None,
         watch_time_mask: torch.Tensor | None = None,
         continuation_labels: torch.Tensor | None = None,
@@ -601,6 +602,8 @@ class PredictorModel(PredictorPreTrainedModel):
             target_item_ids: ``(B,)`` model ids of the items to score, or ``None``.
             target_gaps: ``(B,)`` gap bucket of the predicted step; ``None`` → bucket 0.
             click_labels: ``(B,)`` 1 if the target was clicked, else 0.
+            click_mask: ``(B,)`` bool, rows with a click loss (e.g. randomised exposures
+                only, see `data.TargetBatches`); ``None`` → all rows.
             watch_time_labels: ``(B,)`` log1p(watch minutes) of the target.
             watch_time_mask: ``(B,)`` bool, rows with a watch-time loss (clicked rows);
                 ``None`` → all rows.
@@ -674,6 +677,7 @@ class PredictorModel(PredictorPreTrainedModel):
             PredictorOutput(**fields),
             batch_size,
             click_labels=click_labels,
+            click_mask=click_mask,
             watch_time_labels=watch_time_labels,
             watch_time_mask=watch_time_mask,
             continuation_labels=continuation_labels,
@@ -696,6 +700,7 @@ class PredictorModel(PredictorPreTrainedModel):
         batch_size: int,
         *,
         click_labels: torch.Tensor | None,
+        click_mask: torch.Tensor | None,
         watch_time_labels: torch.Tensor | None,
         watch_time_mask: torch.Tensor | None,
         continuation_labels: torch.Tensor | None,
@@ -721,8 +726,11 @@ class PredictorModel(PredictorPreTrainedModel):
                 )
             return self._catalog_losses(output, batch_size, ranking_labels, masked_item_labels)
         if click_labels is not None:
-            labels = _check_labels(click_labels, "click_labels", batch_size, unit_interval=True)
-            losses["click"] = _binary_cross_entropy(output.click_logits, labels, None)
+            mask = _check_mask(click_mask, "click_mask", batch_size)
+            labels = _check_labels(
+                click_labels, "click_labels", batch_size, unit_interval=True, mask=mask
+            )
+            losses["click"] = _binary_cross_entropy(output.click_logits, labels, mask)
         if watch_time_labels is not None:
             mask = _check_mask(watch_time_mask, "watch_time_mask", batch_size)
             labels = _check_labels(watch_time_labels, "watch_time_labels", batch_size, mask=mask)

@@ -74,6 +74,9 @@ class FitPredictorConfig(FrozenConfig):
     """Train on target rows whose slate these policies chose, e.g. ``diverse:random`` (the
     random component of the ``diverse`` logging policy): outcomes of randomised exposure
     carry no selection bias of the logging policy. Histories keep every row. Empty = all."""
+    click_target_policies: tuple[str, ...] = ()
+    """Train the click and watch-time heads only on rows whose slate these policies chose
+    (e.g. ``diverse:random``); the other heads keep every target row. Empty = all."""
     item_id_embeddings: bool = True
     """Learn an embedding per item id; False = items are their public features only (what
     a learned simulator wants: see docs/simulators/learned.md)."""
@@ -276,6 +279,7 @@ def fit_predictor(
             # Training targets may be restricted to randomised exposures; validation and
             # test keep every row, so the reported metrics stay comparable.
             target_policies=config.target_policies if shuffle else (),
+            click_target_policies=config.click_target_policies if shuffle else (),
         )
 
     stages: dict[str, Any] = {}
