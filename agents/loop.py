@@ -102,15 +102,6 @@ class LoopConfig(FrozenConfig):
         self._check_choice("refit", REFITS)
         self._check_choice("train_on", TRAIN_WORLDS)
 
-    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
-        from loe_gym.errors import did_you_mean
-
-        value = getattr(self, name)
-        if value not in choices:
-            raise ValueError(
-                f"{name}={value!r} is not one of {', '.join(choices)}.{did_you_mean(value, choices)}"
-            )
-
     @classmethod
     def quick(cls, **overrides: Any) -> LoopConfig:
         """A smoke-test size: about a minute on two CPU cores, numbers meaningless."""

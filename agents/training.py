@@ -116,17 +116,9 @@ class TrainConfig(FrozenConfig):
     """Progress bar."""
 
     def __post_init__(self) -> None:
-        for name, allowed in (
-            ("algorithm", ALGORITHMS),
-            ("encoder", ENCODERS),
-            ("reward", REWARDS),
-        ):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(
-                    f"Unknown {name} {value!r}.{did_you_mean(value, allowed)} "
-                    f"Choose from {', '.join(allowed)}."
-                )
+        self._check_choice("algorithm", ALGORITHMS)
+        self._check_choice("encoder", ENCODERS)
+        self._check_choice("reward", REWARDS)
         if self.env_id not in gym.registry:
             known = [n for n in gym.registry if n.startswith("loe_gym/")]
             raise ValueError(

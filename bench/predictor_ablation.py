@@ -41,6 +41,7 @@ import torch
 from loe_gym.predictor.data import MaskedItemBatches, TargetBatches, load_sequences, split_users
 from loe_gym.predictor.pipeline import FitPredictorConfig, _catalog_features, build_model
 from loe_gym.predictor.training import (
+    LORA_BIASES,
     TrainingConfig,
     evaluate,
     evaluate_perturbed,
@@ -64,6 +65,9 @@ def _splits(log: Path, seed: int, num_items: int) -> tuple[Any, Any, Any]:
 
 LORA_TARGETS = ("query", "value", "candidate_trunk.0", "candidate_trunk.3")
 """Modules with LoRA adapters when adapting to the shifted population."""
+
+LORA_FULLY_TRAINED = ("candidate_output", "profile_wide")
+"""Modules trained in full next to the adapters when adapting to the shifted population."""
 
 
 def _batches(
@@ -154,6 +158,14 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         settings["lora_steps"] = args.lora_steps
     if getattr(args, "lora_bias", "none") != "none":
         settings["lora_bias"] = args.lora_bias
+    if getattr(args, "lora_rank", 8) != 8:
+        settings["lora_rank"] = args.lora_rank
+    if tuple(getattr(args, "lora_target_modules", LORA_TARGETS)) != LORA_TARGETS:
+        settings["lora_target_modules"] = list(args.lora_target_modules)
+    if getattr(args, "lora_dora", False):
+        settings["lora_dora"] = True
+    if tuple(getattr(args, "lora_modules_to_save", LORA_FULLY_TRAINED)) != LORA_FULLY_TRAINED:
+        settings["lora_modules_to_save"] = list(args.lora_modules_to_save)
     return settings
 
 
@@ -265,7 +277,8 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[
                     "lora_bias": args.lora_bias,
                     "lora_rank": args.lora_rank,
                     "lora_target_modules": tuple(args.lora_target_modules),
-                    "lora_modules_to_save": ("candidate_output", "profile_wide"),
+                    "lora_modules_to_save": tuple(args.lora_modules_to_save),
+                    "lora_use_dora": args.lora_dora,
                 },
             ),
         ):
@@ -314,7 +327,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--lora-bias",
-        choices=("none", "lora_only", "all"),
+        choices=LORA_BIASES,
         default="none",
         help="biases trained with the adapters (peft's bias option)",
     )
@@ -326,6 +339,17 @@ def main() -> None:
     )
     parser.add_argument(
         "--lora-target-modules", nargs="+", default=list(LORA_TARGETS), help="modules with adapters"
+    )
+    parser.add_argument(
+        "--lora-modules-to-save",
+        nargs="*",
+        default=list(LORA_FULLY_TRAINED),
+        help="modules trained in full next to the adapters",
+    )
+    parser.add_argument(
+        "--lora-dora",
+        action="store_true",
+        help="weight-decomposed adapters (DoRA, peft's use_dora)",
     )
     parser.add_argument(
         "--eval-fraction", type=float, default=0.2, help="share of held-out targets evaluated"

@@ -85,6 +85,15 @@ class FrozenConfig:
             raise ValueError(f"{type(self).__name__}.{name} must be finite, got {value}.")
         return float(value)
 
+    def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
+        """``name`` holds one of ``choices``; else the error lists them and suggests one."""
+        value = getattr(self, name)
+        if value not in choices:
+            raise ValueError(
+                f"{type(self).__name__}.{name} must be one of {', '.join(map(repr, choices))}, "
+                f"got {value!r}.{did_you_mean(str(value), choices)}"
+            )
+
     def _check_positive(self, *names: str) -> None:
         for name in names:
             if self._value(name) <= 0:

@@ -345,9 +345,15 @@ def test_evaluate_runs_predictor_policies_on_the_same_populations(
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"algorithm": "ppo2"}, r"Unknown algorithm 'ppo2'. Did you mean 'ppo'"),
+        (
+            {"algorithm": "ppo2"},
+            r"TrainConfig.algorithm must be one of .*got 'ppo2'. Did you mean 'ppo'",
+        ),
         ({"env_id": "loe_gym/Engagment-v0"}, r"Did you mean 'loe_gym/Engagement-v0'"),
-        ({"encoder": "frozn"}, r"Unknown encoder 'frozn'. Did you mean 'frozen'"),
+        (
+            {"encoder": "frozn"},
+            r"TrainConfig.encoder must be one of .*got 'frozn'. Did you mean 'frozen'",
+        ),
         ({"reward": "predicted"}, r"Did you mean 'predictor'"),
         ({"total_steps": 0}, "total_steps"),
         ({"num_users": -1}, "num_users"),

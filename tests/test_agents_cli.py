@@ -66,7 +66,7 @@ def test_experiment_quick_writes_a_full_report(tmp_path: Path) -> None:
     [
         (["--algorithm", "ppo2"], "Did you mean 'ppo'"),
         (["--env-id", "loe_gym/Engagment-v0"], "Did you mean 'loe_gym/Engagement-v0'"),
-        (["--encoder", "lora"], "Unknown encoder 'lora'"),
+        (["--encoder", "lora"], "TrainConfig.encoder must be one of"),
         (["--total-steps", "0"], "total_steps"),
         (["--encoder", "frozen"], "need a trained predictor"),
         (["--algorithm", "dqn", "--env-id", "loe_gym/EngagementSlate-v0"], "ppo, a2c"),

@@ -286,7 +286,9 @@ def test_round_summary_reads_a_deployment(tmp_path: Path) -> None:
 
 
 def test_config_errors_name_the_option() -> None:
-    with pytest.raises(ValueError, match="refit='lor' is not one of full, lora"):
+    with pytest.raises(
+        ValueError, match=r"LoopConfig\.refit must be one of 'full', 'lora', got 'lor'"
+    ):
         LoopConfig(refit="lor")
     with pytest.raises(ValueError, match="train_on"):
         LoopConfig(train_on="sim")
@@ -365,7 +367,10 @@ def test_loop_cli_quick(tmp_path: Path) -> None:
     assert (out / "round_1" / "logs" / "_metadata.json").is_file()
     assert (out / "engagement_per_round.png").is_file()
     bad = _cli("loop", "--refit", "partial", "--output", str(tmp_path / "x"))
-    assert bad.returncode == 2 and "refit='partial'" in bad.stderr
+    assert (
+        bad.returncode == 2
+        and "LoopConfig.refit must be one of 'full', 'lora', got 'partial'" in bad.stderr
+    )
 
 
 def test_import_logs_cli(tmp_path: Path) -> None:

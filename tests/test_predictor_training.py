@@ -624,6 +624,46 @@ def test_lora_modules_to_save_are_checked() -> None:
     with pytest.raises(ValueError, match="Did you mean 'candidate_output'"):
         apply_lora(make_model(), settings)
     assert "candidate_output" in HEAD_MODULES
+    # A suffix names every module ending with it, as peft matches: all the layer norms.
+    settings = TrainingConfig(output_dir="unused", lora_rank=2, lora_modules_to_save=("LayerNorm",))
+    trained = {
+        name
+        for name, value in apply_lora(make_model(), settings).named_parameters()
+        if value.requires_grad and "lora_" not in name
+    }
+    assert trained and all("LayerNorm.modules_to_save" in name for name in trained)
+    # Any module may train in full, the profile projections too (peft wraps them).
+    settings = settings.replace(
+        lora_modules_to_save=("profile_projection", "profile_cross_projection", "backbone"),
+        lora_target_modules=("candidate_trunk.0",),
+    )
+    peft_model = apply_lora(make_model(), settings)
+    training_loss(peft_model, first_batch_inputs(make_model()), settings).total.backward()
+    projection = peft_model.base_model.model.profile_cross_projection[1]
+    assert projection.modules_to_save.default.weight.grad is not None
+
+
+def test_dora_trains_a_magnitude_per_adapted_layer_and_merges_exactly() -> None:
+    settings = TrainingConfig(output_dir="unused", lora_rank=2, lora_use_dora=True)
+    model = make_model()
+    peft_model = apply_lora(model, settings)
+    magnitudes = [
+        name
+        for name, value in peft_model.named_parameters()
+        if "lora_magnitude_vector" in name and value.requires_grad
+    ]
+    assert len(magnitudes) == 2 * model.config.num_hidden_layers  # query and value per layer
+    with torch.no_grad():
+        for parameter in peft_model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.05 * torch.randn_like(parameter))
+    inputs = first_batch_inputs(model)
+    with torch.no_grad():
+        expected = peft_model.eval()(**inputs).click_logits
+        merged = merge_lora(peft_model)
+        torch.testing.assert_close(
+            merged.eval()(**inputs).click_logits, expected, atol=1e-5, rtol=1e-5
+        )
 
 
 def test_lora_bias_all_trains_every_bias_and_nothing_else_new() -> None:
@@ -639,7 +679,9 @@ def test_lora_bias_all_trains_every_bias_and_nothing_else_new() -> None:
     added = with_biases - adapters_only
     assert added and all(name.endswith(".bias") for name in added)
     assert any("item_feature_projection.bias" in name for name in added)
-    with pytest.raises(ValueError, match="lora_bias must be 'none', 'lora_only' or 'all'"):
+    with pytest.raises(
+        ValueError, match="lora_bias must be one of 'none', 'lora_only', 'all', got 'some'"
+    ):
         TrainingConfig(output_dir="unused", lora_bias="some")
 
 

@@ -96,6 +96,9 @@ LR_SCHEDULES = ("linear", "cosine")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 """``accelerate`` mixed-precision modes."""
 
+LORA_BIASES = ("none", "lora_only", "all")
+"""peft's ``bias`` options: which biases train with the adapters."""
+
 EARLY_STOPPING_MODES = ("auto", "min", "max")
 """``auto``: maximise AUC / GAUC / NDCG / hit-rate metrics, minimise the others."""
 
@@ -193,6 +196,9 @@ class TrainingConfig(FrozenConfig):
     lora_bias: str = "none"
     """Biases trained with the adapters (peft's ``bias``): ``none``, ``lora_only`` (those
     of the adapted layers) or ``all`` (every bias of the model, as in BitFit)."""
+    lora_use_dora: bool = False
+    """Weight-decomposed adapters (DoRA, Liu et al. 2024; peft's ``use_dora``): each adapted
+    weight's column norms train as a magnitude vector next to the low-rank direction update."""
     keep_checkpoints: int = 2
     """Epoch checkpoints kept (the newest ones; the best epoch's is always kept)."""
     seed: int = 0
@@ -228,11 +234,6 @@ class TrainingConfig(FrozenConfig):
         self._check_positive("keep_checkpoints")
         self._check_nonnegative("weight_decay", "adversarial_weight")
         self._check_unit_interval("warmup_fraction")
-        if self.lora_bias not in ("none", "lora_only", "all"):
-            raise ValueError(
-                f"TrainingConfig.lora_bias must be 'none', 'lora_only' or 'all', got "
-                f"{self.lora_bias!r}."
-            )
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(
                 f"TrainingConfig.lora_dropout must lie in [0, 1), got {self.lora_dropout}."
@@ -254,18 +255,11 @@ class TrainingConfig(FrozenConfig):
                 or value <= 0
             ):
                 raise ValueError(f"TrainingConfig.{name} must be > 0 or None, got {value!r}.")
-        for name, choices in (
-            ("lr_schedule", LR_SCHEDULES),
-            ("early_stopping_mode", EARLY_STOPPING_MODES),
-            ("adversarial", ADVERSARIAL_METHODS),
-            ("mixed_precision", MIXED_PRECISION),
-        ):
-            value = getattr(self, name)
-            if value not in choices:
-                raise ValueError(
-                    f"TrainingConfig.{name} must be one of {', '.join(map(repr, choices))}, "
-                    f"got {value!r}.{did_you_mean(str(value), choices)}"
-                )
+        self._check_choice("lr_schedule", LR_SCHEDULES)
+        self._check_choice("early_stopping_mode", EARLY_STOPPING_MODES)
+        self._check_choice("adversarial", ADVERSARIAL_METHODS)
+        self._check_choice("mixed_precision", MIXED_PRECISION)
+        self._check_choice("lora_bias", LORA_BIASES)
 
     @property
     def pgd_alpha(self) -> float:
@@ -464,7 +458,8 @@ def apply_lora(model: nn.Module, config: TrainingConfig) -> nn.Module:
       them would leave nothing to fit the fine-tuning tasks but the adapters.
 
     An explicit ``lora_modules_to_save`` lists what trains next to the adapters: names of
-    submodules (e.g. ``"candidate_output"``) and of the model's own parameters (e.g.
+    submodules (e.g. ``"candidate_output"``, or ``"LayerNorm"`` for every module whose name
+    ends with it, as peft matches) and of the model's own parameters (e.g.
     ``"ranking_bias"``); ``()`` trains the adapters only. Everything else — the item,
     feedback and gap embeddings, the backbone's weights — is frozen.
 
@@ -487,7 +482,12 @@ def apply_lora(model: nn.Module, config: TrainingConfig) -> nn.Module:
     )
     own_parameters = dict(model.named_parameters(recurse=False))
     modules = dict(model.named_modules())
-    unknown = [name for name in requested if name not in own_parameters and name not in modules]
+
+    def is_module(name: str) -> bool:
+        # peft matches a name to every module whose dotted name ends with it.
+        return any(full == name or full.endswith(f".{name}") for full in modules)
+
+    unknown = [name for name in requested if name not in own_parameters and not is_module(name)]
     # log_variances is absent with fixed loss weights: only an explicit request must exist.
     if config.lora_modules_to_save is not None and unknown:
         known = sorted(set(own_parameters) | {name for name in modules if name})
@@ -495,13 +495,27 @@ def apply_lora(model: nn.Module, config: TrainingConfig) -> nn.Module:
             f"TrainingConfig.lora_modules_to_save names {unknown[0]!r}, which is neither a "
             f"submodule nor a parameter of the model.{did_you_mean(unknown[0], known)}"
         )
+    saved: list[str] = []
+    for name in requested:
+        module = modules.get(name)
+        if isinstance(module, nn.Sequential):
+            # peft wraps a saved module in a ModulesToSaveWrapper, which cannot be indexed
+            # as the model indexes its profile projections: save the layers instead.
+            saved += [
+                f"{name}.{child}"
+                for child, layer in module.named_children()
+                if any(True for _ in layer.parameters())
+            ]
+        elif is_module(name):
+            saved.append(name)
     lora_config = LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=list(targets),
-        modules_to_save=[name for name in requested if name in modules] or None,
+        modules_to_save=saved or None,
         bias=config.lora_bias,  # type: ignore[arg-type]  # checked in TrainingConfig
+        use_dora=config.lora_use_dora,
         # GPT-2's Conv1D stores its weight transposed.
         fan_in_fan_out="c_attn" in targets,
     )
