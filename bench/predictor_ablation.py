@@ -66,6 +66,9 @@ def _splits(log: Path, seed: int, num_items: int) -> tuple[Any, Any, Any]:
 LORA_TARGETS = ("query", "value", "candidate_trunk.0", "candidate_trunk.3")
 """Modules with LoRA adapters when adapting to the shifted population."""
 
+LORA_RANK = 8
+"""Rank of the adapters when adapting to the shifted population."""
+
 LORA_FULLY_TRAINED = ("candidate_output", "profile_wide")
 """Modules trained in full next to the adapters when adapting to the shifted population."""
 
@@ -158,7 +161,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         settings["lora_steps"] = args.lora_steps
     if getattr(args, "lora_bias", "none") != "none":
         settings["lora_bias"] = args.lora_bias
-    if getattr(args, "lora_rank", 8) != 8:
+    if getattr(args, "lora_rank", LORA_RANK) != LORA_RANK:
         settings["lora_rank"] = args.lora_rank
     if tuple(getattr(args, "lora_target_modules", LORA_TARGETS)) != LORA_TARGETS:
         settings["lora_target_modules"] = list(args.lora_target_modules)
@@ -321,7 +324,7 @@ def main() -> None:
     parser.add_argument(
         "--epsilon", type=float, default=0.5, help="FGM radius (training and perturbed metrics)"
     )
-    parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument("--lora-rank", type=int, default=LORA_RANK)
     parser.add_argument(
         "--lora-learning-rate", type=float, default=None, help="default: --learning-rate"
     )

@@ -12,7 +12,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from loe_gym.errors import did_you_mean
+from loe_gym.errors import check_choice, did_you_mean
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,12 +87,7 @@ class FrozenConfig:
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         """``name`` holds one of ``choices``; else the error lists them and suggests one."""
-        value = getattr(self, name)
-        if value not in choices:
-            raise ValueError(
-                f"{type(self).__name__}.{name} must be one of {', '.join(map(repr, choices))}, "
-                f"got {value!r}.{did_you_mean(str(value), choices)}"
-            )
+        check_choice(f"{type(self).__name__}.{name}", getattr(self, name), choices)
 
     def _check_positive(self, *names: str) -> None:
         for name in names:

@@ -16,6 +16,18 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" Did you mean {matches[0]!r}?" if matches else ""
 
 
+def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise listing them and suggesting
+    the closest (``name`` as the message shows it, e.g. ``"TrainConfig.reward"``)."""
+    choices = tuple(choices)
+    if value not in choices:
+        hint = did_you_mean(str(value).lower(), choices)
+        raise ValueError(
+            f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.{hint}"
+        )
+    return str(value)
+
+
 def check_positive_int(name: str, value: object) -> int:
     """Return ``value`` as an int if it is an integer ≥ 1, else raise naming it."""
     if isinstance(value, bool) or (

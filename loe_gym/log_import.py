@@ -95,7 +95,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from loe_gym.catalog import Catalog
-from loe_gym.errors import check_positive_int, did_you_mean
+from loe_gym.errors import check_choice, check_positive_int, did_you_mean
 from loe_gym.logs import ParquetLogWriter, _is_log_file
 from loe_gym.simulator import Responses
 
@@ -160,15 +160,6 @@ class LogImportError(ValueError):
 
 
 # ------------------------------------------------------------------------- mapping
-
-
-def _check_choice(name: str, value: object, choices: Sequence[str]) -> None:
-    if value not in choices:
-        hint = did_you_mean(str(value), choices) if isinstance(value, str) else ""
-        raise ValueError(
-            f"ColumnMapping.{name} must be one of {', '.join(map(repr, choices))}, "
-            f"got {value!r}.{hint}"
-        )
 
 
 def _check_number(name: str, value: object, *, low: float = -math.inf) -> float:
@@ -286,9 +277,9 @@ class ColumnMapping:
                     f"{role}); each source column can play one role."
                 )
             seen[column] = role
-        _check_choice("timestamp_unit", self.timestamp_unit, tuple(TIMESTAMP_UNITS))
-        _check_choice("watch_time_unit", self.watch_time_unit, tuple(DURATION_UNITS))
-        _check_choice("duration_unit", self.duration_unit, tuple(DURATION_UNITS))
+        check_choice("ColumnMapping.timestamp_unit", self.timestamp_unit, tuple(TIMESTAMP_UNITS))
+        check_choice("ColumnMapping.watch_time_unit", self.watch_time_unit, tuple(DURATION_UNITS))
+        check_choice("ColumnMapping.duration_unit", self.duration_unit, tuple(DURATION_UNITS))
         gap = _check_number("session_gap_minutes", self.session_gap_minutes)
         if gap <= 0:
             raise ValueError(f"ColumnMapping.session_gap_minutes must be > 0, got {gap:g}.")

@@ -33,21 +33,28 @@ from simulators.learned import FIRST_ROW_GAP, LearnedUsers, catalog_from_log
 NUM_ITEMS = 60
 
 
+def _small_catalog_logs(
+    path: Path, *, policy: str, num_users: int, seed: int, horizon_days: int
+) -> None:
+    """Logs of `Engagement-v0` users on a catalog of `NUM_ITEMS` items."""
+    collect_logs(
+        num_users=num_users,
+        path=path,
+        policy=policy,
+        seed=seed,
+        horizon_days=horizon_days,
+        progress=False,
+        env_options={"simulator_kwargs": {"num_items": NUM_ITEMS}},
+    )
+
+
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A tiny predictor fitted on a tiny log of a small engagement catalog."""
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("learned")
     logs = folder / "logs"
-    collect_logs(
-        num_users=80,
-        path=logs,
-        policy="diverse",
-        seed=3,
-        horizon_days=4,
-        progress=False,
-        env_options={"simulator_kwargs": {"num_items": NUM_ITEMS}},
-    )
+    _small_catalog_logs(logs, policy="diverse", num_users=80, seed=3, horizon_days=4)
     metrics = fit_learned_simulator(
         logs, folder / "predictor", SimulatorFitConfig.quick(progress=False)
     )
@@ -441,15 +448,7 @@ def test_randomised_targets_reach_the_fit(fitted: dict[str, Any], tmp_path: Path
     assert not recorded["target_policies"]
     # A log without a random component: a warning names it, and every row trains.
     plain = tmp_path / "plain"
-    collect_logs(
-        num_users=6,
-        path=plain,
-        policy="random",
-        seed=1,
-        horizon_days=2,
-        progress=False,
-        env_options={"simulator_kwargs": {"num_items": NUM_ITEMS}},
-    )
+    _small_catalog_logs(plain, policy="random", num_users=6, seed=1, horizon_days=2)
     with pytest.warns(UserWarning, match="no randomised rows"):
         recorded = fit_learned_simulator(plain, tmp_path / "plain_fit", clicks_only)["config"]
     assert not recorded["click_target_policies"]

@@ -6,7 +6,7 @@ import math
 import os
 from typing import Any
 
-from loe_gym.errors import check_positive_int, did_you_mean
+from loe_gym.errors import check_choice, check_positive_int, did_you_mean
 
 try:  # transformers ≥ 5 renamed the base class; 4.45+ only has the old spelling.
     from transformers import PreTrainedConfig as _ConfigBase
@@ -143,10 +143,12 @@ class PredictorConfig(_ConfigBase):
                 f"2 = next day), got {self.num_gap_buckets}."
             )
         self.feedback_size = _positive_int("feedback_size", feedback_size)
-        self.backbone = _choice("backbone", backbone, BACKBONES)
+        self.backbone = check_choice("PredictorConfig.backbone", backbone, BACKBONES)
         self.backbone_path = _backbone_path(backbone_path)
         self.task_weights = _task_weights(task_weights)
-        self.loss_weighting = _choice("loss_weighting", loss_weighting, LOSS_WEIGHTINGS)
+        self.loss_weighting = check_choice(
+            "PredictorConfig.loss_weighting", loss_weighting, LOSS_WEIGHTINGS
+        )
         self.initializer_range = _positive_float("initializer_range", initializer_range)
         # The candidate heads also attend from the candidate to the history (DIN-style),
         # so per-topic interest need not be squeezed into the one user-state vector.
@@ -259,14 +261,6 @@ def _dropout(name: str, value: object) -> float:
             f"it), got {as_float}."
         )
     return as_float
-
-
-def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        hint = did_you_mean(str(value).lower(), choices)
-        listed = ", ".join(repr(choice) for choice in choices)
-        raise ValueError(f"PredictorConfig.{name} must be one of {listed}, got {value!r}.{hint}")
-    return str(value)
 
 
 def _backbone_path(value: str | os.PathLike[str] | None) -> str | None:
