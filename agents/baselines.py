@@ -14,6 +14,8 @@ oracles and references, never deployable recommenders.
 | `MaxQualityPolicy` | the item's hidden quality | yes |
 | one-step planner | watch now + 5 × expected satisfaction gap (the reference spec's planner) | yes |
 | `PopularityPolicy` | clicks in the logs | no |
+| `PublicFeaturePolicy` | one public item feature (``max_ctr_estimate``, ``max_completion_estimate``) | no |
+| `TopicAffinityPolicy` | the user's click rate on the candidate's topic in the observed history | no |
 | `MyopicPredictedPolicy` | the predictor's expected watch time now | no (needs the predictor) |
 | `OraclePlanner` | a linear value of true expectations (watch now, satisfaction gain, …), weights tuned by search | yes |
 """
@@ -284,6 +286,93 @@ class PopularityPolicy(_ScoringPolicy):
         return self.item_clicks[ids]
 
 
+class PublicFeaturePolicy(_ScoringPolicy):
+    """The candidates highest on one public item feature, e.g. the catalog's CTR
+    estimate (a clickbait-prone recommender) or its completion estimate (a quality-seeking
+    one). Reads only the observation: deployable, not privileged."""
+
+    privileged = False
+
+    def __init__(self, feature: str, name: str | None = None) -> None:
+        self.feature = feature
+        self.name = name or f"max_{feature}"
+
+    def check(self, env: RecommendationVectorEnv) -> None:
+        """Raise a clear error if ``env``'s catalog lacks the feature."""
+        names = env.catalog.feature_names
+        if self.feature not in names:
+            raise ValueError(
+                f"{self.name} scores the public feature {self.feature!r}, which this catalog "
+                f"lacks.{did_you_mean(self.feature, names)} Its features: {', '.join(names)}."
+            )
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        self.check(env)
+        index = env.catalog.feature_names.index(self.feature)
+        return obs["candidate_features"][..., index]
+
+    def __repr__(self) -> str:
+        return f"PublicFeaturePolicy({self.feature!r})"
+
+
+class TopicAffinityPolicy(_ScoringPolicy):
+    """A personalised recommender that reads only the observation: each candidate's
+    score is the user's smoothed click rate on its topic in the observed history,
+    ``(clicks + 1) / (shown + 2)`` over ``obs["history_item_ids"]`` (topics from the
+    public catalog), times the candidate's public ``weight_features`` (by default the
+    catalog's CTR and completion estimates: a crude expected completed click).
+
+    Args:
+        weight_features: public item features multiplied into the score; ``()`` for the
+            topic click rate alone (which repeats topics until the user tires of them).
+    """
+
+    name = "topic_affinity"
+    privileged = False
+
+    def __init__(
+        self, weight_features: Sequence[str] = ("ctr_estimate", "completion_estimate")
+    ) -> None:
+        self.weight_features = tuple(weight_features)
+
+    def __repr__(self) -> str:
+        return f"TopicAffinityPolicy(weight_features={self.weight_features!r})"
+
+    def check(self, env: RecommendationVectorEnv) -> None:
+        """Raise a clear error if ``env`` lacks topics, the weight features or the history."""
+        names = env.catalog.feature_names
+        missing = [f for f in self.weight_features if f not in names]
+        if missing:
+            raise ValueError(
+                f"topic_affinity weighs by the public features {list(self.weight_features)}, "
+                f"but this catalog lacks {missing}; pass weight_features=() or some of "
+                f"{', '.join(names)}."
+            )
+        observed = getattr(env.single_observation_space, "spaces", {})
+        if env.catalog.topics is None or "history_item_ids" not in observed:
+            raise ValueError(
+                "topic_affinity needs a catalog with topics and the observed history "
+                "(observation='history'); this environment gives "
+                f"{'no topics' if env.catalog.topics is None else 'no history_item_ids'}."
+            )
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        self.check(env)
+        names, topics = env.catalog.feature_names, env.catalog.topics
+        assert topics is not None
+        history, candidates = obs["history_item_ids"], obs["candidate_ids"]
+        shown = history >= 0
+        history_topics = np.where(shown, topics[np.maximum(history, 0)], -1)
+        clicked = (obs["history_feedback"][..., 0] > 0) & shown
+        # (users, candidates, history rows): does history row t share candidate c's topic?
+        same = history_topics[:, None, :] == topics[candidates][:, :, None]
+        clicks = (same & clicked[:, None, :]).sum(axis=2)
+        scores = (clicks + 1.0) / (same.sum(axis=2) + 2.0)
+        for feature in self.weight_features:
+            scores = scores * obs["candidate_features"][..., names.index(feature)]
+        return scores
+
+
 class MyopicPredictedPolicy(_ScoringPolicy):
     """Greedy on the predictor's immediate engagement: the candidates with the highest
     predicted watch minutes now (``candidate_scores`` of
@@ -312,6 +401,9 @@ REFERENCE_POLICIES: dict[str, Callable[..., Any]] = {
     "max_quality": MaxQualityPolicy,
     "one_step_planner": one_step_planner,
     "oracle_planner": OraclePlanner,
+    "max_ctr_estimate": lambda: PublicFeaturePolicy("ctr_estimate"),
+    "max_completion_estimate": lambda: PublicFeaturePolicy("completion_estimate"),
+    "topic_affinity": TopicAffinityPolicy,
 }
 
 

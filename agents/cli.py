@@ -533,7 +533,8 @@ def build_parser(with_predictor_options: bool = True) -> argparse.ArgumentParser
     collect.add_argument(
         "--policy",
         default="mixed",
-        help="logging policy: mixed, diverse (per-user mixture weights) or a reference policy",
+        help="logging policy: mixed, diverse (per-user mixture weights), deployable (per-user "
+        "mixtures of recommenders that read only the observations) or a reference policy",
     )
     collect.add_argument(
         "--seed", type=int, default=0, help="population seed (default: %(default)s)"

@@ -35,10 +35,27 @@ from loe_gym import RecommendationVectorEnv
 from loe_gym.errors import check_positive_int, did_you_mean
 from loe_gym.logs import LogInteractions
 
-__all__ = ["LOGGING_POLICIES", "MIXED_POLICY", "LogSummary", "MixedPolicy", "collect_logs"]
+__all__ = [
+    "DEPLOYABLE_POLICY",
+    "LOGGING_POLICIES",
+    "MIXED_POLICY",
+    "LogSummary",
+    "MixedPolicy",
+    "collect_logs",
+]
 
 MIXED_POLICY: Final[dict[str, float]] = {"random": 0.4, "myopic": 0.3, "oracle_planner": 0.3}
 """The components of the ``"mixed"`` logging policy and the probability of each."""
+
+DEPLOYABLE_POLICY: Final[dict[str, float]] = {
+    "random": 0.4,
+    "topic_affinity": 0.2,
+    "max_ctr_estimate": 0.2,
+    "max_completion_estimate": 0.2,
+}
+"""The components of the ``"deployable"`` logging policy: random exposure and three
+recommenders that read only what the platform observes (a personalised one, a
+clickbait-prone one and a quality-seeking one; see `agents.baselines`)."""
 
 
 class MixedPolicy:
@@ -74,15 +91,21 @@ class MixedPolicy:
         seed: seeds the choice of component and the random component.
         per_user_concentration: Dirichlet concentration of per-user weights (smaller =
             more extreme users); None = the same weights for every user.
-    """
+        name: the log's ``policy`` name (default ``"mixed"``, or ``"diverse"`` with
+            per-user weights).
 
-    privileged = True
+    The mixture is ``privileged`` if any component is. A model of responses fitted on its
+    logs needs a mixture that is not, such as `DEPLOYABLE_POLICY`: where a component chose
+    items by the hidden state, which item was shown tells about the user beyond the
+    history, and the fitted responses carry that selection bias.
+    """
 
     def __init__(
         self,
         probabilities: Mapping[str, float] = MIXED_POLICY,
         seed: int = 0,
         per_user_concentration: float | None = None,
+        name: str | None = None,
     ) -> None:
         names = list(probabilities)
         weights = np.asarray([float(probabilities[n]) for n in names])
@@ -96,7 +119,7 @@ class MixedPolicy:
                 f"per_user_concentration must be > 0 (or None), got {per_user_concentration!r}."
             )
         choice_seed, random_seed = np.random.SeedSequence(seed).spawn(2)
-        self.name = "mixed" if per_user_concentration is None else "diverse"
+        self.name = name or ("mixed" if per_user_concentration is None else "diverse")
         self.per_user_concentration = per_user_concentration
         self._user_weights: np.ndarray | None = None
         self.last_choice: np.ndarray | None = None
@@ -106,6 +129,7 @@ class MixedPolicy:
         self.components: tuple[Policy, ...] = tuple(
             _make_policy(name, seed=int(random_seed.generate_state(1)[0])) for name in names
         )
+        self.privileged = any(component.privileged for component in self.components)
         self.rng = np.random.default_rng(choice_seed)
 
     def act(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
@@ -144,9 +168,10 @@ class MixedPolicy:
 DIVERSE_CONCENTRATION: Final = 1.0
 """Dirichlet concentration of the ``"diverse"`` logging policy's per-user weights."""
 
-LOGGING_POLICIES: Final = ("mixed", "diverse")
-"""Logging policies beyond the reference policies: `MixedPolicy` with shared or per-user
-weights."""
+LOGGING_POLICIES: Final = ("mixed", "diverse", "deployable")
+"""Logging policies beyond the reference policies: `MixedPolicy` with shared
+(``mixed``) or per-user (``diverse``) weights over random, myopic and planner, and
+``deployable``, per-user weights over `DEPLOYABLE_POLICY`."""
 
 
 @dataclass(frozen=True)
@@ -253,6 +278,13 @@ def collect_logs(
         behaviour = MixedPolicy(seed=seed)
     elif policy == "diverse":
         behaviour = MixedPolicy(seed=seed, per_user_concentration=DIVERSE_CONCENTRATION)
+    elif policy == "deployable":
+        behaviour = MixedPolicy(
+            DEPLOYABLE_POLICY,
+            seed=seed,
+            per_user_concentration=DIVERSE_CONCENTRATION,
+            name="deployable",
+        )
     else:
         behaviour = _make_policy(
             policy, seed=int(np.random.SeedSequence(seed).generate_state(1)[0])
@@ -261,6 +293,15 @@ def collect_logs(
         env_id, num_envs=num_users, vectorization_mode="vector_entry_point", **options
     )
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
+    # Policies that need features of the catalog say so before the log is created.
+    for component in getattr(behaviour, "components", (behaviour,)):
+        check = getattr(component, "check", None)
+        if check is not None:
+            try:
+                check(core)
+            except BaseException:
+                env.close()
+                raise
     started = time.perf_counter()
     try:
         # A mixture logs which component chose each row ("mixed:random", …): rows of

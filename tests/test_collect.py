@@ -10,8 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.baselines import make_policy
-from agents.collect import MIXED_POLICY, LogSummary, MixedPolicy, collect_logs
+from agents.baselines import PublicFeaturePolicy, TopicAffinityPolicy, make_policy
+from agents.collect import (
+    DEPLOYABLE_POLICY,
+    MIXED_POLICY,
+    LogSummary,
+    MixedPolicy,
+    collect_logs,
+)
 from agents.evaluation import run_population
 from loe_gym.logs import LOG_SCHEMA, PRIVILEGED_LOG_SCHEMA, read_log, read_log_metadata
 
@@ -151,3 +157,90 @@ def test_mixed_policy_draws_each_component_per_user_and_step() -> None:
         obs, *_ = env.step(actions)
     with pytest.raises(ValueError, match="sum to 1"):
         MixedPolicy({"random": 0.5, "myopic": 0.4})
+
+
+def _engagement(num_users: int) -> Any:
+    return gym.make_vec(
+        "loe_gym/Engagement-v0",
+        num_envs=num_users,
+        vectorization_mode="vector_entry_point",
+        **SMALL,
+    ).unwrapped
+
+
+def test_public_feature_policies_read_the_observed_features() -> None:
+    env = _engagement(40)
+    obs, _ = env.reset(seed=0)
+    names = env.catalog.feature_names
+    for policy, feature in (
+        ("max_ctr_estimate", "ctr_estimate"),
+        ("max_completion_estimate", "completion_estimate"),
+    ):
+        chosen = make_policy(policy)
+        assert not chosen.privileged
+        expected = obs["candidate_features"][..., names.index(feature)].argmax(axis=1)
+        np.testing.assert_array_equal(chosen.act(obs, env), expected)
+    with pytest.raises(ValueError, match=r"lacks\. Did you mean 'ctr_estimate'"):
+        PublicFeaturePolicy("ctr_estimat").act(obs, env)
+
+
+def test_topic_affinity_scores_the_smoothed_topic_click_rate() -> None:
+    env = _engagement(1)
+    obs, _ = env.reset(seed=0)
+    topics = env.catalog.topics
+    candidates = obs["candidate_ids"][0]
+    liked, other = int(topics[candidates[0]]), int(topics[candidates[1]])
+    history = np.full((1, 10), -1)
+    feedback = np.zeros((1, 10, 3), dtype=np.float32)
+    # Three rows of the liked topic, two clicked; two of the other topic, none clicked.
+    history[0, :3], feedback[0, :2, 0] = candidates[0], 1.0
+    history[0, 3:5] = candidates[1]
+    observed = {**obs, "history_item_ids": history, "history_feedback": feedback}
+    scores = TopicAffinityPolicy(weight_features=()).scores(observed, env)[0]
+    candidate_topics = topics[candidates]
+    expected = np.where(
+        candidate_topics == liked,
+        (2 + 1) / (3 + 2),
+        np.where(candidate_topics == other, (0 + 1) / (2 + 2), 1 / 2),
+    )
+    if liked == other:  # both candidates share one topic: five rows, two clicks
+        expected = np.where(candidate_topics == liked, (2 + 1) / (5 + 2), 1 / 2)
+    np.testing.assert_allclose(scores, expected)
+    weighted = TopicAffinityPolicy().scores(observed, env)[0]
+    names = env.catalog.feature_names
+    features = obs["candidate_features"][0]
+    np.testing.assert_allclose(
+        weighted,
+        expected
+        * features[:, names.index("ctr_estimate")]
+        * features[:, names.index("completion_estimate")],
+        rtol=1e-6,
+    )
+    with pytest.raises(ValueError, match=r"pass weight_features=\(\)"):
+        TopicAffinityPolicy(("watch_ratio",)).scores(observed, env)
+
+
+def test_deployable_logs_name_their_components_and_read_no_hidden_state(tmp_path: Path) -> None:
+    summary = collect(tmp_path / "log", policy="deployable", num_users=30)
+    assert summary.policy == "deployable"
+    components = set(read_log(tmp_path / "log").column("policy").unique().to_pylist())
+    assert components <= {f"deployable:{name}" for name in DEPLOYABLE_POLICY}
+    assert "deployable:random" in components
+    mixture = MixedPolicy(DEPLOYABLE_POLICY, per_user_concentration=1.0, name="deployable")
+    assert not mixture.privileged
+    assert MixedPolicy(per_user_concentration=1.0).privileged
+
+
+def test_deployable_logs_on_a_catalog_without_the_features_create_nothing(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ValueError, match="lacks"):
+        collect_logs(
+            "loe_gym/InterestEvolution-v0",
+            num_users=4,
+            horizon_days=2,
+            path=tmp_path / "log",
+            policy="deployable",
+            progress=False,
+        )
+    assert not (tmp_path / "log").exists()
