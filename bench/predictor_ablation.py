@@ -20,7 +20,10 @@ Rows (each one training run per seed, the same budget of optimizer steps):
   over zero-shot / full fine-tuning's, in click log loss.
 
 Seeds can run in separate processes (``--seeds 0 --json s0.json`` …) and be summarised
-together with ``--merge s0.json s1.json s2.json``.
+together with ``--merge s0.json s1.json s2.json``. LoRA variants can share one base:
+with ``--shift-only --reuse-base DIR`` the first run keeps its multi-task model and its
+zero-shot and full fine-tuning rows in ``DIR``, and later runs of the same settings train
+only the adapters.
 
 Timings are those of the machine; the metrics are not.
 """
@@ -183,7 +186,47 @@ def _save_partial(args: argparse.Namespace, seed: int, rows: dict[str, Any]) -> 
         )
 
 
+REUSED_ROWS = ("multi-task", "shift: zero-shot", "shift: full fine-tuning")
+"""Rows a ``--reuse-base`` folder keeps: everything but the LoRA adaptation."""
+
+
+def _reuse_key(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """What the reused rows depend on: the runs are seeded, so equal keys, equal rows."""
+    key = {name: getattr(args, name) for name in SETTINGS}
+    logs = {"logs": str(args.logs.resolve()), "shifted_logs": str(args.shifted_logs.resolve())}
+    return key | logs | {"seed": seed, "loss_weights": list(FitPredictorConfig.loss_weights)}
+
+
+def _reused(args: argparse.Namespace, seed: int) -> tuple[Path, dict[str, Any] | None]:
+    """The ``--reuse-base`` folder of a seed and its rows, if an earlier run with the same
+    settings left them (a folder of other settings is an error, never silently mixed)."""
+    folder = args.reuse_base / f"seed{seed}"
+    if not (folder / "rows.json").exists():
+        return folder, None
+    stored = json.loads((folder / "rows.json").read_text())
+    if stored["key"] != _reuse_key(args, seed):
+        raise SystemExit(
+            f"error: {folder} holds a run of other settings ({stored['key']}); give another "
+            "--reuse-base folder or delete it."
+        )
+    return folder, stored["rows"]
+
+
 def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[str, float]]:
+    if args.reuse_base:
+        folder, rows = _reused(args, seed)
+        if rows is None:
+            rows = run_seed_fully(args, seed, folder)
+            stored = {"key": _reuse_key(args, seed), "rows": {n: rows[n] for n in REUSED_ROWS}}
+            (folder / "rows.json").write_text(json.dumps(stored, default=float))
+            return rows
+        print(f"  seed {seed}: {', '.join(REUSED_ROWS)} reused from {folder}", flush=True)
+        return rows | _adapt_with_lora(args, seed, folder, folder / "multitask_model")
+    return run_seed_fully(args, seed, work)
+
+
+def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[str, float]]:
+    """Every row of one seed; the multi-task model is left in ``work/multitask_model``."""
     num_items, features, _ = _catalog_features(args.logs)
     train, validation, test = _splits(args.logs, seed, num_items)
     test_batches = _batches(
@@ -256,57 +299,74 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[
         )
 
     if args.shifted_logs:
-        shifted_train, shifted_validation, shifted_test = _splits(
-            args.shifted_logs, seed, num_items
-        )
-        shifted_batches = _batches(
-            shifted_test,
-            args,
-            shuffle=False,
-            seed=0,
-            fraction=args.eval_fraction,
-            features=features,
-        )
         saved = work / "multitask_model"
         multitask.model.save_pretrained(saved)
-        for name, options in (
-            ("shift: zero-shot", None),
-            ("shift: full fine-tuning", {}),
-            (
-                "shift: LoRA",
-                {
-                    "learning_rate": args.lora_learning_rate or args.learning_rate,
-                    "steps_per_epoch": args.lora_steps or args.steps,
-                    "lora_bias": args.lora_bias,
-                    "lora_rank": args.lora_rank,
-                    "lora_target_modules": tuple(args.lora_target_modules),
-                    "lora_modules_to_save": tuple(args.lora_modules_to_save),
-                    "lora_use_dora": args.lora_dora,
-                },
-            ),
-        ):
-            model = build_model(base.replace(initial_model=str(saved)), num_items, features)
-            fraction = 1.0
-            if options is not None:
-                result = _train(
-                    model,
-                    shifted_train,
-                    shifted_validation,
-                    args,
-                    seed,
-                    work / name.replace(" ", "_").replace(":", ""),
-                    **options,
-                )
-                model, fraction = result.model, result.trainable_fraction
-            metrics = evaluate(model, shifted_batches)
-            metrics["trainable_fraction"] = fraction if options is not None else 0.0
-            rows[name] = metrics
-            _save_partial(args, seed, rows)
-            print(
-                f"  seed {seed} {name}: click_auc={metrics['click_auc']:.4f} click_log_loss={metrics['click_log_loss']:.4f} trainable={metrics['trainable_fraction']:.4f}",
-                flush=True,
-            )
+        adaptations = ("shift: zero-shot", "shift: full fine-tuning", "shift: LoRA")
+        rows |= _adapt(args, seed, work, saved, adaptations, rows)
     return rows
+
+
+def _adapt_with_lora(
+    args: argparse.Namespace, seed: int, work: Path, saved: Path
+) -> dict[str, dict[str, float]]:
+    return _adapt(args, seed, work, saved, ("shift: LoRA",), {})
+
+
+def _adapt(
+    args: argparse.Namespace,
+    seed: int,
+    work: Path,
+    saved: Path,
+    names: tuple[str, ...],
+    rows: dict[str, dict[str, float]],
+) -> dict[str, dict[str, float]]:
+    """The rows ``names`` of the adaptation of the ``saved`` multi-task model to the
+    shifted population: zero-shot, full fine-tuning, LoRA."""
+    num_items, features, _ = _catalog_features(args.logs)
+    shifted_train, shifted_validation, shifted_test = _splits(args.shifted_logs, seed, num_items)
+    shifted_batches = _batches(
+        shifted_test, args, shuffle=False, seed=0, fraction=args.eval_fraction, features=features
+    )
+    base = FitPredictorConfig(
+        hidden_size=args.hidden, max_history_length=args.history, seed=seed, progress=False
+    )
+    lora = {
+        "learning_rate": args.lora_learning_rate or args.learning_rate,
+        "steps_per_epoch": args.lora_steps or args.steps,
+        "lora_bias": args.lora_bias,
+        "lora_rank": args.lora_rank,
+        "lora_target_modules": tuple(args.lora_target_modules),
+        "lora_modules_to_save": tuple(args.lora_modules_to_save),
+        "lora_use_dora": args.lora_dora,
+    }
+    options_of = {"shift: zero-shot": None, "shift: full fine-tuning": {}, "shift: LoRA": lora}
+    adapted: dict[str, dict[str, float]] = {}
+    for name in names:
+        options = options_of[name]
+        model = build_model(base.replace(initial_model=str(saved)), num_items, features)
+        fraction = 1.0
+        if options is not None:
+            result = _train(
+                model,
+                shifted_train,
+                shifted_validation,
+                args,
+                seed,
+                work / name.replace(" ", "_").replace(":", ""),
+                **options,
+            )
+            model, fraction = result.model, result.trainable_fraction
+        metrics = evaluate(model, shifted_batches)
+        metrics["trainable_fraction"] = fraction if options is not None else 0.0
+        adapted[name] = metrics
+        _save_partial(args, seed, rows | adapted)
+        print(
+            f"  seed {seed} {name}: click_auc={metrics['click_auc']:.4f} "
+            f"click_log_loss={metrics['click_log_loss']:.4f} "
+            f"trainable={metrics['trainable_fraction']:.4f}",
+            flush=True,
+        )
+    return adapted
 
 
 def main() -> None:
@@ -362,6 +422,16 @@ def main() -> None:
         action="store_true",
         help="only the multi-task model and its adaptation to --shifted-logs",
     )
+    parser.add_argument(
+        "--reuse-base",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --shift-only: keep the multi-task model and the zero-shot and full "
+        "fine-tuning rows here, and reuse them in later runs of the same settings (a LoRA "
+        "trial then trains the adapters only; the runs are seeded, so the rows are those a "
+        "rerun would give)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the per-seed rows here")
     parser.add_argument(
         "--merge", type=Path, nargs="+", default=None, help="summarise these --json files instead"
@@ -374,6 +444,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.merge is None and args.logs is None:
         parser.error("--logs is required (or --merge with the JSON files of earlier runs)")
+    if args.reuse_base and not (args.shift_only and args.shifted_logs):
+        parser.error(
+            "--reuse-base keeps the LoRA comparison's base: give --shift-only and --shifted-logs"
+        )
     start = time.perf_counter()
     per_seed = []
     if args.merge:
