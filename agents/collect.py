@@ -293,17 +293,12 @@ def collect_logs(
         env_id, num_envs=num_users, vectorization_mode="vector_entry_point", **options
     )
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
-    # Policies that need features of the catalog say so before the log is created.
-    for component in getattr(behaviour, "components", (behaviour,)):
-        check = getattr(component, "check", None)
-        if check is not None:
-            try:
-                check(core)
-            except BaseException:
-                env.close()
-                raise
     started = time.perf_counter()
     try:
+        # Policies that need features of the catalog say so before the log is created.
+        for component in getattr(behaviour, "components", (behaviour,)):
+            if hasattr(component, "check"):
+                component.check(core)
         # A mixture logs which component chose each row ("mixed:random", …): rows of
         # the random component are randomised exposure, which a model can learn from
         # without the logging policy's selection bias.

@@ -223,7 +223,8 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[
         print(f"  seed {seed}: {', '.join(REUSED_ROWS)} reused from {folder}", flush=True)
         # A private work folder: LoRA trials may share one base side by side.
         with tempfile.TemporaryDirectory() as tmp:
-            return rows | _adapt_with_lora(args, seed, Path(tmp), folder / "multitask_model")
+            saved = folder / "multitask_model"
+            return rows | _adapt(args, seed, Path(tmp), saved, ("shift: LoRA",), rows)
     return run_seed_fully(args, seed, work)
 
 
@@ -235,9 +236,7 @@ def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str,
         test, args, shuffle=False, seed=0, fraction=args.eval_fraction, features=features
     )
     plain_test_batches = _batches(test, args, shuffle=False, seed=0, fraction=args.eval_fraction)
-    base = FitPredictorConfig(
-        hidden_size=args.hidden, max_history_length=args.history, seed=seed, progress=False
-    )
+    base = _base_config(args, seed)
     rows: dict[str, dict[str, float]] = {}
 
     def record(name: str, model: Any, perturbed: bool = False) -> None:
@@ -308,10 +307,11 @@ def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str,
     return rows
 
 
-def _adapt_with_lora(
-    args: argparse.Namespace, seed: int, work: Path, saved: Path
-) -> dict[str, dict[str, float]]:
-    return _adapt(args, seed, work, saved, ("shift: LoRA",), {})
+def _base_config(args: argparse.Namespace, seed: int) -> FitPredictorConfig:
+    """The predictor every row of a seed starts from (or, adapted, is loaded into)."""
+    return FitPredictorConfig(
+        hidden_size=args.hidden, max_history_length=args.history, seed=seed, progress=False
+    )
 
 
 def _adapt(
@@ -329,9 +329,7 @@ def _adapt(
     shifted_batches = _batches(
         shifted_test, args, shuffle=False, seed=0, fraction=args.eval_fraction, features=features
     )
-    base = FitPredictorConfig(
-        hidden_size=args.hidden, max_history_length=args.history, seed=seed, progress=False
-    )
+    base = _base_config(args, seed)
     lora = {
         "learning_rate": args.lora_learning_rate or args.learning_rate,
         "steps_per_epoch": args.lora_steps or args.steps,
