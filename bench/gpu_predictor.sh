@@ -8,6 +8,8 @@
 # Needs a CUDA build of torch and the project importable (installed, or on PYTHONPATH).
 # The ablation runs after the throughput runs, so the timings are not shared with it; each
 # seed writes OUT/seedN.json (and a .partial.json after every row), OUT/ablation.md merges them.
+# The LoRA comparison adapts a model trained four times as long as the ablation rows (as
+# fit-predictor trains it), as in docs/predictor.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -22,7 +24,8 @@ if [ $# -ge 3 ]; then
   for seed in 0 1 2; do
     python3 bench/predictor_ablation.py --logs "$logs" --shifted-logs "$shifted" \
       --seeds "$seed" --steps "$steps" --history 20 --epsilon 0.1 --eval-fraction 0.5 \
-      --threads 4 --json "$out/seed$seed.json" >"$out/seed$seed.log" 2>&1 &
+      --base-steps $((steps * 4)) --full-learning-rate 1e-3 --threads 4 \
+      --json "$out/seed$seed.json" >"$out/seed$seed.log" 2>&1 &
   done
   wait
   python3 bench/predictor_ablation.py --merge "$out"/seed?.json | tee "$out/ablation.md"

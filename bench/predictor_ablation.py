@@ -17,7 +17,10 @@ Rows (each one training run per seed, the same budget of optimizer steps):
   (more clickbait-prone, less likely to return) on the same catalog: zero-shot, full
   fine-tuning, LoRA (rank ``--lora-rank`` on the attention's query/value and the candidate
   trunk's two layers, the output layers trained in full); "gain recovered" = LoRA's gain
-  over zero-shot / full fine-tuning's, in click log loss.
+  over zero-shot / full fine-tuning's, in click log loss. Adapt a model trained as
+  fit-predictor trains it (``--base-steps 6000``): from one trained for ``--steps`` only, full
+  fine-tuning's gain is partly the training the model still lacked, which
+  ``--continued-training`` (the same budget on the original population) measures.
 
 Seeds can run in separate processes (``--seeds 0 --json s0.json`` …) and be summarised
 together with ``--merge s0.json s1.json s2.json``. LoRA variants can share one base:
@@ -160,6 +163,10 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings = {name: getattr(args, name) for name in SETTINGS}
     # The loss weights are FitPredictorConfig's defaults (click, watch, ranking, cont., return).
     settings |= {"loss_weights": list(FitPredictorConfig.loss_weights)}
+    if getattr(args, "base_steps", None):  # recorded only when the base's budget differs
+        settings["base_steps"] = args.base_steps
+    if getattr(args, "full_learning_rate", None):  # recorded only when it differs
+        settings["full_learning_rate"] = args.full_learning_rate
     if getattr(args, "lora_steps", None):  # recorded only when LoRA's budget differs
         settings["lora_steps"] = args.lora_steps
     if getattr(args, "lora_bias", "none") != "none":
@@ -186,20 +193,35 @@ def _save_partial(args: argparse.Namespace, seed: int, rows: dict[str, Any]) -> 
         )
 
 
-REUSED_ROWS = ("multi-task", "shift: zero-shot", "shift: full fine-tuning")
-"""Rows a ``--reuse-base`` folder keeps: everything but the LoRA adaptation."""
+REUSED_ROWS = ("multi-task", "shift: zero-shot")
+"""Rows a ``--reuse-base`` folder keeps beside the multi-task model, and the full fine-tuning
+row of each full fine-tuning learning rate tried: everything but the LoRA adaptation."""
+
+FULL = "shift: full fine-tuning"
+
+CONTINUED = "shift: more training, original population"
+"""The ``--continued-training`` control: full fine-tuning's budget spent on the population the
+model was trained on. Its gain on the shifted users is the part of full fine-tuning's gain
+that is not adaptation (large when the multi-task model is short of converged)."""
 
 
 def _reuse_key(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """What the reused rows depend on: the runs are seeded, so equal keys, equal rows."""
+    """What the reused base rows depend on: the runs are seeded, so equal keys, equal rows."""
     key = {name: getattr(args, name) for name in SETTINGS}
     logs = {"logs": str(args.logs.resolve()), "shifted_logs": str(args.shifted_logs.resolve())}
+    if args.base_steps:  # in the key only when set
+        key["base_steps"] = args.base_steps
     return key | logs | {"seed": seed, "loss_weights": list(FitPredictorConfig.loss_weights)}
 
 
+def _full_rate(args: argparse.Namespace) -> str:
+    """The full fine-tuning learning rate, as the ``--reuse-base`` folder files its row."""
+    return f"{args.full_learning_rate or args.learning_rate:g}"
+
+
 def _reused(args: argparse.Namespace, seed: int) -> tuple[Path, dict[str, Any] | None]:
-    """The ``--reuse-base`` folder of a seed and its rows, if an earlier run with the same
-    settings left them (a folder of other settings is an error, never silently mixed)."""
+    """The ``--reuse-base`` folder of a seed and what an earlier run with the same settings
+    left there (a folder of other settings is an error, never silently mixed)."""
     folder = args.reuse_base / f"seed{seed}"
     if not (folder / "rows.json").exists():
         return folder, None
@@ -209,23 +231,37 @@ def _reused(args: argparse.Namespace, seed: int) -> tuple[Path, dict[str, Any] |
             f"error: {folder} holds a run of other settings ({stored['key']}); give another "
             "--reuse-base folder or delete it."
         )
-    return folder, stored["rows"]
+    return folder, stored
 
 
 def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[str, float]]:
-    if args.reuse_base:
-        folder, rows = _reused(args, seed)
-        if rows is None:
-            rows = run_seed_fully(args, seed, folder)
-            stored = {"key": _reuse_key(args, seed), "rows": {n: rows[n] for n in REUSED_ROWS}}
-            (folder / "rows.json").write_text(json.dumps(stored, default=float))
-            return rows
-        print(f"  seed {seed}: {', '.join(REUSED_ROWS)} reused from {folder}", flush=True)
-        # A private work folder: LoRA trials may share one base side by side.
-        with tempfile.TemporaryDirectory() as tmp:
-            saved = folder / "multitask_model"
-            return rows | _adapt(args, seed, Path(tmp), saved, ("shift: LoRA",), rows)
-    return run_seed_fully(args, seed, work)
+    if not args.reuse_base:
+        return run_seed_fully(args, seed, work)
+    folder, stored = _reused(args, seed)
+    if stored is None:
+        rows = run_seed_fully(args, seed, folder)
+        stored = {
+            "key": _reuse_key(args, seed),
+            "rows": {name: rows[name] for name in REUSED_ROWS},
+            "full fine-tuning": {_full_rate(args): rows[FULL]},
+        }
+        (folder / "rows.json").write_text(json.dumps(stored, default=float))
+        return rows
+    print(f"  seed {seed}: {', '.join(REUSED_ROWS)} reused from {folder}", flush=True)
+    rows = stored["rows"]
+    full = stored["full fine-tuning"].get(_full_rate(args))
+    names: tuple[str, ...] = ("shift: LoRA",) if full else (FULL, "shift: LoRA")
+    names += (CONTINUED,) if args.continued_training else ()
+    if full:
+        print(f"  seed {seed}: {FULL} at learning rate {_full_rate(args)} reused", flush=True)
+        rows = rows | {FULL: full}
+    # A private work folder: LoRA trials may share one base side by side.
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = rows | _adapt(args, seed, Path(tmp), folder / "multitask_model", names, rows)
+    if not full:  # kept for later trials at this full fine-tuning rate
+        stored["full fine-tuning"][_full_rate(args)] = rows[FULL]
+        (folder / "rows.json").write_text(json.dumps(stored, default=float))
+    return rows
 
 
 def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[str, float]]:
@@ -254,9 +290,16 @@ def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str,
         )
 
     multitask = _train(
-        build_model(base, num_items, features), train, validation, args, seed, work / "multitask"
+        build_model(base, num_items, features),
+        train,
+        validation,
+        args,
+        seed,
+        work / "multitask",
+        steps_per_epoch=args.base_steps if args.shift_only and args.base_steps else args.steps,
     )
     record("multi-task", multitask.model, perturbed=True)
+    adapted = multitask  # the model adapted to --shifted-logs
     # The ablation rows (skipped with --shift-only, which keeps the LoRA comparison).
     if not args.shift_only:
         for task in ("click", "return"):
@@ -300,9 +343,21 @@ def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str,
         )
 
     if args.shifted_logs:
+        if not args.shift_only and args.base_steps and args.base_steps != args.steps:
+            adapted = _train(
+                build_model(base, num_items, features),
+                train,
+                validation,
+                args,
+                seed,
+                work / "adapted",
+                steps_per_epoch=args.base_steps,
+            )
+            record(f"multi-task, {args.base_steps} steps (adapted)", adapted.model)
         saved = work / "multitask_model"
-        multitask.model.save_pretrained(saved)
-        adaptations = ("shift: zero-shot", "shift: full fine-tuning", "shift: LoRA")
+        adapted.model.save_pretrained(saved)
+        adaptations: tuple[str, ...] = ("shift: zero-shot", FULL, "shift: LoRA")
+        adaptations += (CONTINUED,) if args.continued_training else ()
         rows |= _adapt(args, seed, work, saved, adaptations, rows)
     return rows
 
@@ -339,17 +394,20 @@ def _adapt(
         "lora_modules_to_save": tuple(args.lora_modules_to_save),
         "lora_use_dora": args.lora_dora,
     }
-    options_of = {"shift: zero-shot": None, "shift: full fine-tuning": {}, "shift: LoRA": lora}
+    full = {"learning_rate": args.full_learning_rate or args.learning_rate}
+    options_of = {"shift: zero-shot": None, FULL: full, "shift: LoRA": lora, CONTINUED: full}
+    original_train, original_validation, _ = _splits(args.logs, seed, num_items)
     adapted: dict[str, dict[str, float]] = {}
     for name in names:
         options = options_of[name]
         model = build_model(base.replace(initial_model=str(saved)), num_items, features)
         fraction = 1.0
         if options is not None:
+            continued = name == CONTINUED
             result = _train(
                 model,
-                shifted_train,
-                shifted_validation,
+                original_train if continued else shifted_train,
+                original_validation if continued else shifted_validation,
                 args,
                 seed,
                 work / name.replace(" ", "_").replace(":", ""),
@@ -380,14 +438,21 @@ RECOVERED_LOSSES = {
 """Held-out losses whose gain recovered by LoRA the summary reports, head by head."""
 
 
-def _recovered(per_seed: list[dict[str, dict[str, float]]], key: str) -> list[float]:
-    """Per seed, LoRA's gain over zero-shot as a share of full fine-tuning's, on ``key``."""
+def _recovered(
+    per_seed: list[dict[str, dict[str, float]]],
+    key: str,
+    row: str = "shift: LoRA",
+    higher_is_better: bool = False,
+) -> list[float]:
+    """Per seed, ``row``'s gain over zero-shot as a share of full fine-tuning's, on ``key``
+    (a loss, or with ``higher_is_better`` a score such as an AUC)."""
+    sign = -1.0 if higher_is_better else 1.0
     shares = []
     for rows in per_seed:
         zero = rows["shift: zero-shot"][key]
-        full = zero - rows["shift: full fine-tuning"][key]
-        lora = zero - rows["shift: LoRA"][key]
-        shares.append(lora / full if full > 0 else math.nan)
+        full = sign * (zero - rows[FULL][key])
+        gain = sign * (zero - rows[row][key])
+        shares.append(gain / full if full > 0 else math.nan)
     return shares
 
 
@@ -404,12 +469,32 @@ def main() -> None:
     parser.add_argument("--shifted-logs", type=Path, default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=300, help="optimizer steps per training run")
+    parser.add_argument(
+        "--base-steps",
+        type=int,
+        default=None,
+        help="optimizer steps of the multi-task model adapted to --shifted-logs (default: "
+        "--steps; fit-predictor trains its model for 6000); without --shift-only it is a "
+        "model of its own beside the ablation rows",
+    )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--history", type=int, default=50)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument(
         "--epsilon", type=float, default=0.5, help="FGM radius (training and perturbed metrics)"
+    )
+    parser.add_argument(
+        "--full-learning-rate",
+        type=float,
+        default=None,
+        help="learning rate of full fine-tuning to the shifted population (default: "
+        "--learning-rate)",
+    )
+    parser.add_argument(
+        "--continued-training",
+        action="store_true",
+        help="add the control row: full fine-tuning's budget spent on the original population",
     )
     parser.add_argument("--lora-rank", type=int, default=LORA_RANK)
     parser.add_argument(
@@ -551,14 +636,18 @@ def main() -> None:
         print(
             f"\nLoRA recovers {statistics.mean(gains):.0%} of full fine-tuning's log-loss gain (per seed: {[round(g, 3) for g in gains]})"
         )
-        print("\n| held-out loss | full fine-tuning's gain | LoRA recovers |\n|---|---|---|")
+        auc_gains = _recovered(per_seed, "click_auc", higher_is_better=True)
+        print(f"LoRA recovers {_mean_std(auc_gains, '.0%')} of its click AUC gain")
+        control = all(CONTINUED in rows for rows in per_seed)
+        header = "| held-out loss | full fine-tuning's gain | LoRA recovers |"
+        header += " more training, original population |" if control else ""
+        print("\n" + header + "\n|---|---|---|" + ("---|" if control else ""))
         for name, key in RECOVERED_LOSSES.items():
-            full_gains = [
-                rows["shift: zero-shot"][key] - rows["shift: full fine-tuning"][key]
-                for rows in per_seed
-            ]
-            shares = _recovered(per_seed, key)
-            print(f"| {name} | {_mean_std(full_gains, '.4f')} | {_mean_std(shares, '.0%')} |")
+            full_gains = [rows["shift: zero-shot"][key] - rows[FULL][key] for rows in per_seed]
+            cells = [_mean_std(full_gains, ".4f"), _mean_std(_recovered(per_seed, key), ".0%")]
+            if control:
+                cells.append(_mean_std(_recovered(per_seed, key, CONTINUED), ".0%"))
+            print(f"| {name} | " + " | ".join(cells) + " |")
     if args.json:
         args.json.write_text(
             json.dumps(
