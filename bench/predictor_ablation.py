@@ -70,7 +70,8 @@ def _splits(log: Path, seed: int, num_items: int) -> tuple[Any, Any, Any]:
 
 
 LORA_TARGETS = ("query", "value", "candidate_trunk.0", "candidate_trunk.3")
-"""Modules with LoRA adapters when adapting to the shifted population."""
+"""Modules with LoRA adapters when adapting to the shifted population (with
+`LORA_FULLY_TRAINED`, `training.adaptation_lora_modules` of the BERT model)."""
 
 LORA_RANK = 8
 """Rank of the adapters when adapting to the shifted population."""

@@ -26,8 +26,10 @@ from agents.validation import (
     fit_learned_simulator,
     learned_env_options,
 )
+from loe_gym.predictor import load_predictor
 from loe_gym.predictor.data import new_session_gap
 from loe_gym.predictor.serving import PredictorService
+from loe_gym.predictor.training import TrainingConfig, adaptation_lora_modules, apply_lora
 from simulators.learned import FIRST_ROW_GAP, LearnedUsers, catalog_from_log
 
 NUM_ITEMS = 60
@@ -370,6 +372,20 @@ def test_loop_cli_quick(tmp_path: Path) -> None:
     fit = json.loads((out / "round_2" / "predictor" / "metrics.json").read_text())
     assert fit["config"]["lora_rank"] == 8
     assert fit["config"]["initial_model"].endswith("round_1/predictor/model")
+    # A trained model is adapted with the adaptation placement: trunk adapters, no heads in full.
+    previous = load_predictor(out / "round_1" / "predictor" / "model")
+    targets, saved = adaptation_lora_modules(previous)
+    adapted = apply_lora(
+        previous,
+        TrainingConfig(
+            output_dir="unused",
+            lora_rank=8,
+            lora_target_modules=targets,
+            lora_modules_to_save=saved,
+        ),
+    )
+    trainable = sum(value.numel() for value in adapted.parameters() if value.requires_grad)
+    assert fit["stages"]["finetune"]["trainable_parameters"] == trainable
     assert (out / "round_1" / "agent" / "model.zip").is_file()
     assert (out / "round_1" / "logs" / "_metadata.json").is_file()
     assert (out / "engagement_per_round.png").is_file()

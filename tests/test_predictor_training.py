@@ -32,7 +32,9 @@ from loe_gym.predictor.serving import PredictorService
 from loe_gym.predictor.training import (
     HEAD_MODULES,
     TrainingConfig,
+    adaptation_lora_modules,
     apply_lora,
+    default_lora_target_modules,
     evaluate,
     evaluate_perturbed,
     finetune,
@@ -602,6 +604,43 @@ def test_merged_lora_model_gives_the_same_outputs(backbone: str) -> None:
         torch.testing.assert_close(
             getattr(actual, name), getattr(expected, name), msg=name, atol=1e-5, rtol=1e-5
         )
+
+
+@pytest.mark.parametrize("backbone", ["bert", "gpt2"])
+def test_adaptation_lora_adapts_the_trunk_and_trains_only_the_output_layers(
+    backbone: str,
+) -> None:
+    model = make_model(backbone=backbone)
+    targets, saved = adaptation_lora_modules(model)
+    assert targets == (
+        *default_lora_target_modules(model),
+        "candidate_trunk.0",
+        "candidate_trunk.3",
+    )
+    assert saved == ("candidate_output", "profile_wide")
+    settings = TrainingConfig(
+        output_dir="unused", lora_rank=2, lora_target_modules=targets, lora_modules_to_save=saved
+    )
+    trainable = {
+        name: value.numel()
+        for name, value in apply_lora(model, settings).named_parameters()
+        if value.requires_grad
+    }
+    assert any("candidate_trunk.0.lora_A" in name for name in trainable)
+    assert any("candidate_trunk.3.lora_B" in name for name in trainable)
+    # The trunk's own weights stay frozen; only adapters and the two output layers train.
+    assert all(
+        "lora_" in name or "candidate_output" in name or "profile_wide" in name
+        for name in trainable
+    ), sorted(trainable)
+    heads_in_full = apply_lora(
+        make_model(backbone=backbone),
+        settings.replace(lora_target_modules=None, lora_modules_to_save=None),
+    )
+    default = sum(v.numel() for v in heads_in_full.parameters() if v.requires_grad)
+    assert sum(trainable.values()) < default
+    # Without a long-term profile there is no wide layer to train.
+    assert adaptation_lora_modules(make_model(long_term_profile=False))[1] == ("candidate_output",)
 
 
 def test_fit_with_lora_returns_a_merged_model(tmp_path: Path) -> None:

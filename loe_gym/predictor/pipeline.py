@@ -37,6 +37,7 @@ from loe_gym.predictor.modeling_predictor import PredictorModel
 from loe_gym.predictor.training import (
     FitResult,
     TrainingConfig,
+    adaptation_lora_modules,
     evaluate,
     evaluate_perturbed,
     finetune,
@@ -110,7 +111,10 @@ class FitPredictorConfig(FrozenConfig):
     adversarial_epsilon: float = 0.1
     """L2 radius of the perturbation, for training and for the perturbed metrics."""
     lora_rank: int | None = None
-    """Fine-tune through LoRA adapters of this rank (None = full fine-tuning)."""
+    """Fine-tune through LoRA adapters of this rank (None = full fine-tuning). With
+    ``initial_model``: adapters on the attention and the candidate trunk, the output layers
+    trained in full (`adaptation_lora_modules`, 3.9 % of the parameters at hidden 64);
+    otherwise attention adapters and the heads trained in full."""
     initial_model: str | None = None
     """Start from this saved predictor (``save_pretrained`` directory) instead of scratch."""
     validation_fraction: float = 0.1
@@ -298,11 +302,16 @@ def fit_predictor(
         stages["pretrain"] = _stage_summary(masked)
     # Built once: the GRU baseline trains on the same batches (profiles take ~450 B a row).
     train_targets = targets(train, True, config.seed)
+    finetuning = _training_config(config, output_dir / "finetune", config.finetune_epochs)
+    if config.lora_rank is not None and config.initial_model is not None:
+        # Adapting a trained model: its heads are trained, adapters on them suffice.
+        adapted, saved = adaptation_lora_modules(model)
+        finetuning = finetuning.replace(lora_target_modules=adapted, lora_modules_to_save=saved)
     tuned = finetune(
         model,
         train_targets,
         targets(validation, False, 0, config.validation_target_fraction),
-        _training_config(config, output_dir / "finetune", config.finetune_epochs),
+        finetuning,
     )
     model = tuned.model
     stages["finetune"] = _stage_summary(tuned)

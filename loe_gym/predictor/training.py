@@ -71,6 +71,7 @@ __all__ = [
     "FitResult",
     "LossParts",
     "TrainingConfig",
+    "adaptation_lora_modules",
     "apply_lora",
     "default_lora_target_modules",
     "evaluate",
@@ -443,6 +444,22 @@ continuation, return); ``profile_wide`` exists only with a long-term profile."""
 HEAD_PARAMETERS = ("ranking_bias", "masked_item_bias", "log_variances")
 """Parameters `PredictorModel` owns directly that belong to the heads and the loss: the
 catalog biases of the ranking and masked-item heads, the learned loss log-variances."""
+
+
+def adaptation_lora_modules(model: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(lora_target_modules, lora_modules_to_save)`` for adapting a trained predictor to
+    logs of another population: adapters on the attention (`default_lora_target_modules`)
+    and on the candidate trunk's two linear layers; the candidate output layer and the
+    profile's wide layer trained in full. The heads of a trained model are trained already, so
+    they need not train in full (`HEAD_MODULES`, the default after pre-training).
+
+    Measured in docs/predictor.md: 3.9 % of the parameters at hidden 64, recovering 94 % ± 2 %
+    of full fine-tuning's held-out click log-loss gain on a shifted population.
+    """
+    modules = {name for name, _ in model.named_modules()}
+    trunk = tuple(name for name in ("candidate_trunk.0", "candidate_trunk.3") if name in modules)
+    saved = tuple(name for name in ("candidate_output", "profile_wide") if name in modules)
+    return default_lora_target_modules(model) + trunk, saved
 
 
 def apply_lora(model: nn.Module, config: TrainingConfig) -> nn.Module:
