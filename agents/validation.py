@@ -134,7 +134,8 @@ def fit_learned_simulator(
         else:
             warnings.warn(
                 f"The log at {logs} has no randomised rows ({random_rows!r}): every row trains "
-                "every head. Collect it with a mixture (`--policy deployable`) to train on randomised exposure.",
+                "every head. Collect it with a mixture (`--policy deployable`) to train on "
+                "randomised exposure.",
                 stacklevel=2,
             )
     fit_config = FitPredictorConfig(

@@ -160,26 +160,29 @@ SETTINGS = ("steps", "batch_size", "history", "hidden", "learning_rate", "epsilo
 """Options that define a run; kept in the JSON files and printed with the table."""
 
 
+OPTIONAL_SETTINGS: dict[str, Any] = {
+    "base_steps": None,
+    "full_learning_rate": None,
+    "lora_steps": None,
+    "lora_bias": "none",
+    "lora_rank": LORA_RANK,
+    "lora_target_modules": LORA_TARGETS,
+    "lora_dora": False,
+    "lora_modules_to_save": LORA_FULLY_TRAINED,
+}
+"""Options kept in the JSON files only where they differ from these defaults, so files of
+runs from before an option existed still merge with runs that leave it alone."""
+
+
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings = {name: getattr(args, name) for name in SETTINGS}
     # The loss weights are FitPredictorConfig's defaults (click, watch, ranking, cont., return).
     settings |= {"loss_weights": list(FitPredictorConfig.loss_weights)}
-    if getattr(args, "base_steps", None):  # recorded only when the base's budget differs
-        settings["base_steps"] = args.base_steps
-    if getattr(args, "full_learning_rate", None):  # recorded only when it differs
-        settings["full_learning_rate"] = args.full_learning_rate
-    if getattr(args, "lora_steps", None):  # recorded only when LoRA's budget differs
-        settings["lora_steps"] = args.lora_steps
-    if getattr(args, "lora_bias", "none") != "none":
-        settings["lora_bias"] = args.lora_bias
-    if getattr(args, "lora_rank", LORA_RANK) != LORA_RANK:
-        settings["lora_rank"] = args.lora_rank
-    if tuple(getattr(args, "lora_target_modules", LORA_TARGETS)) != LORA_TARGETS:
-        settings["lora_target_modules"] = list(args.lora_target_modules)
-    if getattr(args, "lora_dora", False):
-        settings["lora_dora"] = True
-    if tuple(getattr(args, "lora_modules_to_save", LORA_FULLY_TRAINED)) != LORA_FULLY_TRAINED:
-        settings["lora_modules_to_save"] = list(args.lora_modules_to_save)
+    for name, default in OPTIONAL_SETTINGS.items():
+        value = getattr(args, name, default)
+        value = tuple(value) if isinstance(value, list) else value
+        if value != default:
+            settings[name] = list(value) if isinstance(value, tuple) else value
     return settings
 
 
@@ -290,17 +293,15 @@ def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str,
             flush=True,
         )
 
-    multitask = _train(
-        build_model(base, num_items, features),
-        train,
-        validation,
-        args,
-        seed,
-        work / "multitask",
-        steps_per_epoch=args.base_steps if args.shift_only and args.base_steps else args.steps,
-    )
+    def train_multitask(steps: int, folder: str) -> Any:
+        model = build_model(base, num_items, features)
+        return _train(model, train, validation, args, seed, work / folder, steps_per_epoch=steps)
+
+    base_steps = args.base_steps or args.steps
+    # With --shift-only the multi-task row is the adapted model; else it has the rows' budget.
+    multitask_steps = base_steps if args.shift_only else args.steps
+    multitask = train_multitask(multitask_steps, "multitask")
     record("multi-task", multitask.model, perturbed=True)
-    adapted = multitask  # the model adapted to --shifted-logs
     # The ablation rows (skipped with --shift-only, which keeps the LoRA comparison).
     if not args.shift_only:
         for task in ("click", "return"):
@@ -344,17 +345,10 @@ def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str,
         )
 
     if args.shifted_logs:
-        if not args.shift_only and args.base_steps and args.base_steps != args.steps:
-            adapted = _train(
-                build_model(base, num_items, features),
-                train,
-                validation,
-                args,
-                seed,
-                work / "adapted",
-                steps_per_epoch=args.base_steps,
-            )
-            record(f"multi-task, {args.base_steps} steps (adapted)", adapted.model)
+        adapted = multitask
+        if base_steps != multitask_steps:
+            adapted = train_multitask(base_steps, "adapted")
+            record(f"multi-task, {base_steps} steps (adapted)", adapted.model)
         saved = work / "multitask_model"
         adapted.model.save_pretrained(saved)
         adaptations: tuple[str, ...] = ("shift: zero-shot", FULL, "shift: LoRA")
