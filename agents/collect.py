@@ -29,8 +29,8 @@ from typing import Any, Final
 import gymnasium as gym
 import numpy as np
 
-from agents.baselines import REFERENCE_POLICIES, Policy, make_policy
 from agents.evaluation import population_steps
+from agents.reference_policies import REFERENCE_POLICIES, Policy, make_policy
 from loe_gym import RecommendationVectorEnv
 from loe_gym.errors import check_positive_int, did_you_mean
 from loe_gym.logs import LogInteractions
@@ -55,7 +55,7 @@ DEPLOYABLE_POLICY: Final[dict[str, float]] = {
 }
 """The components of the ``"deployable"`` logging policy: random exposure and three
 recommenders that read only what the platform observes (a personalised one, a
-clickbait-prone one and a quality-seeking one; see `agents.baselines`)."""
+clickbait-prone one and a quality-seeking one; see `agents.reference_policies`)."""
 
 
 class MixedPolicy:
@@ -219,6 +219,96 @@ def _make_policy(name: str, seed: int = 0) -> Policy:
     return make_policy(name, seed=seed) if name == "random" else make_policy(name)
 
 
+def _with_horizon(options: dict[str, Any], horizon_days: int | None) -> dict[str, Any]:
+    if horizon_days is not None:
+        if "horizon_days" in options and options["horizon_days"] != horizon_days:
+            raise ValueError(
+                f"horizon_days={horizon_days} contradicts env_options['horizon_days']="
+                f"{options['horizon_days']}; give it once."
+            )
+        options["horizon_days"] = horizon_days
+    return options
+
+
+def _logging_behaviour(policy: str | Policy, seed: int) -> Policy:
+    """The logging policy a name stands for (a `Policy` object is taken as it is)."""
+    if not isinstance(policy, str):
+        return policy
+    if policy == "mixed":
+        return MixedPolicy(seed=seed)
+    if policy == "diverse":
+        return MixedPolicy(seed=seed, per_user_concentration=DIVERSE_CONCENTRATION)
+    if policy == "deployable":
+        return MixedPolicy(
+            DEPLOYABLE_POLICY,
+            seed=seed,
+            per_user_concentration=DIVERSE_CONCENTRATION,
+            name="deployable",
+        )
+    return _make_policy(policy, seed=int(np.random.SeedSequence(seed).generate_state(1)[0]))
+
+
+def _open_log(
+    core: RecommendationVectorEnv,
+    behaviour: Policy,
+    path: str | os.PathLike[str],
+    rows_per_group: int,
+    overwrite: bool,
+    privileged: bool,
+) -> LogInteractions:
+    """The logging wrapper, once the policy's needs of the catalog are checked."""
+    # Policies that need features of the catalog say so before the log is created.
+    for component in getattr(behaviour, "components", (behaviour,)):
+        if hasattr(component, "check"):
+            component.check(core)
+    # A mixture logs which component chose each row ("mixed:random", …): rows of the
+    # random component are randomised exposure, which a model can learn from without the
+    # logging policy's selection bias.
+    components = behaviour.names if isinstance(behaviour, MixedPolicy) else ()
+    return LogInteractions(
+        core,
+        path,
+        policy=behaviour.name,
+        rows_per_group=rows_per_group,
+        overwrite=overwrite,
+        privileged=privileged,
+        policy_components=components,
+    )
+
+
+def _log_population(
+    logged: LogInteractions,
+    behaviour: Policy,
+    wrappers: Sequence[Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]],
+    seed: int,
+    max_steps: int,
+    progress: bool,
+) -> int:
+    """Step the population through its lives under ``behaviour``; return its sessions."""
+    sessions = 0
+
+    def log_only_the_population(finished: np.ndarray) -> None:
+        # Slots whose population user has finished hold new users: do not log them.
+        logged.log_mask = ~finished
+
+    acting: gym.vector.VectorEnv = logged
+    if isinstance(behaviour, MixedPolicy):
+        behaviour = _RecordingComponents(behaviour, logged)
+    for wrap in wrappers:
+        acting = wrap(acting)
+    for info, live, _ in population_steps(
+        acting,
+        behaviour,
+        seed,
+        max_steps=max_steps,
+        progress=progress,
+        description=f"collect {behaviour.name}",
+        before_step=log_only_the_population,
+    ):
+        sessions += int(np.count_nonzero(live & (info["step_in_session"] == 0)))
+    return sessions
+
+
 def collect_logs(
     env_id: str = "loe_gym/Engagement-v0",
     *,
@@ -241,7 +331,7 @@ def collect_logs(
         env_id: a registered loe_gym environment.
         num_users: the population size (users simulated side by side).
         path: the log directory (see `loe_gym.logs.ParquetLogWriter`).
-        policy: a reference policy of `agents.baselines.REFERENCE_POLICIES`, ``"mixed"``
+        policy: a reference policy of `agents.reference_policies.REFERENCE_POLICIES`, ``"mixed"``
             or ``"diverse"`` (per-user mixture weights; see `MixedPolicy`); its name goes
             into the log's ``policy`` column. Or a `Policy` object (a deployed agent).
         seed: seeds the population, the candidates, the responses and the policy; the
@@ -262,81 +352,21 @@ def collect_logs(
     """
     num_users = check_positive_int("num_users", num_users)
     max_steps = check_positive_int("max_steps", max_steps)
-    options = dict(env_options or {})
-    if horizon_days is not None:
-        if "horizon_days" in options and options["horizon_days"] != horizon_days:
-            raise ValueError(
-                f"horizon_days={horizon_days} contradicts env_options['horizon_days']="
-                f"{options['horizon_days']}; give it once."
-            )
-        options["horizon_days"] = horizon_days
+    options = _with_horizon(dict(env_options or {}), horizon_days)
     # Build the policy before the environment and the log: a bad name creates nothing.
-    behaviour: Policy
-    if not isinstance(policy, str):
-        behaviour = policy
-    elif policy == "mixed":
-        behaviour = MixedPolicy(seed=seed)
-    elif policy == "diverse":
-        behaviour = MixedPolicy(seed=seed, per_user_concentration=DIVERSE_CONCENTRATION)
-    elif policy == "deployable":
-        behaviour = MixedPolicy(
-            DEPLOYABLE_POLICY,
-            seed=seed,
-            per_user_concentration=DIVERSE_CONCENTRATION,
-            name="deployable",
-        )
-    else:
-        behaviour = _make_policy(
-            policy, seed=int(np.random.SeedSequence(seed).generate_state(1)[0])
-        )
+    behaviour = _logging_behaviour(policy, seed)
     env = gym.make_vec(
         env_id, num_envs=num_users, vectorization_mode="vector_entry_point", **options
     )
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
     started = time.perf_counter()
     try:
-        # Policies that need features of the catalog say so before the log is created.
-        for component in getattr(behaviour, "components", (behaviour,)):
-            if hasattr(component, "check"):
-                component.check(core)
-        # A mixture logs which component chose each row ("mixed:random", …): rows of
-        # the random component are randomised exposure, which a model can learn from
-        # without the logging policy's selection bias.
-        components = behaviour.names if isinstance(behaviour, MixedPolicy) else ()
-        logged = LogInteractions(
-            core,
-            path,
-            policy=behaviour.name,
-            rows_per_group=rows_per_group,
-            overwrite=overwrite,
-            privileged=privileged,
-            policy_components=components,
-        )
+        logged = _open_log(core, behaviour, path, rows_per_group, overwrite, privileged)
     except BaseException:
         env.close()
         raise
-    sessions = 0
-
-    def log_only_the_population(finished: np.ndarray) -> None:
-        # Slots whose population user has finished hold new users: do not log them.
-        logged.log_mask = ~finished
-
     try:
-        acting: gym.vector.VectorEnv = logged
-        if isinstance(behaviour, MixedPolicy):
-            behaviour = _RecordingComponents(behaviour, logged)
-        for wrap in wrappers:
-            acting = wrap(acting)
-        for info, live, _ in population_steps(
-            acting,
-            behaviour,
-            seed,
-            max_steps=max_steps,
-            progress=progress,
-            description=f"collect {behaviour.name}",
-            before_step=log_only_the_population,
-        ):
-            sessions += int(np.count_nonzero(live & (info["step_in_session"] == 0)))
+        sessions = _log_population(logged, behaviour, wrappers, seed, max_steps, progress)
     finally:
         logged.close()
     return LogSummary(

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import stats
 from tqdm import tqdm
 
-from agents.baselines import Policy, make_policy
+from agents.reference_policies import Policy, make_policy
 from loe_gym import RecommendationVectorEnv
 
 METRICS: dict[str, str] = {
@@ -168,41 +168,56 @@ def run_population(
         env: a vector env in ``next_step`` autoreset mode (or a vector wrapper of one,
             e.g. `agents.predictor_env.PredictorObservations`); its ``num_envs`` users
             form the population.
-        policy: a batched policy (see `agents.baselines`).
+        policy: a batched policy (see `agents.reference_policies`).
         seed: seeds the population, the candidates and the responses.
         max_steps: safety cap on vector steps (raises if reached).
     """
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
-    n = core.num_envs
-    horizon = core.config.horizon_days
-    totals = {
-        name: np.zeros(n)
-        for name in (
-            "watch",
-            "clicks",
-            "impressions",
-            "steps",
-            "sessions",
-            "session_ends",
-            "next_day_returns",
-            "churned",
-            "completion_sum",
-        )
-    }
-    daily_watch = np.zeros(horizon)
-    daily_active = np.zeros(horizon)
-    satisfaction_sum = np.zeros(horizon)
-    satisfaction_count = np.zeros(horizon)
-    session_steps = np.zeros(n)
-    item_impressions = np.zeros(core.catalog.num_items)
-    topics = core.catalog.topics
-    topic_impressions = None if topics is None else np.zeros((n, int(topics.max()) + 1))
-    churn_day = np.full(n, horizon)
-    session_lengths: list[np.ndarray] = []
-    return_gaps: list[np.ndarray] = []
+    totals = _PopulationTotals(core)
     for info, live, _ in population_steps(
         env, policy, seed, max_steps=max_steps, progress=progress
     ):
+        totals.add(info, live)
+    return totals.result(policy.name, seed)
+
+
+_TOTALS = (
+    "watch",
+    "clicks",
+    "impressions",
+    "steps",
+    "sessions",
+    "session_ends",
+    "next_day_returns",
+    "churned",
+    "completion_sum",
+)
+
+
+class _PopulationTotals:
+    """Per-user and per-day sums over a population's steps (`run_population`)."""
+
+    def __init__(self, core: RecommendationVectorEnv) -> None:
+        n, horizon = core.num_envs, core.config.horizon_days
+        self.core, self.n, self.horizon = core, n, horizon
+        self.totals = {name: np.zeros(n) for name in _TOTALS}
+        self.daily_watch = np.zeros(horizon)
+        self.daily_active = np.zeros(horizon)
+        self.satisfaction_sum = np.zeros(horizon)
+        self.satisfaction_count = np.zeros(horizon)
+        self.session_steps = np.zeros(n)
+        self.item_impressions = np.zeros(core.catalog.num_items)
+        self.topics = core.catalog.topics
+        self.topic_impressions = (
+            None if self.topics is None else np.zeros((n, int(self.topics.max()) + 1))
+        )
+        self.churn_day = np.full(n, horizon)
+        self.session_lengths: list[np.ndarray] = []
+        self.return_gaps: list[np.ndarray] = []
+
+    def add(self, info: Mapping[str, Any], live: np.ndarray) -> None:
+        """One vector step's ``info``; ``live`` marks the population's users still in it."""
+        totals = self.totals
         watch = info["reward_parts"]["watch_time"] * live
         totals["watch"] += watch
         totals["clicks"] += info["reward_parts"]["click"] * live
@@ -214,8 +229,17 @@ def run_population(
         totals["next_day_returns"] += info["returned_next_day"] & live
         totals["churned"] += info["churned"] & live
         totals["completion_sum"] += (info["completion"] * info["clicked"]).sum(axis=1) * live
-        shown = info["slate"][live]
-        item_impressions += np.bincount(shown.ravel(), minlength=item_impressions.size)
+        self._add_impressions(info["slate"][live], live)
+        day = np.minimum(info["day"], self.horizon - 1)
+        churning = info["churned"] & live
+        self.churn_day[churning] = info["day"][churning] + 1
+        np.add.at(self.daily_watch, day, watch)
+        np.add.at(self.daily_active, day[starts], 1.0)
+        self._add_session_ends(info, live, day)
+
+    def _add_impressions(self, shown: np.ndarray, live: np.ndarray) -> None:
+        self.item_impressions += np.bincount(shown.ravel(), minlength=self.item_impressions.size)
+        topic_impressions, topics = self.topic_impressions, self.topics
         if topic_impressions is not None and topics is not None:
             # One bincount over (user, topic) cells: np.add.at is several times slower.
             num_topics = topic_impressions.shape[1]
@@ -224,49 +248,46 @@ def run_population(
             topic_impressions += np.bincount(cells, minlength=topic_impressions.size).reshape(
                 topic_impressions.shape
             )
-        day = np.minimum(info["day"], horizon - 1)
-        churning = info["churned"] & live
-        churn_day[churning] = info["day"][churning] + 1
-        np.add.at(daily_watch, day, watch)
-        np.add.at(daily_active, day[starts], 1.0)
-        session_steps = np.where(info["acted"], session_steps + 1, 0)
+
+    def _add_session_ends(self, info: Mapping[str, Any], live: np.ndarray, day: np.ndarray) -> None:
+        self.session_steps = np.where(info["acted"], self.session_steps + 1, 0)
         ended = info["session_end"] & live
         if ended.any():
-            session_lengths.append(session_steps[ended])
+            self.session_lengths.append(self.session_steps[ended])
             returning = ended & ~info["churned"]
-            return_gaps.append(info["gap_days"][returning])
-            satisfaction = getattr(core.state, "satisfaction", None)
+            self.return_gaps.append(info["gap_days"][returning])
+            satisfaction = getattr(self.core.state, "satisfaction", None)
             if satisfaction is not None:
                 # Users reset this step hold a new life's state; `ended` excludes them.
-                satisfaction_sum += np.bincount(day[ended], satisfaction[ended], horizon)
-                satisfaction_count += np.bincount(day[ended], minlength=horizon)
-        session_steps = np.where(info["session_end"], 0, session_steps)
-    return PopulationResult(
-        policy=policy.name,
-        seed=seed,
-        watch=totals["watch"],
-        clicks=totals["clicks"],
-        impressions=totals["impressions"],
-        steps=totals["steps"],
-        sessions=totals["sessions"],
-        session_ends=totals["session_ends"],
-        next_day_returns=totals["next_day_returns"],
-        churned=totals["churned"],
-        completion_sum=totals["completion_sum"],
-        daily_watch=daily_watch / n,
-        daily_active=daily_active / n,
-        daily_satisfaction=np.divide(
-            satisfaction_sum,
-            satisfaction_count,
-            out=np.full(horizon, np.nan),
-            where=satisfaction_count > 0,
-        ),
-        session_lengths=np.concatenate(session_lengths) if session_lengths else np.zeros(0),
-        return_gaps=np.concatenate(return_gaps) if return_gaps else np.zeros(0, np.int64),
-        item_impressions=item_impressions,
-        topic_impressions=topic_impressions,
-        churn_day=churn_day,
-    )
+                horizon = self.horizon
+                self.satisfaction_sum += np.bincount(day[ended], satisfaction[ended], horizon)
+                self.satisfaction_count += np.bincount(day[ended], minlength=horizon)
+        self.session_steps = np.where(info["session_end"], 0, self.session_steps)
+
+    def result(self, policy: str, seed: int) -> PopulationResult:
+        n, horizon = self.n, self.horizon
+        return PopulationResult(
+            policy=policy,
+            seed=seed,
+            **self.totals,
+            daily_watch=self.daily_watch / n,
+            daily_active=self.daily_active / n,
+            daily_satisfaction=np.divide(
+                self.satisfaction_sum,
+                self.satisfaction_count,
+                out=np.full(horizon, np.nan),
+                where=self.satisfaction_count > 0,
+            ),
+            session_lengths=(
+                np.concatenate(self.session_lengths) if self.session_lengths else np.zeros(0)
+            ),
+            return_gaps=(
+                np.concatenate(self.return_gaps) if self.return_gaps else np.zeros(0, np.int64)
+            ),
+            item_impressions=self.item_impressions,
+            topic_impressions=self.topic_impressions,
+            churn_day=self.churn_day,
+        )
 
 
 @dataclass(frozen=True)
@@ -399,3 +420,174 @@ def evaluate(
         )
     env.close()
     return Evaluation(env_id=env_id, num_users=num_users, seeds=tuple(seeds), results=results)
+
+
+TABLE_METRICS = ("total_watch", "active_days", "next_day_retention", "ctr", "session_length")
+"""The columns of ``simulate`` / ``calibrate`` tables on an env whose users return."""
+SESSION_METRICS = ("total_watch", "episode_length", "ctr", "total_clicks")
+"""The columns on a one-session env (`EnvFacts.multi_day` False): days do not apply."""
+
+
+def table_metrics(env_id: str) -> tuple[str, ...]:
+    """The metrics that apply to ``env_id``'s users (see `loe_gym.registration.EnvFacts`)."""
+    from loe_gym.registration import env_facts
+
+    return TABLE_METRICS if env_facts(env_id).multi_day else SESSION_METRICS
+
+
+def report_metrics(env_id: str) -> tuple[str, ...]:
+    """The columns of an ``evaluate`` report on ``env_id``."""
+    from agents.report import REPORT_METRICS
+    from loe_gym.registration import env_facts
+
+    if env_facts(env_id).multi_day:
+        return REPORT_METRICS
+    return (*SESSION_METRICS, "coverage", "topic_diversity")
+
+
+def policy_table(config: Any, *, progress: bool = True) -> tuple[str, dict[str, Any]]:
+    """The reference policies of a `PolicyTableConfig` over its populations:
+    ``(markdown table with legend, metrics as a JSON-able dict)``."""
+    import time
+
+    from loe_gym.registration import env_facts
+
+    policies = config.policies or env_facts(config.env_id).reference_policies
+    _check_policy_names(policies)
+    started = time.perf_counter()
+    result = evaluate(
+        config.env_id,
+        policies,
+        num_users=config.evaluation.num_users,
+        seeds=config.evaluation.seeds,
+        env_options=config.env_options,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - started
+    metrics = table_metrics(config.env_id)
+    legend = "\n".join(f"- `{m}`: {METRICS[m]}" for m in metrics)
+    where = f" with {config.env_options}" if config.env_options else ""
+    text = (
+        f"{config.env_id}{where}: {config.evaluation.num_users} users per population, seeds "
+        f"{list(config.evaluation.seeds)}; mean ± 95% CI half-width over seeds.\n\n"
+        f"{result.table(metrics)}\n\n{legend}\n"
+    )
+    return text, result.to_dict() | {"seconds": seconds}
+
+
+def evaluate_runs(config: Any, *, progress: bool = True) -> Evaluation:
+    """Trained agents (``loe-gym train`` folders) and baselines of an `EvaluateConfig`,
+    on the same populations. Agents that read the predictor must share one."""
+    from agents.training import check_env_id, load_agent, predictor_wrappers
+
+    check_env_id(config.env_id)
+    policies: list[Any] = []
+    service, wrap_config = None, None
+    env_options = config.env_options
+    for run in config.agents:
+        policy, run_config, agent_service = load_agent(run, name=_run_name(run))
+        if run_config.env_id != config.env_id:
+            raise ValueError(
+                f"{run} was trained on {run_config.env_id}, not --env-id {config.env_id}."
+            )
+        if env_options is None:
+            env_options = run_config.env_options
+        if agent_service is not None:
+            _check_shared_predictor(wrap_config, run_config, run)
+            service, wrap_config = agent_service, run_config
+        policies.append(policy)
+    baselines, service, wrap_config = _baselines(config, service, wrap_config)
+    policies += baselines
+    wrappers = (
+        predictor_wrappers(wrap_config, service, for_training=False)
+        if service is not None and wrap_config is not None
+        else []
+    )
+    return evaluate(
+        config.env_id,
+        policies,
+        env_options=env_options,
+        num_users=config.evaluation.num_users,
+        seeds=config.evaluation.seeds,
+        progress=progress,
+        wrappers=wrappers,
+    )
+
+
+def _check_policy_names(names: Sequence[str]) -> None:
+    from agents.reference_policies import REFERENCE_POLICIES
+    from loe_gym.errors import did_you_mean
+
+    for name in names:
+        if name not in REFERENCE_POLICIES:
+            raise ValueError(
+                f"Unknown policy {name!r}.{did_you_mean(name, REFERENCE_POLICIES)} "
+                f"Choose from {', '.join(REFERENCE_POLICIES)}."
+            )
+
+
+def _run_name(run: str) -> str:
+    from pathlib import Path
+
+    return Path(run).name
+
+
+def _check_shared_predictor(current: Any, new: Any, run: str) -> None:
+    if current is None:
+        return
+    shared = (current.predictor, current.agent.encoder_history_length)
+    other = (new.predictor, new.agent.encoder_history_length)
+    if shared != other:
+        raise ValueError(
+            f"All --agents must share one predictor and encoder history length {shared}; "
+            f"{run} uses {other}. Evaluate them separately."
+        )
+
+
+def _baselines(config: Any, service: Any, wrap_config: Any) -> tuple[list[Any], Any, Any]:
+    """The baselines' policies, and the predictor ``myopic_predicted`` acts on."""
+    from agents.configs import EVALUATE_BASELINES, TrainRunConfig
+    from agents.reference_policies import (
+        REFERENCE_POLICIES,
+        MyopicPredictedPolicy,
+        PopularityPolicy,
+    )
+    from loe_gym.errors import did_you_mean
+
+    policies: list[Any] = []
+    for name in config.baselines:
+        if name not in EVALUATE_BASELINES and name not in REFERENCE_POLICIES:
+            known = sorted({*EVALUATE_BASELINES, *REFERENCE_POLICIES})
+            raise ValueError(
+                f"Unknown baseline {name!r}.{did_you_mean(name, known)} Choose from "
+                f"{', '.join(known)}."
+            )
+        if name == "popularity":
+            if config.logs is None:
+                raise ValueError("The popularity baseline counts clicks in logs: pass --logs DIR.")
+            policies.append(PopularityPolicy(_item_clicks(config.logs, config.env_id)))
+        elif name == "myopic_predicted":
+            if service is None:
+                if config.predictor is None:
+                    raise ValueError(
+                        "myopic_predicted needs the predictor: pass --predictor DIR or an agent "
+                        "trained with one."
+                    )
+                from loe_gym.predictor.serving import PredictorService
+
+                service = PredictorService.from_pretrained(config.predictor)
+                wrap_config = TrainRunConfig(env_id=config.env_id, predictor=config.predictor)
+            policies.append(MyopicPredictedPolicy())
+        else:
+            policies.append(make_policy(name))
+    return policies, service, wrap_config
+
+
+def _item_clicks(logs: str, env_id: str) -> np.ndarray:
+    """Clicks per catalog item in ``logs`` (the popularity baseline's counts)."""
+    from loe_gym.predictor.sequences import item_popularity, load_sequences
+
+    env = gym.make(env_id)
+    num_items = int(env.unwrapped.catalog.num_items)  # type: ignore[attr-defined]
+    env.close()
+    return item_popularity(load_sequences(logs, num_items=num_items)[0], num_items)

@@ -29,95 +29,15 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from loe_gym.config import FrozenConfig
+from agents.configs import LoopConfig, TrainRunConfig
 
 __all__ = ["ExplorationPolicy", "LoopConfig", "round_summary", "run_loop"]
-
-REFITS = ("full", "lora")
-TRAIN_WORLDS = ("learned", "ground_truth")
-
-
-@dataclass(frozen=True)
-class LoopConfig(FrozenConfig):
-    """Sizes of `run_loop` (``loe-gym loop --help``; ``--quick`` for a smoke run)."""
-
-    env_id: str = "loe_gym/Engagement-v0"
-    """The ground-truth environment."""
-    rounds: int = 3
-    """Rounds after round 0."""
-    horizon_days: int = 30
-    """Days per user life."""
-    round0_policy: str = "myopic"
-    """Round 0's ranker: a reference policy (``myopic``: most expected minutes now)."""
-    users_per_round: int = 1000
-    """Users of each deployment (logged, and measured)."""
-    exploration: float = 0.1
-    """Share of deployed steps that show a random candidate instead (every round)."""
-    refit: str = "full"
-    """How later rounds refit the predictor on new logs: ``full`` or ``lora``."""
-    lora_rank: int = 8
-    """Rank of the LoRA adapters with ``refit="lora"``."""
-    train_on: str = "learned"
-    """Where PPO trains: ``learned`` (the simulator fitted on the logs) or
-    ``ground_truth`` (the real environment, reward from the predictor)."""
-    predictor_hidden_size: int = 32
-    """Width of the predictor's transformer."""
-    predictor_layers: int = 2
-    """Layers of the predictor's transformer."""
-    predictor_history: int = 20
-    """History rows the predictor sees."""
-    predictor_steps: int = 600
-    """Optimizer steps of each fit."""
-    agent_steps: int = 150_000
-    """PPO's budget per round, in environment steps."""
-    agent_users: int = 512
-    """Users simulated side by side while PPO trains."""
-    return_weight: float = 30.0
-    """Reward model: weight of the predicted next-day-return gain (agents/predictor_env.py)."""
-    continuation_weight: float = 20.0
-    """Reward model: weight of the predicted session-continuation gain."""
-    seed: int = 0
-    """Seeds every fit, agent and population (round k deploys population 100 + k)."""
-    threads: int = 0
-    """torch threads (0 = torch's default)."""
-    progress: bool = True
-    """Progress messages and bars."""
-
-    def __post_init__(self) -> None:
-        self._check_numbers()
-        self._check_positive(
-            "rounds", "horizon_days", "users_per_round", "lora_rank", "predictor_hidden_size"
-        )
-        self._check_positive("predictor_layers", "predictor_history", "predictor_steps")
-        self._check_positive("agent_steps", "agent_users")
-        self._check_nonnegative("return_weight", "continuation_weight", "threads")
-        self._check_unit_interval("exploration")
-        self._check_choice("refit", REFITS)
-        self._check_choice("train_on", TRAIN_WORLDS)
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> LoopConfig:
-        """A smoke-test size: about a minute on two CPU cores, numbers meaningless."""
-        values: dict[str, Any] = {
-            "rounds": 1,
-            "horizon_days": 3,
-            "users_per_round": 40,
-            "predictor_hidden_size": 16,
-            "predictor_layers": 1,
-            "predictor_history": 10,
-            "predictor_steps": 10,
-            "agent_steps": 2048,
-            "agent_users": 32,
-        }
-        values.update(overrides)
-        return cls(**values)
 
 
 class ExplorationPolicy:
@@ -234,116 +154,102 @@ def _markdown(config: LoopConfig, rounds: list[dict[str, Any]], seconds: float) 
     return "\n".join(lines)
 
 
-def run_loop(config: LoopConfig, output: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+def run_loop(
+    config: LoopConfig, output: str | Path, *, overwrite: bool = False, progress: bool = True
+) -> dict[str, Any]:
     """Run the loop into ``output`` (refused if it exists, unless ``overwrite``); returns
     what ``metrics.json`` holds."""
-    import torch
+    from agents.reference_policies import make_policy
+    from agents.report import prepare_report_folder
+    from agents.training import check_env_id
 
-    from agents.baselines import make_policy
-    from agents.collect import collect_logs
-    from agents.report import prepare_report_folder, stage
-    from agents.training import TrainConfig, load_agent, predictor_wrappers, train_agent
-    from agents.validation import SimulatorFitConfig, fit_learned_simulator, learned_env_options
-
+    check_env_id(config.env_id)
     folder = prepare_report_folder(output, overwrite)
-    if config.threads:
-        torch.set_num_threads(config.threads)
     (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     started_loop = time.perf_counter()
-    fit = SimulatorFitConfig(
-        predictor_hidden_size=config.predictor_hidden_size,
-        predictor_layers=config.predictor_layers,
-        predictor_history=config.predictor_history,
-        predictor_epochs=1,
-        predictor_steps=config.predictor_steps,
-        seed=config.seed,
-        progress=config.progress,
-    )
-
-    def deploy(index: int, policy: Any, wrappers: Any = ()) -> dict[str, Any]:
-        logs = folder / f"round_{index}" / "logs"
-        started = stage(
-            "loop", f"round {index}: deploy {policy.name} to the ground truth", config.progress
-        )
-        collect_logs(
-            config.env_id,
-            num_users=config.users_per_round,
-            path=logs,
-            policy=ExplorationPolicy(policy, config.exploration, seed=config.seed + index),
-            seed=100 + index,
-            horizon_days=config.horizon_days,
-            progress=config.progress,
-            wrappers=wrappers,
-        )
-        summary = {"policy": policy.name, **round_summary(logs)}
-        summary["seconds_deploy"] = time.perf_counter() - started
-        if config.progress:
-            print(
-                f"[loop] round {index}: total watch {summary['total_watch']:.1f} ± "
-                f"{summary['total_watch_ci95_half_width']:.1f}",
-                flush=True,
-            )
-        return summary
-
-    rounds = [deploy(0, make_policy(config.round0_policy))]
-    catalog_logs = folder / "round_0" / "logs"
+    rounds = [_deploy(config, folder, 0, make_policy(config.round0_policy), (), progress)]
     previous_model: Path | None = None
     for index in range(1, config.rounds + 1):
-        round_folder = folder / f"round_{index}"
-        logs = folder / f"round_{index - 1}" / "logs"
-        started = stage("loop", f"round {index}: refit the predictor", config.progress)
-        metrics = fit_learned_simulator(
-            logs,
-            round_folder / "predictor",
-            fit,
-            initial_model=previous_model,
-            lora_rank=config.lora_rank
-            if (config.refit == "lora" and previous_model is not None)
-            else None,
-        )
-        predictor = round_folder / "predictor" / "model"
-        seconds_fit = time.perf_counter() - started
-        env_options: dict[str, Any] = {"horizon_days": config.horizon_days}
-        if config.train_on == "learned":
-            env_options.update(learned_env_options(predictor, catalog_logs, metrics))
-        agent_config = TrainConfig(
-            algorithm="ppo",
-            env_id=config.env_id,
-            env_options=env_options,
-            encoder="frozen",
-            reward="predictor",
-            predictor=str(predictor),
-            history_length=min(10, config.predictor_history),
-            return_weight=config.return_weight,
-            continuation_weight=config.continuation_weight,
-            total_steps=config.agent_steps,
-            num_users=config.agent_users,
-            seed=config.seed + index,
-            eval_every=0,
-            checkpoint_every=0,
-            progress=config.progress,
-        )
-        started = stage(
-            "loop", f"round {index}: train PPO on the {config.train_on}", config.progress
-        )
-        train_agent(agent_config, round_folder / "agent")
-        seconds_train = time.perf_counter() - started
-        agent, loaded_config, service = load_agent(
-            round_folder / "agent", name=f"ppo_round_{index}"
-        )
-        summary = deploy(
-            index, agent, predictor_wrappers(loaded_config, service, for_training=False)
-        )
-        summary.update(seconds_fit=seconds_fit, seconds_train=seconds_train)
-        summary["predictor_test"] = {
-            k: v for k, v in metrics["test"].items() if k.endswith(("auc", "ece"))
-        }
+        summary, previous_model = _round(config, folder, index, previous_model, progress)
         rounds.append(summary)
-        previous_model = predictor
-
     seconds = time.perf_counter() - started_loop
     _plot(rounds, folder)
     payload = {"config": config.to_dict(), "rounds": rounds, "seconds": seconds}
     (folder / "metrics.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
     (folder / "report.md").write_text(_markdown(config, rounds, seconds))
     return payload
+
+
+def _deploy(
+    config: LoopConfig, folder: Path, index: int, policy: Any, wrappers: Any, progress: bool
+) -> dict[str, Any]:
+    """Deploy ``policy`` (with exploration) to round ``index``'s fresh population; log it."""
+    from agents.collect import collect_logs
+    from agents.report import stage
+
+    logs = folder / f"round_{index}" / "logs"
+    started = stage("loop", f"round {index}: deploy {policy.name} to the ground truth", progress)
+    collect_logs(
+        config.env_id,
+        num_users=config.users_per_round,
+        path=logs,
+        policy=ExplorationPolicy(policy, config.exploration, seed=config.seed + index),
+        seed=100 + index,
+        horizon_days=config.horizon_days,
+        progress=progress,
+        wrappers=wrappers,
+    )
+    summary = {"policy": policy.name, **round_summary(logs)}
+    summary["seconds_deploy"] = time.perf_counter() - started
+    if progress:
+        print(
+            f"[loop] round {index}: total watch {summary['total_watch']:.1f} ± "
+            f"{summary['total_watch_ci95_half_width']:.1f}",
+            flush=True,
+        )
+    return summary
+
+
+def _round(
+    config: LoopConfig, folder: Path, index: int, previous_model: Path | None, progress: bool
+) -> tuple[dict[str, Any], Path]:
+    """Round ``index``: refit on the last round's logs, retrain, deploy; ``(summary, the
+    refitted predictor)``."""
+    from agents.report import stage
+    from agents.training import load_agent, predictor_wrappers, train_agent
+    from agents.validation import fit_learned_simulator, learned_env_options
+
+    round_folder = folder / f"round_{index}"
+    logs = folder / f"round_{index - 1}" / "logs"
+    started = stage("loop", f"round {index}: refit the predictor", progress)
+    adapt = config.refit == "lora" and previous_model is not None
+    fit_config = config.predictor.replace(
+        initial_model=None if previous_model is None else str(previous_model),
+        training=config.predictor.training.replace(
+            lora_rank=config.adapter_rank if adapt else None
+        ),
+    )
+    fit = fit_learned_simulator(logs, round_folder / "predictor", fit_config, progress=progress)
+    seconds_fit = time.perf_counter() - started
+    env_options: dict[str, Any] = {"horizon_days": config.horizon_days}
+    if config.train_on == "learned":
+        env_options.update(
+            learned_env_options(fit.folder.model, folder / "round_0" / "logs", fit.test)
+        )
+    run = TrainRunConfig(
+        env_id=config.env_id,
+        env_options=env_options,
+        predictor=str(fit.folder.model),
+        agent=config.agent.replace(seed=config.agent.seed + index),
+        eval_every=0,
+        checkpoint_every=0,
+    )
+    started = stage("loop", f"round {index}: train PPO on the {config.train_on}", progress)
+    train_agent(run, round_folder / "agent", progress=progress)
+    seconds_train = time.perf_counter() - started
+    agent, loaded, service = load_agent(round_folder / "agent", name=f"ppo_round_{index}")
+    wrappers = predictor_wrappers(loaded, service, for_training=False)
+    summary = _deploy(config, folder, index, agent, wrappers, progress)
+    summary.update(seconds_fit=seconds_fit, seconds_train=seconds_train)
+    summary["predictor_test"] = {k: v for k, v in fit.test.items() if k.endswith(("auc", "ece"))}
+    return summary, fit.folder.model

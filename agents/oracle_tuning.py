@@ -15,13 +15,13 @@ import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
-from agents.baselines import (
+from agents.evaluation import run_population
+from agents.reference_policies import (
     ORACLE_FEATURES,
     REFERENCE_PLANNER_WEIGHTS,
     OraclePlanner,
     OracleWeights,
 )
-from agents.evaluation import run_population
 from loe_gym import RecommendationVectorEnv
 
 

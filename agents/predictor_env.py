@@ -26,29 +26,20 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import VectorEnv, VectorWrapper
 
+from agents.ranking import SCORE_NAMES, top_slates
 from loe_gym import RecommendationVectorEnv
 from loe_gym.envs.vector_env import AutoresetMode
-from loe_gym.predictor.data import new_session_gap
+from loe_gym.predictor.sequences import new_session_gap
 from loe_gym.predictor.serving import SAME_SESSION_GAP, PredictorService
 
 __all__ = [
     "FUSION_TASKS",
-    "SCORE_NAMES",
     "FusionWeights",
     "PredictorObservations",
     "PredictorReward",
     "check_predictor_matches",
     "rank_by_weights",
 ]
-
-SCORE_NAMES = (
-    "click_probability",
-    "watch_time_if_clicked",
-    "watch_time",
-    "continuation_probability",
-    "return_probability",
-)
-"""Columns of ``candidate_scores`` (see `PredictorService.predict`)."""
 
 
 def _keys(space: gym.Space[Any]) -> set[str]:
@@ -70,7 +61,7 @@ class PredictorObservations(VectorWrapper):  # type: ignore[misc]
 
     New keys: ``user_state`` ``(N, H)`` float32, the predictor's user state, and
     ``candidate_scores`` ``(N, C, 5)`` float32, its prediction for each candidate shown
-    next (columns `SCORE_NAMES`).
+    next (columns `agents.ranking.SCORE_NAMES`).
 
     Args:
         env: a `RecommendationVectorEnv` (possibly wrapped) with the ``history``
@@ -313,8 +304,6 @@ def rank_by_weights(weights: np.ndarray, scores: np.ndarray, slate_size: int) ->
     each is ranked by ``Σ_k w_k · z_k``: ``weights`` ``(N, 4)`` over `FUSION_TASKS`,
     ``z`` the candidate's scores ``(N, C, 5)`` standardised within the user's candidates
     (so that one weight scale fits probabilities and minutes alike)."""
-    from agents.baselines import top_slates
-
     tasks = scores[..., [SCORE_NAMES.index(name) for name in FUSION_TASKS]]
     z = (tasks - tasks.mean(1, keepdims=True)) / (tasks.std(1, keepdims=True) + 1e-6)
     w = np.clip(np.asarray(weights, np.float32).reshape(-1, 1, len(FUSION_TASKS)), -1.0, 1.0)

@@ -1,10 +1,11 @@
 """Training SB3 agents on the simulated users (``loe-gym train``).
 
-One typed config, `TrainConfig`, names the algorithm, the environment, how the predictor
-enters (as state encoder, as reward model) and the budget; `train_agent` builds the
-batched SB3 environment, the candidate-scoring policy, TensorBoard logging, a progress
-bar, periodic checkpoints (resumable) and an evaluation callback on held-out users, and
-writes ``model.zip`` plus ``config.json`` to the output folder.
+`TrainRunConfig` (agents/configs.py) names the environment, the predictor's folder and the
+agent (`TrainConfig`: algorithm, how the predictor enters — state encoder, reward model —
+budget and hyper-parameters); `train_agent` builds the batched SB3 environment, the
+candidate-scoring policy, TensorBoard logging, a progress bar, periodic checkpoints
+(resumable) and an evaluation callback on held-out users, and writes the run folder
+(`AgentRunFolder`).
 
 | algorithm | action | policy |
 |---|---|---|
@@ -19,141 +20,83 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from loe_gym.config import FrozenConfig
+from agents.configs import FUSION_ALGORITHMS, TrainRunConfig
 from loe_gym.errors import did_you_mean
 
 __all__ = [
-    "ALGORITHMS",
-    "ENCODERS",
-    "REWARDS",
+    "AgentRunFolder",
     "SB3Policy",
-    "TrainConfig",
+    "TrainingSummary",
+    "check_env_id",
     "load_agent",
     "train_agent",
 ]
 
-ALGORITHMS = ("ppo", "a2c", "dqn", "sac", "td3")
-"""Algorithms ``train_agent`` takes."""
-FUSION_ALGORITHMS = ("sac", "td3")
-"""Algorithms that act through fusion weights (a ``Box`` action)."""
-ENCODERS = ("frozen", "none")
-"""``frozen``: the trained predictor encodes each user (state and per-candidate task scores)
-and is not updated; ``none``: the policy sees the environment's observation only."""
-REWARDS = ("simulator", "predictor")
-"""``simulator``: minutes watched, from the simulator; ``predictor``: the reward model
-(`agents.predictor_env.PredictorReward`), so the agent never reads the simulator's reward."""
+
+@dataclass(frozen=True)
+class AgentRunFolder:
+    """The layout of a `train_agent` output folder (the one place that knows it)."""
+
+    root: Path
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.zip"
+
+    @property
+    def config(self) -> Path:
+        """The resolved `TrainRunConfig` (`load_agent` reads it)."""
+        return self.root / "config.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "training.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
+    def evaluations(self) -> Path:
+        """One JSON line per evaluation of the callback."""
+        return self.root / "evaluations.jsonl"
 
 
 @dataclass(frozen=True)
-class TrainConfig(FrozenConfig):
-    """Options of `train_agent` (``loe-gym train --help`` lists them)."""
+class TrainingSummary:
+    """What `train_agent` did (``training.json`` holds the same fields)."""
 
-    algorithm: str = "ppo"
-    """``ppo``, ``a2c``, ``dqn`` (choose a candidate) or ``sac``, ``td3`` (fusion weights)."""
-    env_id: str = "loe_gym/Engagement-v0"
-    """Registered environment id."""
-    env_options: dict[str, Any] | None = None
-    """Keyword options of the environment (JSON on the command line), e.g.
-    ``{"simulator_kwargs": {"catalog_seed": 1}, "horizon_days": 10}``."""
-    encoder: str = "frozen"
-    """How the predictor encodes users: ``frozen`` or ``none`` (no predictor)."""
-    reward: str = "simulator"
-    """``simulator`` (minutes watched) or ``predictor`` (the reward model)."""
-    predictor: str | None = None
-    """Trained predictor directory (``loe-gym fit-predictor``'s ``model/``); needed unless
-    encoder is ``none`` and reward is ``simulator``."""
-    history_length: int = 10
-    """History rows the predictor's transformer sees per step (older rows reach it through
-    its long-term profile); shorter is faster."""
-    return_weight: float = 30.0
-    """Reward model: minutes per unit of predicted next-day return probability gained
-    over the average candidate (see agents/predictor_env.py)."""
-    continuation_weight: float = 20.0
-    """Reward model: minutes per unit of predicted session-continuation probability gained
-    over the average candidate."""
-    total_steps: int = 1_000_000
-    """Budget: environment steps (user decisions) of training."""
-    num_users: int = 1024
-    """Users simulated side by side (SB3's n_envs)."""
-    seed: int = 0
-    """Seeds the users, the candidates and the networks."""
-    learning_rate: float = 1e-3
-    """Adam learning rate."""
-    gamma: float = 0.995
-    """Discount per step (a user life is hundreds of steps; the return effect spans sessions)."""
-    n_steps: int = 8
-    """PPO / A2C: steps per user per rollout (with a thousand users, short rollouts give
-    many policy updates per million steps)."""
-    batch_size: int = 2048
-    """PPO / DQN / SAC / TD3: minibatch size."""
-    n_epochs: int = 10
-    """PPO: epochs per rollout."""
-    ent_coef: float = 0.0
-    """PPO / A2C: entropy bonus."""
-    net_arch: tuple[int, ...] = (64, 64)
-    """Widths of the per-candidate scoring MLP."""
-    myopic_prior: float = 2.0
-    """PPO / A2C with the predictor: initial weight of the predicted-watch ranking in the
-    logits (learned from there; 0 = start uniform). See agents/policies.py."""
-    buffer_size: int = 200_000
-    """DQN / SAC / TD3: replay buffer size."""
-    eval_users: int = 256
-    """Held-out users of the evaluation callback (a seed no training population uses)."""
-    eval_every: int = 250_000
-    """Evaluate every this many steps (0 = never)."""
-    checkpoint_every: int = 250_000
-    """Save a resumable checkpoint every this many steps (0 = only at the end)."""
-    threads: int = 0
-    """torch threads (0 = leave torch's default)."""
-    progress: bool = True
-    """Progress bar."""
+    steps: int
+    """Environment steps trained in all (a resumed run counts its earlier steps)."""
+    seconds: float
+    """Wall-clock seconds of this call's learning."""
+    steps_per_second: float
+    """This call's steps per second (NaN when it had nothing left to train)."""
+    resumed_from: str | None
+    """The checkpoint a resumed run continued from."""
 
-    def __post_init__(self) -> None:
-        self._check_choice("algorithm", ALGORITHMS)
-        self._check_choice("encoder", ENCODERS)
-        self._check_choice("reward", REWARDS)
-        if self.env_id not in gym.registry:
-            known = [n for n in gym.registry if n.startswith("loe_gym/")]
-            raise ValueError(
-                f"Unknown env id {self.env_id!r}.{did_you_mean(self.env_id, known)} "
-                f"Registered: {', '.join(known)}."
-            )
-        self._check_numbers()
-        self._check_positive(
-            "total_steps", "num_users", "history_length", "n_steps", "batch_size", "n_epochs"
-        )
-        self._check_positive("learning_rate", "eval_users", "buffer_size")
-        self._check_nonnegative("return_weight", "continuation_weight", "ent_coef")
-        self._check_nonnegative("eval_every", "checkpoint_every")
-        self._check_nonnegative("threads", "myopic_prior")
-        if self.env_options is not None and not isinstance(self.env_options, dict):
-            raise TypeError(
-                f"env_options must be a dict of environment options, got {self.env_options!r}."
-            )
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"gamma must lie in (0, 1], got {self.gamma}.")
-        if not self.net_arch or any(w < 1 for w in self.net_arch):
-            raise ValueError(f"net_arch needs positive widths, got {self.net_arch!r}.")
-        if self.needs_predictor and self.predictor is None:
-            raise ValueError(
-                f"encoder={self.encoder!r}, reward={self.reward!r} and algorithm="
-                f"{self.algorithm!r} need a trained predictor: pass predictor=<dir> (from "
-                "loe-gym fit-predictor), or encoder='none' with reward='simulator'."
-            )
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
-    @property
-    def needs_predictor(self) -> bool:
-        return (
-            self.encoder != "none"
-            or self.reward == "predictor"
-            or self.algorithm in FUSION_ALGORITHMS
+
+def check_env_id(env_id: str) -> None:
+    """Raise on an unregistered env id, suggesting the near ones."""
+    if env_id not in gym.registry:
+        known = [n for n in gym.registry if n.startswith("loe_gym/")]
+        raise ValueError(
+            f"Unknown env id {env_id!r}.{did_you_mean(env_id, known)} "
+            f"Registered: {', '.join(known)}."
         )
 
 
@@ -164,7 +107,7 @@ def _service(path: str | Path) -> Any:
 
 
 def predictor_wrappers(
-    config: TrainConfig, service: Any, *, for_training: bool
+    config: TrainRunConfig, service: Any, *, for_training: bool
 ) -> list[Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]]:
     """The vector wrappers ``config`` puts between the simulator and the agent.
 
@@ -174,32 +117,34 @@ def predictor_wrappers(
 
     if service is None:
         return []
+    agent = config.agent
     wrappers: list[Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]] = [
-        lambda env: PredictorObservations(env, service, config.history_length)
+        lambda env: PredictorObservations(env, service, agent.encoder_history_length)
     ]
-    if for_training and config.reward == "predictor":
+    if for_training and agent.reward_source == "predictor":
         wrappers.append(
-            lambda env: PredictorReward(env, config.return_weight, config.continuation_weight)
+            lambda env: PredictorReward(env, agent.return_weight, agent.continuation_weight)
         )
-    if for_training and config.algorithm in FUSION_ALGORITHMS:
+    if for_training and agent.algorithm in FUSION_ALGORITHMS:
         wrappers.append(FusionWeights)
     return wrappers
 
 
-def _check_action_space(config: TrainConfig, env: Any) -> None:
+def _check_action_space(config: TrainRunConfig, env: Any) -> None:
     space = env.action_space
-    if config.algorithm == "dqn" and not isinstance(space, gym.spaces.Discrete):
+    if config.agent.algorithm == "dqn" and not isinstance(space, gym.spaces.Discrete):
         raise ValueError(
             f"dqn needs a Discrete action (one item per step); {config.env_id} has {space}. "
             "Algorithms that take it: ppo, a2c (slates), sac, td3 (fusion weights)."
         )
 
 
-def _make_model(config: TrainConfig, env: Any, tensorboard: str | None) -> Any:
+def _make_model(run: TrainRunConfig, env: Any, tensorboard: str | None) -> Any:
     import stable_baselines3 as sb3
 
-    from agents.policies import CandidateActorCriticPolicy, CandidateDQNPolicy
+    from agents.networks import CandidateActorCriticPolicy, CandidateDQNPolicy
 
+    config = run.agent
     common: dict[str, Any] = {"seed": config.seed, "tensorboard_log": tensorboard, "verbose": 0}
     lr, gamma = config.learning_rate, config.gamma
     if config.algorithm in ("ppo", "a2c"):
@@ -247,20 +192,20 @@ def _make_model(config: TrainConfig, env: Any, tensorboard: str | None) -> Any:
     return algorithm("MultiInputPolicy", env, **off_policy)
 
 
-def make_training_env(config: TrainConfig, service: Any, *, num_users: int | None = None) -> Any:
+def make_training_env(config: TrainRunConfig, service: Any, *, num_users: int | None = None) -> Any:
     """The SB3 ``VecEnv`` (monitored) that ``config`` trains on."""
     from agents.sb3_vec_env import make_sb3_env
 
     return make_sb3_env(
         config.env_id,
-        num_users or config.num_users,
+        num_users or config.agent.num_users,
         wrappers=predictor_wrappers(config, service, for_training=True),
         **dict(config.env_options or {}),
     )
 
 
 class SB3Policy:
-    """A trained SB3 agent as a batched `agents.baselines.Policy` (deterministic actions).
+    """A trained SB3 agent as a batched `agents.reference_policies.Policy` (deterministic actions).
 
     Fusion-weight agents (SAC, TD3) output weights; this ranks the candidates by them,
     so the evaluation env needs only `PredictorObservations`.
@@ -282,11 +227,11 @@ class SB3Policy:
         if slate_size == 1:
             action, _ = self.model.predict(dict(obs), deterministic=True)
             return np.asarray(action)
-        # A slate policy's positions share the candidates' logits (agents/policies.py): the
+        # A slate policy's positions share the candidates' logits (agents/networks.py): the
         # deterministic slate is the best slate_size distinct candidates, not one repeated.
         import torch
 
-        from agents.baselines import top_slates
+        from agents.ranking import top_slates
 
         policy = self.model.policy
         tensors, _ = policy.obs_to_tensor(dict(obs))
@@ -298,86 +243,91 @@ class SB3Policy:
         return f"SB3Policy({self.name!r})"
 
 
-def load_agent(run: str | Path, name: str | None = None) -> tuple[SB3Policy, TrainConfig, Any]:
+def load_agent(run: str | Path, name: str | None = None) -> tuple[SB3Policy, TrainRunConfig, Any]:
     """``(policy, config, predictor service or None)`` of a ``train_agent`` output folder."""
     import stable_baselines3 as sb3
 
-    folder = Path(run)
-    config_path = folder / "config.json"
-    if not config_path.is_file():
+    folder = AgentRunFolder(Path(run))
+    if not folder.config.is_file():
         raise FileNotFoundError(
-            f"{folder} holds no config.json: pass a folder written by loe-gym train."
+            f"{folder.root} holds no config.json: pass a folder written by loe-gym train."
         )
-    values = json.loads(config_path.read_text())
-    values["net_arch"] = tuple(values["net_arch"])
-    config = TrainConfig.from_dict(values)
-    algorithm = getattr(sb3, config.algorithm.upper())
-    model = algorithm.load(folder / "model.zip", device="cpu")
-    service = _service(str(config.predictor)) if config.needs_predictor else None
-    return _as_policy(model, config, name or config.algorithm, service), config, service
+    config = TrainRunConfig.from_dict(json.loads(folder.config.read_text()))
+    algorithm = getattr(sb3, config.agent.algorithm.upper())
+    model = algorithm.load(folder.model, device="cpu")
+    service = _service(str(config.predictor)) if config.agent.needs_predictor else None
+    policy = _as_policy(model, config, name or config.agent.algorithm, service)
+    return policy, config, service
 
 
-def _as_policy(model: Any, config: TrainConfig, name: str, service: Any) -> SB3Policy:
+def _as_policy(model: Any, config: TrainRunConfig, name: str, service: Any) -> SB3Policy:
     return SB3Policy(
         model,
         name,
         uses_predictor=service is not None,
-        fusion=config.algorithm in FUSION_ALGORITHMS,
+        fusion=config.agent.algorithm in FUSION_ALGORITHMS,
     )
 
 
+def _prepare_run_folder(folder: AgentRunFolder, overwrite: bool, resume: bool) -> Path | None:
+    """Check ``folder`` against the mode; return the checkpoint to resume from."""
+    latest = _latest_checkpoint(folder.checkpoints) if resume else None
+    if folder.root.exists() and any(folder.root.iterdir()) and not (overwrite or resume):
+        raise FileExistsError(
+            f"{folder.root} exists and is not empty; pass overwrite=True (--overwrite) to start "
+            "over or resume=True (--resume) to continue from its last checkpoint."
+        )
+    if resume and latest is None:
+        raise FileNotFoundError(
+            f"resume: {folder.checkpoints} holds no checkpoint to continue from."
+        )
+    if overwrite and folder.root.exists() and not resume:
+        import shutil
+
+        shutil.rmtree(folder.root)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    return latest
+
+
 def train_agent(
-    config: TrainConfig,
+    config: TrainRunConfig,
     output: str | Path,
     *,
     overwrite: bool = False,
     resume: bool = False,
     callbacks: Sequence[Any] = (),
-) -> dict[str, Any]:
-    """Train ``config``'s agent; write ``model.zip``, ``config.json``, ``training.json``,
-    TensorBoard logs (``tensorboard/``) and checkpoints (``checkpoints/``) to ``output``.
+    progress: bool = True,
+) -> TrainingSummary:
+    """Train ``config``'s agent; write the run folder (`AgentRunFolder`: ``model.zip``,
+    the resolved ``config.json``, ``training.json``, TensorBoard logs and checkpoints).
 
     An existing ``output`` is refused unless ``overwrite`` (start over) or ``resume``
     (continue from its last checkpoint). Returns the training summary.
     """
-    import torch
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 
-    folder = Path(output)
-    checkpoints = folder / "checkpoints"
-    latest = _latest_checkpoint(checkpoints) if resume else None
-    if folder.exists() and any(folder.iterdir()) and not (overwrite or resume):
-        raise FileExistsError(
-            f"{folder} exists and is not empty; pass overwrite=True (--overwrite) to start "
-            "over or resume=True (--resume) to continue from its last checkpoint."
-        )
-    if resume and latest is None:
-        raise FileNotFoundError(f"resume: {checkpoints} holds no checkpoint to continue from.")
-    if overwrite and folder.exists() and not resume:
-        import shutil
-
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    service = _service(str(config.predictor)) if config.needs_predictor else None
+    check_env_id(config.env_id)
+    folder = AgentRunFolder(Path(output))
+    latest = _prepare_run_folder(folder, overwrite, resume)
+    agent = config.agent
+    service = _service(str(config.predictor)) if agent.needs_predictor else None
     env = make_training_env(config, service)
     _check_action_space(config, env)
-    (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    tensorboard = str(folder / "tensorboard")
+    folder.config.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    tensorboard = str(folder.tensorboard)
     if latest is not None:
         import stable_baselines3 as sb3
 
-        model = getattr(sb3, config.algorithm.upper()).load(
+        model = getattr(sb3, agent.algorithm.upper()).load(
             latest, env=env, device="cpu", tensorboard_log=tensorboard
         )
     else:
         model = _make_model(config, env, tensorboard)
-    every = config.checkpoint_every or config.total_steps
+    every = config.checkpoint_every or agent.total_steps
     callback_list: list[Any] = [
         CheckpointCallback(
-            save_freq=max(1, every // config.num_users),
-            save_path=str(checkpoints),
+            save_freq=max(1, every // agent.num_users),
+            save_path=str(folder.checkpoints),
             name_prefix="agent",
         ),
         *callbacks,
@@ -385,24 +335,24 @@ def train_agent(
     if config.eval_every:
         callback_list.append(evaluation_callback(config, service, folder))
     started = time.perf_counter()
-    remaining = config.total_steps - (model.num_timesteps if latest is not None else 0)
+    remaining = agent.total_steps - (model.num_timesteps if latest is not None else 0)
     if remaining > 0:
         model.learn(
             remaining,
             callback=CallbackList(callback_list),
-            progress_bar=config.progress,
+            progress_bar=progress,
             reset_num_timesteps=latest is None,
             tb_log_name="run",
         )
     seconds = time.perf_counter() - started
-    model.save(folder / "model.zip")
-    summary = {
-        "steps": int(model.num_timesteps),
-        "seconds": seconds,
-        "steps_per_second": (remaining / seconds) if remaining > 0 and seconds > 0 else math.nan,
-        "resumed_from": None if latest is None else str(latest),
-    }
-    (folder / "training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    model.save(folder.model)
+    summary = TrainingSummary(
+        steps=int(model.num_timesteps),
+        seconds=seconds,
+        steps_per_second=(remaining / seconds) if remaining > 0 and seconds > 0 else math.nan,
+        resumed_from=None if latest is None else str(latest),
+    )
+    folder.summary.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     env.close()
     return summary
 
@@ -412,11 +362,11 @@ def _latest_checkpoint(folder: Path) -> Path | None:
     return files[-1] if files else None
 
 
-def evaluation_callback(config: TrainConfig, service: Any, folder: Path) -> Any:
+def evaluation_callback(config: TrainRunConfig, service: Any, folder: AgentRunFolder) -> Any:
     """An SB3 callback that runs the long-term evaluation on held-out users every
     ``config.eval_every`` steps and logs ``eval/total_watch`` (and friends) to TensorBoard
     and ``evaluations.jsonl``. (Built here so that importing this module stays free of
-    SB3 and torch: the command line reads `TrainConfig` at start-up.)"""
+    SB3 and torch.)"""
     from stable_baselines3.common.callbacks import BaseCallback
 
     from agents.evaluation import run_population
@@ -431,19 +381,19 @@ def evaluation_callback(config: TrainConfig, service: Any, folder: Path) -> Any:
             if self.num_timesteps < self._next:
                 return True
             self._next += config.eval_every
-            policy = _as_policy(self.model, config, config.algorithm, service)
+            policy = _as_policy(self.model, config, config.agent.algorithm, service)
             # Seed 10_000: a population the training users (seed 0, 1, …) never are.
-            summary = run_population(self._env, policy, 10_000 + config.seed).summary()
+            summary = run_population(self._env, policy, 10_000 + config.agent.seed).summary()
             for name in ("total_watch", "active_days", "ctr", "session_length"):
                 self.logger.record(f"eval/{name}", summary[name])
-            with open(folder / "evaluations.jsonl", "a") as stream:
+            with open(folder.evaluations, "a") as stream:
                 stream.write(json.dumps({"steps": self.num_timesteps, **summary}) + "\n")
             return True
 
     return EvaluationCallback()
 
 
-def evaluation_env(config: TrainConfig, num_users: int, service: Any) -> Any:
+def evaluation_env(config: TrainRunConfig, num_users: int, service: Any) -> Any:
     """``num_users`` users of ``config``'s environment (its options included), in
     next-step autoreset mode, with the observation wrappers the agent acts on."""
     env = gym.make_vec(

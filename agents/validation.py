@@ -25,18 +25,17 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from loe_gym.config import FrozenConfig
+from agents.configs import TrainConfig, ValidationConfig
+from loe_gym.predictor.configs import FitPredictorConfig
 
 __all__ = [
     "FIDELITY_METRICS",
-    "SimulatorFitConfig",
     "ValidationConfig",
     "compare_worlds",
     "fit_learned_simulator",
@@ -48,85 +47,25 @@ FIDELITY_METRICS = ("ctr", "session_length", "next_day_retention", "total_watch"
 """Metrics compared between the worlds (see `agents.evaluation.METRICS`)."""
 
 
-@dataclass(frozen=True)
-class SimulatorFitConfig(FrozenConfig):
-    """How the learned simulator's predictor is fitted (a `FitPredictorConfig` subset)."""
-
-    predictor_hidden_size: int = 64
-    """Width of the predictor's transformer."""
-    predictor_layers: int = 2
-    """Layers of the predictor's transformer."""
-    predictor_history: int = 30
-    """History rows the predictor sees: a session's start should be in view, since
-    session continuation depends on the time already spent in it."""
-    predictor_epochs: int = 1
-    """Fine-tuning epochs."""
-    predictor_steps: int = 3000
-    """Optimizer steps per epoch. 3000 brought the agent's and the myopic policy's CTR
-    errors from +13 % / +10 % (1500 steps) to +8 % / +3 % on `deployable` logs
-    (docs/simulators/learned.md)."""
-    predictor_item_ids: bool = False
-    """Learn an embedding per item id. Off by default: under a logging policy that picks
-    items for the users who like them, an id embedding learns "this item is clicked" where
-    the truth is "this user likes its topic", and the simulator then over-rewards showing
-    it to everyone. Features generalise across users."""
-    randomised_targets: bool = False
-    """Train every head only on the rows the logging mixture's random component chose
-    (``<policy>:random``): outcomes of randomised exposure carry no selection bias, but
-    with 60 % of the targets gone the return and continuation heads got worse and the
-    learned world's ranking of policies broke (docs/simulators/learned.md), so off."""
-    randomised_click_targets: bool = False
-    """Train only the click and watch-time heads on the random component's rows; the
-    session and return heads keep every row (`FitPredictorConfig.click_target_policies`).
-    It cured the popularity policy's CTR error (+35 % → −1 %), but the session and return
-    heads, reading histories with fewer clicks, then drifted and the ranking of policies
-    broke (docs/simulators/learned.md), so off."""
-    seed: int = 0
-    """Seeds the fit."""
-    progress: bool = True
-    """Progress bars."""
-
-    def __post_init__(self) -> None:
-        self._check_numbers()
-        self._check_positive(
-            "predictor_hidden_size",
-            "predictor_layers",
-            "predictor_history",
-            "predictor_epochs",
-            "predictor_steps",
-        )
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> SimulatorFitConfig:
-        """A smoke-test size (seconds; the simulator is meaningless)."""
-        values: dict[str, Any] = {
-            "predictor_hidden_size": 16,
-            "predictor_layers": 1,
-            "predictor_history": 10,
-            "predictor_epochs": 1,
-            "predictor_steps": 10,
-        }
-        values.update(overrides)
-        return cls(**values)
-
-
 def fit_learned_simulator(
     logs: str | Path,
     output: str | Path,
-    config: SimulatorFitConfig,
+    config: FitPredictorConfig,
     *,
-    initial_model: str | Path | None = None,
-    lora_rank: int | None = None,
-) -> dict[str, Any]:
-    """Fit the predictor a `LearnedUsers` runs on; returns ``fit_predictor``'s metrics.
+    randomised_targets: bool = False,
+    randomised_click_targets: bool = False,
+    progress: bool = True,
+) -> Any:
+    """Fit the predictor a `LearnedUsers` runs on; returns `fit_predictor`'s result.
 
-    With ``initial_model``, fine-tune that checkpoint (fully, or with LoRA adapters of
-    rank ``lora_rank``) instead of starting from scratch."""
+    ``randomised_targets`` / ``randomised_click_targets`` restrict every head / the click
+    and watch-time heads to the rows the logging mixture's random component chose (see
+    `ValidationConfig`)."""
     from loe_gym.logs import read_log_metadata
-    from loe_gym.predictor.pipeline import FitPredictorConfig, fit_predictor
+    from loe_gym.predictor.pipeline import fit_predictor
 
     randomised: tuple[str, ...] = ()
-    if config.randomised_targets or config.randomised_click_targets:
+    if randomised_targets or randomised_click_targets:
         metadata = read_log_metadata(logs) or {}
         random_rows = f"{metadata.get('policy')}:random"
         if random_rows in _policy_values(logs):
@@ -138,22 +77,13 @@ def fit_learned_simulator(
                 "randomised exposure.",
                 stacklevel=2,
             )
-    fit_config = FitPredictorConfig(
-        target_policies=randomised if config.randomised_targets else (),
-        click_target_policies=randomised if config.randomised_click_targets else (),
-        hidden_size=config.predictor_hidden_size,
-        num_hidden_layers=config.predictor_layers,
-        max_history_length=config.predictor_history,
-        finetune_epochs=config.predictor_epochs,
-        steps_per_epoch=config.predictor_steps,
-        item_id_embeddings=config.predictor_item_ids,
-        gru_epochs=0,
-        initial_model=None if initial_model is None else str(initial_model),
-        lora_rank=lora_rank,
-        seed=config.seed,
-        progress=config.progress,
+    fit_config = config.replace(
+        target_policies=randomised if randomised_targets else config.target_policies,
+        click_target_policies=randomised
+        if randomised_click_targets
+        else config.click_target_policies,
     )
-    return fit_predictor(logs, output, fit_config)
+    return fit_predictor(logs, output, fit_config, progress=progress)
 
 
 def _policy_values(logs: str | Path) -> set[str]:
@@ -164,14 +94,14 @@ def _policy_values(logs: str | Path) -> set[str]:
 
 
 def learned_env_options(
-    predictor: str | Path, logs: str | Path, fit_metrics: dict[str, Any] | None = None
+    predictor: str | Path, logs: str | Path, test_metrics: dict[str, float] | None = None
 ) -> dict[str, Any]:
     """Environment options (JSON-able, so a training run's ``config.json`` keeps them) of
     the learned simulator of ``predictor`` fitted on ``logs``.
 
     The churn threshold is the longest return gap in the logs (a longer one was never
     observed, so it is churn); the watch-time noise is the fit's test watch-time loss
-    (√MSE of log1p minutes) when ``fit_metrics`` are given."""
+    (√MSE of log1p minutes) when the fit's held-out ``test_metrics`` are given."""
     from loe_gym.logs import read_log
 
     gaps = read_log(logs).column("gap_days").to_numpy()
@@ -181,78 +111,10 @@ def learned_env_options(
         "catalog": str(logs),
         "churn_gap_days": churn_gap_days,
     }
-    loss = (fit_metrics or {}).get("test", {}).get("loss_watch_time")
+    loss = (test_metrics or {}).get("loss_watch_time")
     if loss is not None and math.isfinite(loss) and loss > 0:
         kwargs["watch_log_std"] = float(math.sqrt(loss))
     return {"simulator": "learned", "simulator_kwargs": kwargs}
-
-
-@dataclass(frozen=True)
-class ValidationConfig(FrozenConfig):
-    """Sizes and tolerances of `validate_simulator` (``loe-gym validate-simulator --help``)."""
-
-    env_id: str = "loe_gym/Engagement-v0"
-    """The ground-truth environment."""
-    env_options: dict[str, Any] | None = None
-    """Options of the ground-truth environment (JSON), e.g. ``simulator_kwargs``."""
-    logs: str | None = None
-    """Existing logs of the ground truth to fit on (default: collect them)."""
-    predictor: str | None = None
-    """Existing predictor checkpoint fitted on ``logs`` (default: fit one)."""
-    horizon_days: int = 30
-    """Days per user life, in the logs and in both worlds."""
-    log_users: int = 5000
-    """Users in the collected logs."""
-    logging_policy: str = "deployable"
-    """Policy writing the logs: ``deployable`` (each user their own mixture of random
-    exposure and recommenders that read only the observations, see agents/collect.py),
-    ``diverse`` (the same with the privileged myopic and planner), ``mixed`` or a
-    reference policy. A learned simulator needs the logged exposure to depend only on what
-    its predictor sees: ``diverse`` logs leave the selection bias of the privileged
-    components in it (docs/simulators/learned.md)."""
-    agents: tuple[str, ...] = ()
-    """Trained agents (``loe-gym train`` folders) to compare as well."""
-    policy_predictor: str | None = None
-    """Predictor the ``myopic_predicted`` baseline acts on (default: the simulator's own;
-    a separately fitted one keeps the policy from being judged by the very model it
-    exploits)."""
-    eval_users: int = 300
-    """Users per evaluation population."""
-    seeds: tuple[int, ...] = (0, 1, 2)
-    """Evaluation population seeds (the logs use seed 100)."""
-    ctr_tolerance: float = 0.10
-    """Largest relative CTR error that passes."""
-    session_length_tolerance: float = 0.10
-    """Largest relative session-length error that passes."""
-    return_tolerance: float = 0.05
-    """Largest absolute next-day-return error that passes."""
-    threads: int = 0
-    """torch threads (0 = torch's default)."""
-
-    def __post_init__(self) -> None:
-        self._check_numbers()
-        self._check_positive("horizon_days", "log_users", "eval_users")
-        self._check_nonnegative("ctr_tolerance", "session_length_tolerance", "return_tolerance")
-        self._check_nonnegative("threads")
-        if not self.seeds:
-            raise ValueError("seeds must name at least one evaluation seed, e.g. (0, 1, 2).")
-        if self.predictor is not None and self.logs is None:
-            raise ValueError(
-                "predictor was given without logs: pass the logs it was fitted on too "
-                "(--logs), the learned simulator takes its catalog and churn gap from them."
-            )
-
-    @classmethod
-    def quick(cls, **overrides: Any) -> ValidationConfig:
-        """A smoke-test size (a minute or two on two CPU cores; numbers meaningless)."""
-        values: dict[str, Any] = {
-            "horizon_days": 3,
-            "log_users": 60,
-            "eval_users": 24,
-            "seeds": (0, 1),
-        }
-        values.update(overrides)
-        return cls(**values)
 
 
 def _ranking(values: dict[str, float]) -> list[str]:
@@ -330,8 +192,8 @@ def _markdown(
     lines = [
         "# Sim-to-real: the learned simulator against the ground truth",
         "",
-        f"Ground truth `{config.env_id}`; {config.eval_users} users per population, seeds "
-        f"{list(config.seeds)}, in each world. Tolerances: CTR and session length within "
+        f"Ground truth `{config.env_id}`; {config.evaluation.num_users} users per population, "
+        f"seeds {list(config.evaluation.seeds)}, in each world. Tolerances: CTR and session length within "
         f"{config.ctr_tolerance:.0%} / {config.session_length_tolerance:.0%} (relative), "
         f"next-day return within {config.return_tolerance} (absolute).",
         "",
@@ -375,16 +237,17 @@ def _baselines_and_agents(
     config: ValidationConfig, logs: Path, predictor: Path
 ) -> list[tuple[list[Any], Any]]:
     """Groups of ``(policies, wrappers)``: each group shares one predictor."""
-    from agents.baselines import MyopicPredictedPolicy, PopularityPolicy, make_policy
     from agents.predictor_env import PredictorObservations
+    from agents.reference_policies import MyopicPredictedPolicy, PopularityPolicy, make_policy
     from agents.training import load_agent, predictor_wrappers
-    from loe_gym.predictor.data import item_popularity, load_sequences
+    from loe_gym.predictor.sequences import item_popularity, load_sequences
     from loe_gym.predictor.serving import PredictorService
 
     service = PredictorService.from_pretrained(config.policy_predictor or predictor)
     sequences, _ = load_sequences(logs, num_items=service.num_items)
     clicks = item_popularity(sequences, service.num_items)
-    history = min(10, int(service.config.max_history_length))
+    # The history the agents' encoder sees by default (`TrainConfig`), within the model's.
+    history = min(TrainConfig().encoder_history_length, int(service.config.max_history_length))
     observe = [lambda env: PredictorObservations(env, service, history)]
     groups: list[tuple[list[Any], Any]] = [
         ([make_policy("random"), PopularityPolicy(clicks), MyopicPredictedPolicy()], observe)
@@ -407,78 +270,48 @@ def _evaluate_world(
         evaluation = evaluate(
             config.env_id,
             policies,
-            num_users=config.eval_users,
-            seeds=config.seeds,
+            num_users=config.evaluation.num_users,
+            seeds=config.evaluation.seeds,
             env_options=env_options,
             progress=False,
             wrappers=wrappers,
         )
         results.update(evaluation.results)
-    return Evaluation(config.env_id, config.eval_users, tuple(config.seeds), results)
+    populations = config.evaluation
+    return Evaluation(config.env_id, populations.num_users, populations.seeds, results)
 
 
 def validate_simulator(
     config: ValidationConfig,
-    fit: SimulatorFitConfig,
     output: str | Path,
     *,
     overwrite: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Fit (or load) a learned simulator of ``config.env_id`` and compare the worlds;
     writes ``report.md``, ``metrics.json`` and ``fidelity.png`` to ``output`` (refused if
     it exists, unless ``overwrite``). Returns the comparison (see `compare_worlds`)."""
-    import torch
-
-    from agents.collect import collect_logs
     from agents.report import prepare_report_folder, stage
+    from agents.training import check_env_id
 
+    check_env_id(config.env_id)
     for run in config.agents:
         if not (Path(run) / "config.json").is_file():
             raise FileNotFoundError(f"{run} holds no config.json: pass loe-gym train folders.")
     folder = prepare_report_folder(output, overwrite)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    (folder / "config.json").write_text(
-        json.dumps({"validation": config.to_dict(), "fit": fit.to_dict()}, indent=2) + "\n"
-    )
+    (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     seconds: dict[str, float] = {}
-    logs = Path(config.logs) if config.logs else folder / "logs"
-    if config.logs is None:
-        started = stage(
-            "validate-simulator", f"simulate {config.log_users} users' logs", fit.progress
-        )
-        collect_logs(
-            config.env_id,
-            num_users=config.log_users,
-            path=logs,
-            policy=config.logging_policy,
-            seed=100,
-            horizon_days=config.horizon_days,
-            progress=fit.progress,
-            env_options=config.env_options,
-        )
-        seconds["logs"] = time.perf_counter() - started
-    fit_metrics: dict[str, Any] | None = None
-    if config.predictor is None:
-        started = stage("validate-simulator", "fit the simulator's predictor", fit.progress)
-        fit_metrics = fit_learned_simulator(logs, folder / "predictor", fit)
-        predictor = folder / "predictor" / "model"
-        seconds["predictor"] = time.perf_counter() - started
-    else:
-        predictor = Path(config.predictor)
-        metrics_file = predictor.parent / "metrics.json"
-        if metrics_file.is_file():
-            fit_metrics = json.loads(metrics_file.read_text())
-    learned_options = learned_env_options(predictor, logs, fit_metrics)
+    logs, predictor, test_metrics = _learned_world(config, folder, seconds, progress)
+    learned_options = learned_env_options(predictor, logs, test_metrics)
     groups = _baselines_and_agents(config, logs, predictor)
     policies = [p.name for group, _ in groups for p in group]
 
-    started = stage("validate-simulator", "evaluate the policies in the ground truth", fit.progress)
+    started = stage("validate-simulator", "evaluate the policies in the ground truth", progress)
     options = {**(config.env_options or {}), "horizon_days": config.horizon_days}
     truth = _evaluate_world(config, options, groups)
     seconds["ground_truth"] = time.perf_counter() - started
     started = stage(
-        "validate-simulator", "evaluate the policies in the learned simulator", fit.progress
+        "validate-simulator", "evaluate the policies in the learned simulator", progress
     )
     # The learned world keeps the environment's options (candidates, slate, horizon) and
     # swaps the user model.
@@ -497,3 +330,45 @@ def validate_simulator(
     (folder / "metrics.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
     (folder / "report.md").write_text(_markdown(comparison, config, seconds))
     return comparison
+
+
+def _learned_world(
+    config: ValidationConfig, folder: Path, seconds: dict[str, float], progress: bool
+) -> tuple[Path, Path, dict[str, float] | None]:
+    """The logs and the fitted predictor, given or made: ``(logs, model folder, held-out
+    metrics of the fit if known)``."""
+    from agents.collect import collect_logs
+    from agents.report import stage
+    from loe_gym.predictor.pipeline import FitPredictorResult, PredictorRunFolder
+
+    logs = Path(config.logs) if config.logs else folder / "logs"
+    if config.logs is None:
+        collect = config.collect
+        started = stage("validate-simulator", f"simulate {collect.num_users} users' logs", progress)
+        collect_logs(
+            config.env_id,
+            num_users=collect.num_users,
+            path=logs,
+            policy=collect.policy,
+            seed=collect.seed,
+            horizon_days=config.horizon_days,
+            progress=progress,
+            env_options=config.env_options,
+        )
+        seconds["logs"] = time.perf_counter() - started
+    if config.fitted_predictor is None:
+        started = stage("validate-simulator", "fit the simulator's predictor", progress)
+        fit = fit_learned_simulator(
+            logs,
+            folder / "predictor",
+            config.predictor,
+            randomised_targets=config.randomised_targets,
+            randomised_click_targets=config.randomised_click_targets,
+            progress=progress,
+        )
+        seconds["predictor"] = time.perf_counter() - started
+        return logs, fit.folder.model, fit.test
+    predictor = Path(config.fitted_predictor)
+    run = PredictorRunFolder(predictor.parent)
+    test = FitPredictorResult.read(run.root).test if run.metrics.is_file() else None
+    return logs, predictor, test

@@ -17,8 +17,8 @@ import argparse
 import numpy as np
 
 from loe_gym.logs import read_catalog
-from loe_gym.predictor.data import load_sequences
 from loe_gym.predictor.metrics import auc
+from loe_gym.predictor.sequences import load_sequences
 
 
 def main() -> None:

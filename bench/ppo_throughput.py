@@ -29,11 +29,12 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import loe_gym  # noqa: F401
-from agents.policies import CandidateActorCriticPolicy
+from agents.configs import TrainConfig
+from agents.networks import CandidateActorCriticPolicy
 from agents.predictor_env import PredictorObservations, PredictorReward
 from agents.sb3_vec_env import make_sb3_env
-from agents.training import TrainConfig
-from loe_gym.predictor.pipeline import FitPredictorConfig, build_model
+from loe_gym.predictor.configs import FitPredictorConfig
+from loe_gym.predictor.pipeline import build_model
 from loe_gym.predictor.serving import PredictorService
 
 
@@ -120,7 +121,7 @@ def main() -> None:
     parser.add_argument("--n-steps", type=int, default=defaults.n_steps)
     parser.add_argument("--n-epochs", type=int, default=defaults.n_epochs)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--history-length", type=int, default=10)
+    parser.add_argument("--history-length", type=int, default=defaults.encoder_history_length)
     parser.add_argument("--predictor", default=None, help="trained predictor directory")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-peer", action="store_true", help="skip the DummyVecEnv peer")

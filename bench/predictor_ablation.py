@@ -1,9 +1,9 @@
 """Ablations of the predictor, mean ± std over seeds, on held-out users.
 
-    loe-gym collect-logs --num-users 5000 --output logs/engagement
-    loe-gym collect-logs --num-users 2000 --seed 1 --output logs/engagement_shifted \\
-        --simulator-option appeal_weight=3.0 --simulator-option interest_weight=2.5 \\
-        --simulator-option return_bias=-2.0 --simulator-option completion_quality_weight=3.0
+    loe-gym collect-logs --collect.num-users 5000 --output logs/engagement
+    loe-gym collect-logs --collect.num-users 2000 --collect.seed 1 --output logs/engagement_shifted \\
+        --env-options '{"simulator_kwargs": {"appeal_weight": 3.0, "interest_weight": 2.5,
+        "return_bias": -2.0, "completion_quality_weight": 3.0}}'
     python bench/predictor_ablation.py --logs logs/engagement --shifted-logs logs/engagement_shifted
 
 Rows (each one training run per seed, the same budget of optimizer steps):
@@ -44,16 +44,18 @@ from typing import Any
 
 import torch
 
-from loe_gym.predictor.data import MaskedItemBatches, TargetBatches, load_sequences, split_users
-from loe_gym.predictor.pipeline import FitPredictorConfig, _catalog_features, build_model
-from loe_gym.predictor.training import (
+from loe_gym.predictor.batches import MaskedItemBatches, TargetBatches
+from loe_gym.predictor.configs import (
+    FINETUNING_TASKS,
     LORA_BIASES,
+    FitPredictorConfig,
+    ModelConfig,
     TrainingConfig,
-    evaluate,
-    evaluate_perturbed,
-    finetune,
-    pretrain,
 )
+from loe_gym.predictor.evaluation import evaluate, evaluate_perturbed
+from loe_gym.predictor.pipeline import build_model, catalog_features
+from loe_gym.predictor.sequences import load_sequences, split_users
+from loe_gym.predictor.training import finetune, pretrain
 
 METRICS = (
     "click_auc",
@@ -71,7 +73,10 @@ def _splits(log: Path, seed: int, num_items: int) -> tuple[Any, Any, Any]:
 
 LORA_TARGETS = ("query", "value", "candidate_trunk.0", "candidate_trunk.3")
 """Modules with LoRA adapters when adapting to the shifted population (with
-`LORA_FULLY_TRAINED`, `training.adaptation_lora_modules` of the BERT model)."""
+`LORA_FULLY_TRAINED`, `lora.adaptation_lora_modules` of the BERT model)."""
+
+PROFILE_DECAYS = FitPredictorConfig().model.profile_decays
+"""The long-term profile's time scales `fit_predictor` uses by default."""
 
 LORA_RANK = 8
 """Rank of the adapters when adapting to the shifted population."""
@@ -88,7 +93,7 @@ def _batches(
     seed: int,
     fraction: float = 1.0,
     features: Any = None,
-    decays: Any = FitPredictorConfig.profile_decays,
+    decays: Any = PROFILE_DECAYS,
 ) -> TargetBatches:
     return TargetBatches(
         part,
@@ -100,7 +105,7 @@ def _batches(
         item_features=features,
         profile_decays=decays if features is not None else None,
         # As `fit_predictor`: dense return labels in training, session ends in evaluation.
-        session_return_labels=shuffle and FitPredictorConfig.session_return_labels,
+        session_return_labels=shuffle and FitPredictorConfig().session_return_labels,
     )
 
 
@@ -109,13 +114,11 @@ def _training_config(
 ) -> TrainingConfig:
     """One capped epoch of ``args.steps`` steps, no early stopping: every row, one budget."""
     values: dict[str, Any] = {
-        "output_dir": str(out),
         "max_epochs": 1,
         "steps_per_epoch": args.steps,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "seed": seed,
-        "progress": False,
         "tensorboard": False,
         "early_stopping_patience": None,
     }
@@ -153,7 +156,14 @@ def _train(
             decays=model.config.profile_decays,
         ),
         config,
+        output_dir=out,
+        progress=False,
     )
+
+
+DEFAULT_LOSS_WEIGHTS = [ModelConfig().weight(task) for task in FINETUNING_TASKS]
+"""`ModelConfig`'s default loss weights (click, watch, ranking, continuation, return), as
+the JSON files keep them."""
 
 
 SETTINGS = ("steps", "batch_size", "history", "hidden", "learning_rate", "epsilon", "eval_fraction")
@@ -176,8 +186,8 @@ runs from before an option existed still merge with runs that leave it alone."""
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings = {name: getattr(args, name) for name in SETTINGS}
-    # The loss weights are FitPredictorConfig's defaults (click, watch, ranking, cont., return).
-    settings |= {"loss_weights": list(FitPredictorConfig.loss_weights)}
+    # The loss weights are ModelConfig's defaults (click, watch, ranking, cont., return).
+    settings |= {"loss_weights": list(DEFAULT_LOSS_WEIGHTS)}
     for name, default in OPTIONAL_SETTINGS.items():
         value = getattr(args, name, default)
         value = tuple(value) if isinstance(value, list) else value
@@ -215,7 +225,7 @@ def _reuse_key(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     logs = {"logs": str(args.logs.resolve()), "shifted_logs": str(args.shifted_logs.resolve())}
     if args.base_steps:  # in the key only when set
         key["base_steps"] = args.base_steps
-    return key | logs | {"seed": seed, "loss_weights": list(FitPredictorConfig.loss_weights)}
+    return key | logs | {"seed": seed, "loss_weights": list(DEFAULT_LOSS_WEIGHTS)}
 
 
 def _full_rate(args: argparse.Namespace) -> str:
@@ -270,7 +280,7 @@ def run_seed(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[
 
 def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str, dict[str, float]]:
     """Every row of one seed; the multi-task model is left in ``work/multitask_model``."""
-    num_items, features, _ = _catalog_features(args.logs)
+    num_items, features, _ = catalog_features(args.logs)
     train, validation, test = _splits(args.logs, seed, num_items)
     test_batches = _batches(
         test, args, shuffle=False, seed=0, fraction=args.eval_fraction, features=features
@@ -305,7 +315,10 @@ def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str,
     # The ablation rows (skipped with --shift-only, which keeps the LoRA comparison).
     if not args.shift_only:
         for task in ("click", "return"):
-            single = build_model(base.replace(tasks=(task,)), num_items, features)
+            # The other heads off; the task keeps its default weight.
+            weights = {t: base.model.weight(t) if t == task else 0.0 for t in FINETUNING_TASKS}
+            single_config = base.replace(model=base.model.replace(task_weights=weights))
+            single = build_model(single_config, num_items, features)
             record(
                 f"single-task {task}",
                 _train(single, train, validation, args, seed, work / f"single_{task}").model,
@@ -318,6 +331,8 @@ def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str,
             ),
             None,
             _training_config(args, seed, work / "pretrain"),
+            output_dir=work / "pretrain",
+            progress=False,
         )
         record(
             "+ masked pre-training",
@@ -338,7 +353,9 @@ def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str,
             ).model,
             perturbed=True,
         )
-        without_profile = build_model(base.replace(long_term_profile=False), num_items, features)
+        without_profile = build_model(
+            base.replace(model=base.model.replace(long_term_profile=False)), num_items, features
+        )
         record(
             "− long-term profile",
             _train(without_profile, train, validation, args, seed, work / "no_profile").model,
@@ -360,7 +377,8 @@ def run_seed_fully(args: argparse.Namespace, seed: int, work: Path) -> dict[str,
 def _base_config(args: argparse.Namespace, seed: int) -> FitPredictorConfig:
     """The predictor every row of a seed starts from (or, adapted, is loaded into)."""
     return FitPredictorConfig(
-        hidden_size=args.hidden, max_history_length=args.history, seed=seed, progress=False
+        model=ModelConfig(hidden_size=args.hidden, max_history_length=args.history),
+        training=TrainingConfig(learning_rate=2e-3, max_epochs=4, steps_per_epoch=1500, seed=seed),
     )
 
 
@@ -374,7 +392,7 @@ def _adapt(
 ) -> dict[str, dict[str, float]]:
     """The rows ``names`` of the adaptation of the ``saved`` multi-task model to the
     shifted population: zero-shot, full fine-tuning, LoRA."""
-    num_items, features, _ = _catalog_features(args.logs)
+    num_items, features, _ = catalog_features(args.logs)
     shifted_train, shifted_validation, shifted_test = _splits(args.shifted_logs, seed, num_items)
     shifted_batches = _batches(
         shifted_test, args, shuffle=False, seed=0, fraction=args.eval_fraction, features=features
@@ -600,7 +618,7 @@ def main() -> None:
     print(
         f"\nseeds {args.seeds}; mean ± std; "
         + ", ".join(f"{name} {getattr(args, name)}" for name in SETTINGS)
-        + f", loss weights {getattr(args, 'loss_weights', None) or list(FitPredictorConfig.loss_weights)}"
+        + f", loss weights {getattr(args, 'loss_weights', None) or DEFAULT_LOSS_WEIGHTS}"
         + f"; {time.perf_counter() - start:.0f} s\n"
     )
     print("| variant | " + " | ".join(shown) + " |")

@@ -18,8 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.configs import TrainConfig
 from agents.evaluation import evaluate
-from agents.predictor_env import SCORE_NAMES, PredictorObservations
+from agents.predictor_env import PredictorObservations
+from agents.ranking import SCORE_NAMES
 from loe_gym.predictor.serving import PredictorService
 
 
@@ -53,7 +55,12 @@ def main() -> None:
     )
     parser.add_argument("--num-users", type=int, default=300)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--history-length", type=int, default=10)
+    parser.add_argument(
+        "--history-length",
+        type=int,
+        default=TrainConfig().encoder_history_length,
+        help="history rows the predictor sees per step (TrainConfig.encoder_history_length)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

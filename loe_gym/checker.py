@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -36,8 +37,11 @@ def check_simulator(
     3. ``respond`` returns `Responses` with the documented shapes and dtypes, finite
        values, ``watch_time ≥ 0`` and 0 without a click, ``completion`` in [0, 1],
        ``churned`` ⇒ ``session_end``, ``gap_days ≥ 1`` exactly where a session ended
-       without churn, and one extra per name in ``response_extras``.
-    4. ``update`` returns a state of the same type, field shapes and dtypes.
+       without churn, one extra per name in ``response_extras``, and ``internals``
+       arrays with leading axis ``n``.
+    4. ``update`` accepts the responses ``respond`` returned and returns a state of the
+       same type, field shapes and dtypes; it depends on its arguments only (the same
+       call after another ``respond`` gives the same state).
     5. ``user_features`` has shape ``(n, user_feature_size)`` and finite values.
     6. Same seed → same outputs (randomness only through the ``rng`` argument).
     7. Inputs (state, slates, responses) are never mutated.
@@ -61,6 +65,7 @@ def check_simulator(
                     f"(slate_size={slate_size}). Draw all randomness from the rng argument; "
                     "never use np.random.* module functions, Python's random, or hidden state."
                 )
+    _check_update_uses_its_arguments(simulator, num_users, seed)
     _check_privileged(simulator, num_users, seed)
 
 
@@ -114,7 +119,7 @@ def _rollout(
         _check_unchanged(slates, slates_copy, "respond", "slates")
         _check_responses(simulator, responses, num_users, slate_size)
         responses_copy = copy.deepcopy(responses)
-        new_state = simulator.update(state, slates, responses, rng)
+        new_state = _update(simulator, state, slates, responses, rng)
         _check_unchanged(state, state_copy, "update", "state")
         _check_unchanged(responses, responses_copy, "update", "responses")
         _check_unchanged(slates, slates_copy, "update", "slates")
@@ -142,6 +147,42 @@ def _rollout(
         outputs.append((responses, state_fields(new_state), features))
         state = new_state
     return outputs
+
+
+def _update(simulator: Any, state: Any, slates: np.ndarray, responses: Any, rng: Any) -> Any:
+    """``simulator.update``, turning a failure on ``respond``'s own responses into a
+    `ContractError`."""
+    try:
+        return simulator.update(state, slates, responses, rng)
+    except Exception as error:
+        raise ContractError(
+            "[rule 4: update] update() failed on the Responses that respond() returned "
+            f"({type(error).__name__}: {error}). Whatever update() needs from respond() "
+            "must travel in those Responses (Responses.internals)."
+        ) from error
+
+
+def _check_update_uses_its_arguments(simulator: Any, num_users: int, seed: int) -> None:
+    """Rule 4: ``update`` gives the same state for the same arguments after another
+    ``respond`` call (no values kept on the simulator between the two)."""
+    rng = np.random.default_rng(seed)
+    slate_rng = np.random.default_rng(seed + 1)
+    num_items = simulator.catalog.num_items
+    state = simulator.reset(num_users, rng)
+    slates = _random_slates(slate_rng, num_users, num_items, 1)
+    responses = simulator.respond(state, slates, rng)
+    first = _update(simulator, state, slates, responses, np.random.default_rng(seed + 2))
+    simulator.respond(state, _random_slates(slate_rng, num_users, num_items, 1), rng)
+    again = _update(
+        simulator, state, slates, copy.deepcopy(responses), np.random.default_rng(seed + 2)
+    )
+    if not _equal(state_fields(first), state_fields(again)):
+        raise ContractError(
+            "[rule 4: update] update() returned a different state for the same state, "
+            "slates and responses once respond() had been called again: it reads values "
+            "kept on the simulator. Put what update() needs from respond() into "
+            "Responses.internals."
+        )
 
 
 def _check_state(state: Any, num_users: int, where: str) -> dict[str, tuple[tuple[int, ...], Any]]:
@@ -225,6 +266,23 @@ def _check_responses(simulator: Any, responses: Any, num_users: int, slate_size:
             raise ContractError(
                 f"[rule 3: responses] Responses.extras[{name!r}] must be finite with shape "
                 f"{per_item}, got shape {value.shape}."
+            )
+    _check_internals(responses, num_users)
+
+
+def _check_internals(responses: Responses, num_users: int) -> None:
+    if not isinstance(responses.internals, Mapping):
+        raise ContractError(
+            "[rule 3: responses] Responses.internals must be a mapping of names to arrays, "
+            f"got {type(responses.internals).__name__}."
+        )
+    for name, value in responses.internals.items():
+        if not isinstance(value, np.ndarray) or value.ndim == 0 or value.shape[0] != num_users:
+            shape = getattr(value, "shape", type(value).__name__)
+            raise ContractError(
+                f"[rule 3: responses] Responses.internals[{name!r}] must be an array with "
+                f"leading axis num_users={num_users}, got {shape}: code that slices "
+                "responses by user (select_responses) slices internals too."
             )
 
 

@@ -3,16 +3,40 @@
 from __future__ import annotations
 
 import ast
+import contextlib
+import contextvars
 import dataclasses
+import functools
 import inspect
 import itertools
 import math
 import textwrap
+import types
+import typing
+from collections.abc import Iterator
 from typing import Any, Self
 
 import numpy as np
 
 from loe_gym.errors import check_choice, did_you_mean
+
+_DEFERRED = contextvars.ContextVar("loe_gym_config_checks_deferred", default=False)
+
+
+@contextlib.contextmanager
+def checks_deferred() -> Iterator[None]:
+    """Build configs without their range checks (a parser fills a tree field by field);
+    `checked` then validates the whole tree, so errors read the same from every entry."""
+    token = _DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+
+
+def checked(config: FrozenConfig) -> FrozenConfig:
+    """``config`` rebuilt with every check of its tree run (see `checks_deferred`)."""
+    return type(config).from_dict(config.to_dict())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +46,18 @@ class FrozenConfig:
     Unlike dict configs merged with ``update()``, a misspelt key is an error that
     suggests the intended one, and every range is checked in ``__post_init__``.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        post_init = cls.__dict__.get("__post_init__")
+        if post_init is not None:
+
+            @functools.wraps(post_init)
+            def run_checks(self: Any) -> None:
+                if not _DEFERRED.get():
+                    post_init(self)
+
+            cls.__post_init__ = run_checks  # type: ignore[attr-defined]
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -50,9 +86,61 @@ class FrozenConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Self:
-        """Build from a mapping, rejecting unknown keys with a suggestion."""
+        """Build from a mapping (nested configs as nested mappings, tuples as lists, as
+        `to_dict` and JSON write them), rejecting unknown keys with a suggestion."""
         cls._check_keys(values)
-        return cls(**values)
+        hints = cls._field_types()
+        built = {}
+        for name, value in values.items():
+            kind = hints[name]
+            part = _config_class(kind)
+            if part is not None and isinstance(value, dict):
+                value = part.from_dict(value)
+            elif isinstance(value, list) and _is_tuple(kind):
+                value = tuple(value)
+            built[name] = value
+        return cls(**built)
+
+    @classmethod
+    def _field_types(cls) -> dict[str, Any]:
+        return typing.get_type_hints(cls)
+
+    @classmethod
+    def parts(cls) -> dict[str, type[FrozenConfig]]:
+        """The fields that hold a config of their own: name → its class."""
+        hints = cls._field_types()
+        found = {f.name: _config_class(hints[f.name]) for f in dataclasses.fields(cls)}
+        return {name: part for name, part in found.items() if part is not None}
+
+    @classmethod
+    def leaves(cls, prefix: str = "") -> Iterator[tuple[str, type[FrozenConfig], str]]:
+        """Every option of the tree below this config: ``(dotted path, declaring class,
+        field name)``, nested configs walked (``predictor.training.learning_rate``)."""
+        parts = cls.parts()
+        for f in dataclasses.fields(cls):
+            if f.name in parts:
+                yield from parts[f.name].leaves(f"{prefix}{f.name}.")
+            else:
+                yield f"{prefix}{f.name}", cls, f.name
+
+    def merged(self, values: dict[str, Any]) -> Self:
+        """A copy with ``values`` applied, nested mappings merged into the nested configs
+        (what a ``--config`` file gives: only the options it names change)."""
+        self._check_keys(values)
+        parts = self.parts()
+        changes: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in parts and isinstance(value, dict):
+                current = getattr(self, name)
+                changes[name] = (
+                    current.merged(value) if current is not None else parts[name].from_dict(value)
+                )
+            else:
+                changes[name] = value
+        return type(self).from_dict({**self._shallow_dict(), **changes})
+
+    def _shallow_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def replace(self, **changes: Any) -> Self:
         """A copy with ``changes`` applied (validated like a new config)."""
@@ -122,3 +210,19 @@ class FrozenConfig:
                 raise TypeError(
                     f"{type(self).__name__}.{f.name} must be an integer, got {value!r}."
                 )
+
+
+def _config_class(kind: Any) -> type[FrozenConfig] | None:
+    """The `FrozenConfig` class a field type names (``X`` or ``X | None``), else None."""
+    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    if typing.get_origin(kind) is typing.Union:
+        options = typing.get_args(kind)
+    for option in options:
+        if isinstance(option, type) and issubclass(option, FrozenConfig):
+            return option
+    return None
+
+
+def _is_tuple(kind: Any) -> bool:
+    options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+    return any(option is tuple or typing.get_origin(option) is tuple for option in options)

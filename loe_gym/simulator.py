@@ -8,6 +8,9 @@ through the ``np.random.Generator`` passed in. One step of the environment is::
     responses = simulator.respond(state, slates, rng)         # what the users do
     state = simulator.update(state, slates, responses, rng)   # how they change
 
+Whatever ``update`` needs from ``respond`` travels in ``responses.internals``, never in
+attributes of the simulator, so ``update`` depends on its arguments alone.
+
 Candidate retrieval, histories, days and the episode horizon belong to the environment,
 so a simulator only models users. `loe_gym.check_simulator` verifies a plug-in.
 """
@@ -45,6 +48,10 @@ class Responses:
         extras: simulator-specific per-item responses, each ``(num_users, slate_size)``
             float (RecSim's ``liked``, ``quality``, ``cluster_id``, …). Their names
             are the simulator's ``response_extras``, in that order.
+        internals: values the simulator computed in ``respond`` for its own ``update``
+            (e.g. the satisfaction a session ends with), each an array with leading
+            axis ``num_users``; never observed by agents, never logged. Empty for
+            responses not made by ``respond`` (hand-written, imported from logs).
     """
 
     clicked: BoolArray
@@ -54,6 +61,7 @@ class Responses:
     gap_days: IntArray
     churned: BoolArray
     extras: Mapping[str, FloatArray] = field(default_factory=dict)
+    internals: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def num_users(self) -> int:
@@ -179,6 +187,7 @@ def select_responses(responses: Responses, index: IntArray | BoolArray) -> Respo
         gap_days=responses.gap_days[index],
         churned=responses.churned[index],
         extras={k: v[index] for k, v in responses.extras.items()},
+        internals={k: v[index] for k, v in responses.internals.items()},
     )
 
 

@@ -30,8 +30,8 @@ The reference parameters (``EngagementConfig()``) are those of ``docs/simulators
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy.special import expit, ndtr
@@ -225,7 +225,6 @@ class EngagementUsers:
         self._clickbait = c.clickbait_penalty * np.maximum(self._appeal - self._quality, 0.0)
         self._budget_factor = 1.0 - c.time_refund * self._quality
         self._offsets_cache: dict[int, IntArray] = {}
-        self._pending: tuple[Any, ...] | None = None
 
     def __repr__(self) -> str:
         return f"EngagementUsers(num_items={self.config.num_items}, num_topics={self.config.num_topics})"
@@ -246,11 +245,12 @@ class EngagementUsers:
         )
 
     def respond(self, state: EngagementState, slates: IntArray, rng: Generator) -> Responses:
+        """Clicks, completion and watch time; the session end and return gap follow from
+        the budget and satisfaction after this step, which go to ``update`` in
+        ``Responses.internals`` (``satisfaction``, ``budget``: ``(num_users,)``)."""
         c = self.config
         num_users, slate_size = slates.shape
-        # Flat indices into the (num_users, num_topics) state arrays: np.take on them is
-        # several times faster than 2-d fancy indexing.
-        cell = self._topics[slates] + self._row_offsets(num_users)
+        cell = self._cells(slates)
         interest = np.take(state.interests, cell)
         utility = (
             self._click_item_term[slates]
@@ -267,48 +267,38 @@ class EngagementUsers:
         completion = np.where(clicked, np.minimum(np.maximum(completion, 0.0), 1.0), 0.0)
         watch_time = self._length[slates] * completion
 
-        clicked_any = row_any(clicked)
-        cost = np.where(
-            clicked_any, row_sum(watch_time * self._budget_factor[slates]), c.no_click_cost
-        )
-        budget = state.budget - cost
-        session_end = budget <= 0.0
-        target = row_sum((self._quality[slates] * completion - self._clickbait[slates]) * clicked)
-        satisfaction = state.satisfaction + np.where(
-            clicked_any, c.satisfaction_rate * (target - state.satisfaction), 0.0
-        )
-        satisfaction = np.minimum(np.maximum(satisfaction, 0.0), 1.0)
+        internals = self._internals(state, slates, clicked, completion, watch_time)
+        session_end = internals["budget"] <= 0.0
         # The return gap depends on the satisfaction the session ends with.
         gap = geometric_gaps(
-            expit(c.return_bias + c.return_satisfaction_weight * satisfaction), rng
+            expit(c.return_bias + c.return_satisfaction_weight * internals["satisfaction"]), rng
         )
         churned = session_end & (gap > c.churn_gap_days)
-        gap_days = np.where(session_end & ~churned, gap, 0)
-        responses = Responses(
+        return Responses(
             clicked=clicked,
             watch_time=watch_time,
             completion=completion,
             session_end=session_end,
-            gap_days=gap_days,
+            gap_days=np.where(session_end & ~churned, gap, 0),
             churned=churned,
+            internals=internals,
         )
-        # update() needs the same satisfaction and budget; keep them for the call with
-        # these very objects (identity, not equality) so a step computes them once.
-        self._pending = (state, responses, satisfaction, budget, cell, clicked_any)
-        return responses
 
     def update(
         self, state: EngagementState, slates: IntArray, responses: Responses, rng: Generator
     ) -> EngagementState:
+        """The next state; satisfaction and budget come from ``responses.internals``.
+
+        Raises:
+            ValueError: ``responses`` lack the internals (they were not made by
+                ``respond``; pass them through `with_internals` first).
+        """
         c = self.config
         slate_size = slates.shape[1]
-        pending = self._pending
-        if pending is not None and pending[0] is state and pending[1] is responses:
-            _, _, satisfaction, budget, cell, clicked_any = pending
-        else:
-            satisfaction, budget, cell, clicked_any = self._recompute(state, slates, responses)
-        self._pending = None
+        satisfaction, budget = self._read_internals(responses)
         clicked = responses.clicked
+        clicked_any = row_any(clicked)
+        cell = self._cells(slates)
 
         fatigue = c.fatigue_decay * state.fatigue
         flat_fatigue = fatigue.reshape(-1)
@@ -333,6 +323,17 @@ class EngagementUsers:
         return EngagementState(
             interests=interests, satisfaction=satisfaction, fatigue=fatigue, budget=budget
         )
+
+    def with_internals(
+        self, state: EngagementState, slates: IntArray, responses: Responses
+    ) -> Responses:
+        """``responses`` with the internals ``update`` needs, derived from their clicks,
+        completion and watch time as ``respond`` derives them: for responses not made by
+        ``respond`` (hand-written cases, logged responses replayed through the model)."""
+        internals = self._internals(
+            state, slates, responses.clicked, responses.completion, responses.watch_time
+        )
+        return dataclasses.replace(responses, internals=internals)
 
     def user_features(self, state: EngagementState) -> FloatArray:
         return np.zeros((state.satisfaction.shape[0], 0), dtype=np.float32)
@@ -390,21 +391,49 @@ class EngagementUsers:
             self._offsets_cache[num_users] = offsets
         return offsets
 
-    def _recompute(
-        self, state: EngagementState, slates: IntArray, responses: Responses
-    ) -> tuple[FloatArray, FloatArray, IntArray, np.ndarray]:
-        """Satisfaction, budget, state cells and any-click, from given responses."""
+    def _cells(self, slates: IntArray) -> IntArray:
+        """``(num_users, slate_size)`` flat indices of each shown item's topic in a
+        flattened (users, topics) array: np.take on them is several times faster than
+        2-d fancy indexing."""
+        return self._topics[slates] + self._row_offsets(slates.shape[0])
+
+    def _internals(
+        self,
+        state: EngagementState,
+        slates: IntArray,
+        clicked: np.ndarray,
+        completion: FloatArray,
+        watch_time: FloatArray,
+    ) -> dict[str, FloatArray]:
+        """``(num_users,)`` satisfaction and budget after this step's clicks (the budget
+        before a session end refills it)."""
         c = self.config
-        clicked, completion = responses.clicked, responses.completion
-        cell = self._topics[slates] + self._row_offsets(slates.shape[0])
         clicked_any = row_any(clicked)
-        cost = row_sum(responses.watch_time * self._budget_factor[slates])
-        budget = state.budget - np.where(clicked_any, cost, c.no_click_cost)
+        cost = np.where(
+            clicked_any, row_sum(watch_time * self._budget_factor[slates]), c.no_click_cost
+        )
         target = row_sum((self._quality[slates] * completion - self._clickbait[slates]) * clicked)
         satisfaction = state.satisfaction + np.where(
             clicked_any, c.satisfaction_rate * (target - state.satisfaction), 0.0
         )
-        return np.clip(satisfaction, 0.0, 1.0), budget, cell, clicked_any
+        return {
+            "satisfaction": np.minimum(np.maximum(satisfaction, 0.0), 1.0),
+            "budget": state.budget - cost,
+        }
+
+    def _read_internals(self, responses: Responses) -> tuple[FloatArray, FloatArray]:
+        """Satisfaction and budget from ``responses.internals``, or a clear error."""
+        internals = responses.internals
+        try:
+            return internals["satisfaction"], internals["budget"]
+        except KeyError:
+            raise ValueError(
+                "EngagementUsers.update() needs Responses.internals 'satisfaction' and "
+                f"'budget' (computed by respond()); these responses have {sorted(internals)}. "
+                "Pass the Responses returned by respond(), or call "
+                "simulator.with_internals(state, slates, responses) on responses built "
+                "elsewhere."
+            ) from None
 
 
 def _check_catalog(catalog: Catalog, config: EngagementConfig) -> None:

@@ -38,7 +38,7 @@ from scipy.special import logit
 
 from loe_gym.catalog import Catalog
 from loe_gym.logs import read_public_catalog
-from loe_gym.predictor.data import new_session_gap
+from loe_gym.predictor.sequences import new_session_gap
 from loe_gym.predictor.serving import SAME_SESSION_GAP, PredictorService
 from loe_gym.simulator import (
     Responses,
@@ -52,7 +52,7 @@ from loe_gym.types import FloatArray, Generator, IntArray
 __all__ = ["LearnedUsers", "LearnedUsersState", "catalog_from_log"]
 
 FIRST_ROW_GAP = 2
-"""Gap bucket of a user's first row (see `loe_gym.predictor.data`)."""
+"""Gap bucket of a user's first row (see `loe_gym.predictor.sequences`)."""
 
 
 @dataclass(frozen=True)

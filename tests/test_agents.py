@@ -12,18 +12,19 @@ import torch
 from conftest import NUM_ITEMS, SMALL, assert_tree_equal, random_slots
 from stable_baselines3 import A2C, DQN, PPO, SAC
 
-from agents.baselines import MyopicPredictedPolicy, PopularityPolicy, top_slates
+from agents.configs import TrainConfig, TrainRunConfig
 from agents.evaluation import evaluate
-from agents.policies import CandidateActorCriticPolicy, CandidateDQNPolicy
+from agents.networks import CandidateActorCriticPolicy, CandidateDQNPolicy
 from agents.predictor_env import (
-    SCORE_NAMES,
     FusionWeights,
     PredictorObservations,
     PredictorReward,
     rank_by_weights,
 )
+from agents.ranking import SCORE_NAMES, top_slates
+from agents.reference_policies import MyopicPredictedPolicy, PopularityPolicy
 from agents.sb3_vec_env import RecommendationSB3VecEnv
-from agents.training import TrainConfig, train_agent
+from agents.training import train_agent
 from loe_gym.predictor import PredictorConfig, PredictorModel
 from loe_gym.predictor.serving import PredictorService
 
@@ -342,6 +343,17 @@ def test_evaluate_runs_predictor_policies_on_the_same_populations(
 # --- training config and bad input ---
 
 
+_RUN_FIELDS = frozenset(TrainRunConfig.field_names()) - {"agent"}
+
+
+def _run_config(**changes: Any) -> TrainRunConfig:
+    """A `TrainRunConfig`: ``changes`` go to the run where it has the field, else to the
+    agent (`TrainConfig`)."""
+    run = {name: value for name, value in changes.items() if name in _RUN_FIELDS}
+    agent = {name: value for name, value in changes.items() if name not in _RUN_FIELDS}
+    return TrainRunConfig(agent=TrainConfig(**agent), **run)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -354,7 +366,7 @@ def test_evaluate_runs_predictor_policies_on_the_same_populations(
             {"encoder": "frozn"},
             r"TrainConfig.encoder must be one of .*got 'frozn'. Did you mean 'frozen'",
         ),
-        ({"reward": "predicted"}, r"Did you mean 'predictor'"),
+        ({"reward_source": "predicted"}, r"Did you mean 'predictor'"),
         ({"total_steps": 0}, "total_steps"),
         ({"num_users": -1}, "num_users"),
         ({"gamma": 1.5}, "gamma"),
@@ -362,14 +374,18 @@ def test_evaluate_runs_predictor_policies_on_the_same_populations(
         ({"algorithm": "sac", "encoder": "none", "predictor": None}, "need a trained predictor"),
     ],
 )
-def test_train_config_rejects_bad_values(changes: dict[str, Any], message: str) -> None:
+def test_train_config_rejects_bad_values(
+    changes: dict[str, Any], message: str, tmp_path: Any
+) -> None:
     with pytest.raises(ValueError, match=message):
-        TrainConfig(**{"encoder": "none", **changes})
+        # The env id is checked when training starts, before anything is built.
+        train_agent(_run_config(**{"encoder": "none", **changes}), tmp_path / "run")
 
 
 def test_dqn_on_a_slate_env_names_the_algorithms_that_fit(tmp_path: Any) -> None:
-    config = TrainConfig(
-        algorithm="dqn", env_id="loe_gym/EngagementSlate-v0", encoder="none", total_steps=10
+    config = TrainRunConfig(
+        env_id="loe_gym/EngagementSlate-v0",
+        agent=TrainConfig(algorithm="dqn", encoder="none", total_steps=10),
     )
     with pytest.raises(ValueError, match=r"dqn needs a Discrete action.*ppo, a2c"):
         train_agent(config, tmp_path / "run")
@@ -378,7 +394,7 @@ def test_dqn_on_a_slate_env_names_the_algorithms_that_fit(tmp_path: Any) -> None
 def test_train_refuses_an_existing_output(tmp_path: Any) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "model.zip").write_text("previous")
-    config = TrainConfig(encoder="none", total_steps=10)
+    config = TrainRunConfig(agent=TrainConfig(encoder="none", total_steps=10))
     with pytest.raises(FileExistsError, match="--overwrite"):
         train_agent(config, tmp_path / "run")
     assert (tmp_path / "run" / "model.zip").read_text() == "previous"
@@ -399,22 +415,23 @@ def test_ppo_learns_to_beat_random_on_a_tiny_env(tmp_path: Any) -> None:
         "horizon_days": 3,
         "reward": "click",
     }
-    config = TrainConfig(
-        encoder="none",
-        total_steps=24_576,
-        num_users=64,
-        n_steps=8,
-        batch_size=256,
-        n_epochs=10,
-        learning_rate=3e-3,
-        gamma=0.5,
+    config = TrainRunConfig(
+        env_options=env_options,
+        agent=TrainConfig(
+            encoder="none",
+            total_steps=24_576,
+            num_users=64,
+            n_steps=8,
+            batch_size=256,
+            n_epochs=10,
+            learning_rate=3e-3,
+            gamma=0.5,
+        ),
         eval_every=0,
         checkpoint_every=12_288,
-        progress=False,
-        env_options=env_options,
     )
-    summary = train_agent(config, tmp_path / "run")
-    assert summary["steps"] >= config.total_steps
+    summary = train_agent(config, tmp_path / "run", progress=False)
+    assert summary.steps >= config.agent.total_steps
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
         "agent_12288_steps.zip",
         "agent_24576_steps.zip",
@@ -436,22 +453,18 @@ def test_ppo_learns_to_beat_random_on_a_tiny_env(tmp_path: Any) -> None:
 
 
 def test_training_resumes_from_its_last_checkpoint(tmp_path: Any) -> None:
-    config = TrainConfig(
-        encoder="none",
-        total_steps=256,
-        num_users=16,
-        n_steps=8,
-        batch_size=64,
-        n_epochs=1,
+    config = TrainRunConfig(
+        env_options=OPTIONS,
+        agent=TrainConfig(
+            encoder="none", total_steps=256, num_users=16, n_steps=8, batch_size=64, n_epochs=1
+        ),
         eval_every=0,
         checkpoint_every=128,
-        progress=False,
-        env_options=OPTIONS,
     )
-    first = train_agent(config, tmp_path / "run")
-    assert first["steps"] == 256 and first["resumed_from"] is None
-    longer = config.replace(total_steps=512)
-    resumed = train_agent(longer, tmp_path / "run", resume=True)
-    assert resumed["steps"] == 512
-    assert resumed["resumed_from"].endswith("agent_256_steps.zip")
+    first = train_agent(config, tmp_path / "run", progress=False)
+    assert first.steps == 256 and first.resumed_from is None
+    longer = config.replace(agent=config.agent.replace(total_steps=512))
+    resumed = train_agent(longer, tmp_path / "run", resume=True, progress=False)
+    assert resumed.steps == 512
+    assert resumed.resumed_from.endswith("agent_256_steps.zip")
     assert (tmp_path / "run" / "checkpoints" / "agent_512_steps.zip").is_file()

@@ -64,17 +64,25 @@ def test_experiment_quick_writes_a_full_report(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--algorithm", "ppo2"], "Did you mean 'ppo'"),
+        (["--agent.algorithm", "ppo2"], "Did you mean 'ppo'"),
         (["--env-id", "loe_gym/Engagment-v0"], "Did you mean 'loe_gym/Engagement-v0'"),
-        (["--encoder", "lora"], "TrainConfig.encoder must be one of"),
-        (["--total-steps", "0"], "total_steps"),
-        (["--encoder", "frozen"], "need a trained predictor"),
-        (["--algorithm", "dqn", "--env-id", "loe_gym/EngagementSlate-v0"], "ppo, a2c"),
+        (["--agent.encoder", "lora"], "TrainConfig.encoder must be one of"),
+        (["--agent.total-steps", "0"], "total_steps"),
+        (["--agent.encoder", "frozen"], "need a trained predictor"),
+        (["--agent.algorithm", "dqn", "--env-id", "loe_gym/EngagementSlate-v0"], "ppo, a2c"),
         (["--env-options", "[1]"], "expects a JSON object"),
     ],
 )
 def test_train_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
-    base = ["train", "--output", str(tmp_path / "run"), "--encoder", "none", "--total-steps", "8"]
+    base = [
+        "train",
+        "--output",
+        str(tmp_path / "run"),
+        "--agent.encoder",
+        "none",
+        "--agent.total-steps",
+        "8",
+    ]
     done = _cli(*base, *args)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
@@ -87,15 +95,15 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
         "train",
         "--output",
         str(run),
-        "--encoder",
+        "--agent.encoder",
         "none",
-        "--total-steps",
+        "--agent.total-steps",
         "256",
-        "--num-users",
+        "--agent.num-users",
         "16",
-        "--n-steps",
+        "--agent.n-steps",
         "8",
-        "--batch-size",
+        "--agent.batch-size",
         "64",
         "--eval-every",
         "128",
@@ -107,7 +115,9 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (run / "model.zip").is_file() and (run / "evaluations.jsonl").is_file()
-    again = _cli("train", "--output", str(run), "--encoder", "none", "--total-steps", "8")
+    again = _cli(
+        "train", "--output", str(run), "--agent.encoder", "none", "--agent.total-steps", "8"
+    )
     assert again.returncode == 2 and "--overwrite" in again.stderr
     report = tmp_path / "eval"
     done = _cli(
@@ -119,9 +129,9 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
         "myopic",
         "--env-options",
         options,
-        "--num-users",
+        "--evaluation.num-users",
         "20",
-        "--seeds",
+        "--evaluation.seeds",
         "0",
         "1",
         "--output",
@@ -138,14 +148,12 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["train", "experiment"])
 def test_help_documents_every_field(command: str) -> None:
-    from agents.experiment import ExperimentConfig
-    from agents.training import TrainConfig
+    from agents.configs import ExperimentConfig, TrainRunConfig
 
-    config = TrainConfig if command == "train" else ExperimentConfig
+    config = TrainRunConfig if command == "train" else ExperimentConfig
     done = _cli(command, "--help")
     assert done.returncode == 0, done.stderr
     text = " ".join(done.stdout.split())
-    docs = config.field_docs()
-    for name in config.field_names():
-        assert "--" + name.replace("_", "-") in text, name
-        assert docs.get(name), f"{config.__name__}.{name} has no docstring"
+    for path, owner, name in config.leaves():
+        assert "--" + path.replace("_", "-") in text, path
+        assert owner.field_docs().get(name), f"{owner.__name__}.{name} has no docstring"

@@ -219,6 +219,29 @@ class ExtrasWrongShape(Small):
         return _replace(responses, extras={"liked": np.zeros(slates.shape[0])})
 
 
+class InternalsWithoutUserAxis(Small):
+    def respond(self, state: Any, slates: np.ndarray, rng: np.random.Generator) -> Responses:
+        responses = super().respond(state, slates, rng)
+        return _replace(responses, internals={**responses.internals, "total": np.float64(1.0)})
+
+
+class RespondDropsInternals(Small):
+    def respond(self, state: Any, slates: np.ndarray, rng: np.random.Generator) -> Responses:
+        return _replace(super().respond(state, slates, rng), internals={})
+
+
+class InternalsKeptOnTheSimulator(Small):
+    """A side channel: respond() keeps its internals on the instance for update()."""
+
+    def respond(self, state: Any, slates: np.ndarray, rng: np.random.Generator) -> Responses:
+        responses = super().respond(state, slates, rng)
+        self.kept = responses.internals
+        return _replace(responses, internals={})
+
+    def update(self, state: Any, slates: np.ndarray, responses: Responses, rng: Any) -> Any:
+        return super().update(state, slates, _replace(responses, internals=self.kept), rng)
+
+
 class DictState(Small):
     def reset(self, num_users: int, rng: np.random.Generator) -> Any:
         return dataclasses.asdict(super().reset(num_users, rng))
@@ -342,6 +365,21 @@ BROKEN: dict[str, tuple[type[Any], str, str]] = {
     "undeclared extras": (ExtrasNotDeclared, "rule 3: responses", r"extras has keys \('liked',\)"),
     "declared extras missing": (DeclaredExtrasMissing, "rule 3: responses", r"response_extras"),
     "extras wrong shape": (ExtrasWrongShape, "rule 3: responses", r"extras\['liked'\]"),
+    "internals without user axis": (
+        InternalsWithoutUserAxis,
+        "rule 3: responses",
+        r"internals\['total'\].*num_users=8",
+    ),
+    "respond drops internals": (
+        RespondDropsInternals,
+        "rule 4: update",
+        r"failed on the Responses.*with_internals",
+    ),
+    "internals kept on the simulator": (
+        InternalsKeptOnTheSimulator,
+        "rule 4: update",
+        r"reads values kept on the simulator",
+    ),
     "non-dataclass state": (DictState, "rule 2: state", r"dataclass"),
     "scalar state field": (StateWithScalarField, "rule 2: state", r"'budget'"),
     "update changes a dtype": (

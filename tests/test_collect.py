@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.baselines import PublicFeaturePolicy, TopicAffinityPolicy, make_policy
 from agents.collect import (
     DEPLOYABLE_POLICY,
     MIXED_POLICY,
@@ -19,6 +18,7 @@ from agents.collect import (
     collect_logs,
 )
 from agents.evaluation import run_population
+from agents.reference_policies import PublicFeaturePolicy, TopicAffinityPolicy, make_policy
 from loe_gym.logs import LOG_SCHEMA, PRIVILEGED_LOG_SCHEMA, read_log, read_log_metadata
 
 SMALL: dict[str, Any] = {"simulator_kwargs": {"num_items": 50}}

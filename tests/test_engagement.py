@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -45,6 +47,7 @@ def one_user(budget: float = 10.0, satisfaction: float = 0.5) -> EngagementState
 
 
 def responses_for(clicked: bool, completion: float, length: float, end: bool = False) -> Responses:
+    """Hand-written responses of one user to a slate of one item (without internals)."""
     return Responses(
         clicked=np.array([[clicked]]),
         watch_time=np.array([[length * completion if clicked else 0.0]]),
@@ -52,6 +55,15 @@ def responses_for(clicked: bool, completion: float, length: float, end: bool = F
         session_end=np.array([end]),
         gap_days=np.array([1 if end else 0]),
         churned=np.array([False]),
+    )
+
+
+def update_after(
+    users: EngagementUsers, state: EngagementState, slates: np.ndarray, responses: Responses
+) -> EngagementState:
+    """``update`` on hand-written responses, with the internals ``respond`` would attach."""
+    return users.update(
+        state, slates, users.with_internals(state, slates, responses), np.random.default_rng(0)
     )
 
 
@@ -64,9 +76,7 @@ def test_click_probability_matches_the_spec(users: EngagementUsers) -> None:
 
 def test_update_after_a_click_on_good_content(users: EngagementUsers) -> None:
     state = one_user()
-    new = users.update(
-        state, np.array([[0]]), responses_for(True, 0.9, 2.0), np.random.default_rng(0)
-    )
+    new = update_after(users, state, np.array([[0]]), responses_for(True, 0.9, 2.0))
     # satisfaction: 0.5 + 0.08·(0.8·0.9 − 0.5·max(0.3 − 0.8, 0) − 0.5) = 0.5 + 0.08·0.22 = 0.5176
     np.testing.assert_allclose(new.satisfaction, [0.5176])
     # fatigue: 0.8·[0, 1] = [0, 0.8], then the shown topic 0 gets +1 → [1.0, 0.8]
@@ -78,17 +88,13 @@ def test_update_after_a_click_on_good_content(users: EngagementUsers) -> None:
 
 
 def test_update_after_a_clickbait_click_lowers_satisfaction(users: EngagementUsers) -> None:
-    new = users.update(
-        one_user(), np.array([[1]]), responses_for(True, 0.5, 1.0), np.random.default_rng(0)
-    )
+    new = update_after(users, one_user(), np.array([[1]]), responses_for(True, 0.5, 1.0))
     # 0.5 + 0.08·(0.2·0.5 − 0.5·(0.9 − 0.2) − 0.5) = 0.5 + 0.08·(0.1 − 0.35 − 0.5) = 0.44
     np.testing.assert_allclose(new.satisfaction, [0.44])
 
 
 def test_update_without_click(users: EngagementUsers) -> None:
-    new = users.update(
-        one_user(), np.array([[1]]), responses_for(False, 0.0, 1.0), np.random.default_rng(0)
-    )
+    new = update_after(users, one_user(), np.array([[1]]), responses_for(False, 0.0, 1.0))
     np.testing.assert_allclose(new.satisfaction, [0.5])  # unchanged without a click
     np.testing.assert_allclose(new.fatigue, [[0.0, 1.8]])  # 0.8·1 + 1 on topic 1
     np.testing.assert_allclose(new.interests, [[0.5, -0.2]])  # no drift without a click
@@ -97,12 +103,32 @@ def test_update_without_click(users: EngagementUsers) -> None:
 
 def test_session_end_refills_budget_and_rests_fatigue(users: EngagementUsers) -> None:
     state = one_user(budget=0.5)
-    new = users.update(
-        state, np.array([[0]]), responses_for(True, 0.9, 2.0, end=True), np.random.default_rng(0)
-    )
+    new = update_after(users, state, np.array([[0]]), responses_for(True, 0.9, 2.0, end=True))
     # within the step fatigue becomes [1.0, 0.8] (see above); between sessions ×0.2
     np.testing.assert_allclose(new.fatigue, [[0.2, 0.16]])
     np.testing.assert_allclose(new.budget, [20.0])
+
+
+def test_update_reads_what_respond_computed_from_the_responses(users: EngagementUsers) -> None:
+    """``respond`` hands satisfaction and budget to ``update`` in ``Responses.internals``,
+    equal to what `with_internals` derives from the observable responses."""
+    rng = np.random.default_rng(2)
+    state = users.reset(50, rng)
+    slates = rng.integers(0, 3, (50, 1))
+    responses = users.respond(state, slates, rng)
+    assert set(responses.internals) == {"satisfaction", "budget"}
+    for name, value in responses.internals.items():
+        assert value.shape == (50,), name
+    derived = users.with_internals(state, slates, dataclasses.replace(responses, internals={}))
+    for name, value in responses.internals.items():
+        np.testing.assert_array_equal(derived.internals[name], value, err_msg=name)
+
+
+def test_update_without_internals_names_the_fix(users: EngagementUsers) -> None:
+    with pytest.raises(ValueError, match=r"internals.*with_internals"):
+        users.update(
+            one_user(), np.array([[0]]), responses_for(True, 0.9, 2.0), np.random.default_rng(0)
+        )
 
 
 def test_respond_ends_the_session_when_the_budget_runs_out(users: EngagementUsers) -> None:

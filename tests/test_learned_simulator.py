@@ -18,18 +18,14 @@ from gymnasium.utils.env_checker import check_env
 
 import loe_gym
 from agents.collect import MixedPolicy, collect_logs
-from agents.loop import ExplorationPolicy, LoopConfig, round_summary
-from agents.validation import (
-    SimulatorFitConfig,
-    ValidationConfig,
-    compare_worlds,
-    fit_learned_simulator,
-    learned_env_options,
-)
+from agents.configs import QUICK_VALIDATION, LoopConfig, ValidationConfig
+from agents.loop import ExplorationPolicy, round_summary
+from agents.validation import compare_worlds, fit_learned_simulator, learned_env_options
 from loe_gym.predictor import load_predictor
-from loe_gym.predictor.data import new_session_gap
+from loe_gym.predictor.configs import TrainingConfig
+from loe_gym.predictor.lora import adaptation_lora_modules, apply_lora
+from loe_gym.predictor.sequences import new_session_gap
 from loe_gym.predictor.serving import PredictorService
-from loe_gym.predictor.training import TrainingConfig, adaptation_lora_modules, apply_lora
 from simulators.learned import FIRST_ROW_GAP, LearnedUsers, catalog_from_log
 
 NUM_ITEMS = 60
@@ -57,10 +53,10 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("learned")
     logs = folder / "logs"
     _small_catalog_logs(logs, policy="diverse", num_users=80, seed=3, horizon_days=4)
-    metrics = fit_learned_simulator(
-        logs, folder / "predictor", SimulatorFitConfig.quick(progress=False)
+    result = fit_learned_simulator(
+        logs, folder / "predictor", QUICK_VALIDATION.predictor, progress=False
     )
-    return {"logs": logs, "predictor": folder / "predictor" / "model", "metrics": metrics}
+    return {"logs": logs, "predictor": folder / "predictor" / "model", "metrics": result.test}
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +300,7 @@ def test_config_errors_name_the_option() -> None:
     with pytest.raises(ValueError, match="exploration"):
         LoopConfig(exploration=1.5)
     with pytest.raises(ValueError, match="pass the logs it was fitted on"):
-        ValidationConfig(predictor="some/model")
+        ValidationConfig(fitted_predictor="some/model")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -329,7 +325,7 @@ def test_validate_simulator_cli_on_existing_logs(fitted: dict[str, Any], tmp_pat
         "1",
         "--logs",
         str(fitted["logs"]),
-        "--predictor",
+        "--fitted-predictor",
         str(fitted["predictor"]),
         "--horizon-days",
         "2",
@@ -370,19 +366,14 @@ def test_loop_cli_quick(tmp_path: Path) -> None:
     assert [r["policy"] for r in metrics["rounds"]] == ["myopic", "ppo_round_1", "ppo_round_2"]
     # Round 2 refits round 1's predictor through LoRA adapters (merged when saved).
     fit = json.loads((out / "round_2" / "predictor" / "metrics.json").read_text())
-    assert fit["config"]["lora_rank"] == 8
+    assert fit["config"]["training"]["lora_rank"] == 8
     assert fit["config"]["initial_model"].endswith("round_1/predictor/model")
     # A trained model is adapted with the adaptation placement: trunk adapters, no heads in full.
     previous = load_predictor(out / "round_1" / "predictor" / "model")
     targets, saved = adaptation_lora_modules(previous)
     adapted = apply_lora(
         previous,
-        TrainingConfig(
-            output_dir="unused",
-            lora_rank=8,
-            lora_target_modules=targets,
-            lora_modules_to_save=saved,
-        ),
+        TrainingConfig(lora_rank=8, lora_target_modules=targets, lora_modules_to_save=saved),
     )
     trainable = sum(value.numel() for value in adapted.parameters() if value.requires_grad)
     assert fit["stages"]["finetune"]["trainable_parameters"] == trainable
@@ -405,7 +396,13 @@ def test_import_logs_cli(tmp_path: Path) -> None:
         "1,10,4.0,964982703\n1,20,3.0,964982931\n1,10,5.0,965082703\n2,30,4.5,964980000\n"
     )
     done = _cli(
-        "import-logs", str(ratings), "--preset", "movielens", "--output", str(tmp_path / "log")
+        "import-logs",
+        "--source",
+        str(ratings),
+        "--preset",
+        "movielens",
+        "--output",
+        str(tmp_path / "log"),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rows" in done.stdout
@@ -414,19 +411,34 @@ def test_import_logs_cli(tmp_path: Path) -> None:
     assert read_log(tmp_path / "log").num_rows == 4
     bad = tmp_path / "bad.csv"
     bad.write_text("userId,movieId,rating,timestamp\n1,10,four,964982703\n")
-    failed = _cli("import-logs", str(bad), "--preset", "movielens", "--output", str(tmp_path / "b"))
+    failed = _cli(
+        "import-logs",
+        "--source",
+        str(bad),
+        "--preset",
+        "movielens",
+        "--output",
+        str(tmp_path / "b"),
+    )
     assert failed.returncode == 2
     assert "bad.csv" in failed.stderr and "rating" in failed.stderr and "row 1" in failed.stderr
     assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
     unknown = _cli(
-        "import-logs", str(ratings), "--preset", "movielen", "--output", str(tmp_path / "c")
+        "import-logs",
+        "--source",
+        str(ratings),
+        "--preset",
+        "movielen",
+        "--output",
+        str(tmp_path / "c"),
     )
     assert unknown.returncode == 2 and "movielens" in unknown.stderr
 
 
 def test_mixture_logs_name_the_component_of_each_row(fitted: dict[str, Any]) -> None:
     from loe_gym.logs import read_log
-    from loe_gym.predictor.data import TargetBatches, load_sequences
+    from loe_gym.predictor.batches import TargetBatches
+    from loe_gym.predictor.sequences import load_sequences
 
     values = set(read_log(fitted["logs"]).column("policy").unique().to_pylist())
     assert values == {"diverse:random", "diverse:myopic", "diverse:oracle_planner"}
@@ -458,15 +470,21 @@ def test_mixture_logs_name_the_component_of_each_row(fitted: dict[str, Any]) -> 
 
 
 def test_randomised_targets_reach_the_fit(fitted: dict[str, Any], tmp_path: Path) -> None:
-    clicks_only = SimulatorFitConfig.quick(progress=False, randomised_click_targets=True)
-    recorded = fit_learned_simulator(fitted["logs"], tmp_path / "clicks", clicks_only)["config"]
+    quick = QUICK_VALIDATION.predictor
+
+    def fit(logs: Path, output: Path) -> dict[str, Any]:
+        return fit_learned_simulator(
+            logs, output, quick, randomised_click_targets=True, progress=False
+        ).config
+
+    recorded = fit(fitted["logs"], tmp_path / "clicks")
     assert list(recorded["click_target_policies"]) == ["diverse:random"]
     assert not recorded["target_policies"]
     # A log without a random component: a warning names it, and every row trains.
     plain = tmp_path / "plain"
     _small_catalog_logs(plain, policy="random", num_users=6, seed=1, horizon_days=2)
     with pytest.warns(UserWarning, match="no randomised rows"):
-        recorded = fit_learned_simulator(plain, tmp_path / "plain_fit", clicks_only)["config"]
+        recorded = fit(plain, tmp_path / "plain_fit")
     assert not recorded["click_target_policies"]
 
 

@@ -1,4 +1,4 @@
-"""Bring-your-own logs (`loe_gym.log_import`): presets, custom mappings, the session / day /
+"""Bring-your-own logs (`loe_gym.logs.import_logs`): presets, custom mappings, the session / day /
 gap rules on hand-built timestamps, every bad input, and a predictor fitted on an import.
 
 Fixture files are written to ``tmp_path`` by the tests themselves: a few rows each, with
@@ -22,11 +22,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loe_gym.log_import import (
+from loe_gym.logs import (
     DUPLICATE_CONFLICT,
     DUPLICATE_EXACT,
     INCOMPLETE,
     ITEM_IDS_FILE,
+    LOG_SCHEMA,
     PRESETS,
     REPORT_FILE,
     USER_IDS_FILE,
@@ -34,11 +35,13 @@ from loe_gym.log_import import (
     ImportReport,
     LogImportError,
     import_logs,
+    read_catalog,
+    read_log,
+    read_log_metadata,
     resolve_mapping,
     sessionize,
 )
-from loe_gym.logs import LOG_SCHEMA, read_catalog, read_log, read_log_metadata
-from loe_gym.predictor.data import load_sequences
+from loe_gym.predictor.sequences import load_sequences
 
 BEIJING = datetime.timezone(datetime.timedelta(hours=8))
 DAY0 = datetime.datetime(2020, 7, 5, tzinfo=BEIJING)
@@ -623,7 +626,8 @@ def test_a_predictor_fits_on_an_imported_log(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     import torch
 
-    from loe_gym.predictor.pipeline import FitPredictorConfig, fit_predictor
+    from loe_gym.predictor.configs import FitPredictorConfig, ModelConfig, TrainingConfig
+    from loe_gym.predictor.pipeline import fit_predictor
 
     rng = np.random.default_rng(0)
     num_users, per_user, num_items = 40, 25, 30
@@ -647,23 +651,23 @@ def test_a_predictor_fits_on_an_imported_log(tmp_path: Path) -> None:
     report = import_logs(source, tmp_path / "log", "kuairec")
     assert report.rows_written == num_users * per_user
     config = FitPredictorConfig(
-        hidden_size=16,
-        num_hidden_layers=1,
-        max_history_length=8,
-        finetune_epochs=1,
-        steps_per_epoch=3,
-        batch_size=64,
+        model=ModelConfig(hidden_size=16, num_hidden_layers=1, max_history_length=8),
+        training=TrainingConfig(
+            learning_rate=2e-3,
+            max_epochs=1,
+            steps_per_epoch=3,
+            batch_size=64,
+            adversarial_epsilon=0.0,
+        ),
         gru_epochs=0,
-        adversarial_epsilon=0.0,
-        progress=False,
     )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny networks: more threads only contend
     try:
-        metrics = fit_predictor(tmp_path / "log", tmp_path / "run", config)
+        metrics = fit_predictor(tmp_path / "log", tmp_path / "run", config, progress=False)
     finally:
         torch.set_num_threads(threads)
-    assert metrics["feature_names"] == ["length"]
-    assert metrics["users"]["test"] == 4
-    assert 0.0 <= metrics["test"]["click_auc"] <= 1.0
+    assert metrics.feature_names == ["length"]
+    assert metrics.users["test"] == 4
+    assert 0.0 <= metrics.test["click_auc"] <= 1.0
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()

@@ -24,7 +24,7 @@ from gymnasium.vector import VectorEnv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import loe_gym.logs
+import loe_gym.logs.schema
 from loe_gym.catalog import Catalog
 from loe_gym.logs import (
     CATALOG_FILE,
@@ -154,7 +154,7 @@ def test_schema_matches_design_and_is_documented() -> None:
     # The privileged schema only appends float32 columns, so base readers are unaffected.
     assert PRIVILEGED_LOG_SCHEMA.names == [*LOG_SCHEMA.names, *PRIVILEGED_COLUMNS]
     assert all(PRIVILEGED_LOG_SCHEMA.field(n).type == pa.float32() for n in PRIVILEGED_COLUMNS)
-    module_doc = loe_gym.logs.__doc__ or ""
+    module_doc = loe_gym.logs.schema.__doc__ or ""
     assert "evaluation only" in module_doc.lower()
     for field in PRIVILEGED_LOG_SCHEMA:
         assert field.metadata and field.metadata[b"description"], field.name

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from loe_gym.predictor.baselines import (
+from loe_gym.predictor.metrics import hit_rate_at_k
+from loe_gym.predictor.ranking_baselines import (
     GRURanker,
     PopularityRanker,
     ranking_scores,
     train_gru_ranker,
 )
-from loe_gym.predictor.metrics import hit_rate_at_k
 
 NUM_ITEMS = 12
 

@@ -1,4 +1,4 @@
-"""Tests of the predictor's data pipeline (`loe_gym.predictor.data`)."""
+"""Tests of the predictor's data pipeline (`loe_gym.predictor.sequences`, `.batches`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from agents.collect import collect_logs
 from loe_gym.logs import LOG_SCHEMA, PRIVILEGED_COLUMNS, LogSchemaError, ParquetLogWriter
-from loe_gym.predictor.data import (
+from loe_gym.predictor.batches import (
     IGNORE_INDEX,
     MASK_ID,
     MASKED_ITEM_BATCH_KEYS,
@@ -24,11 +24,8 @@ from loe_gym.predictor.data import (
     TARGET_BATCH_KEYS,
     MaskedItemBatches,
     TargetBatches,
-    UserSequences,
-    item_popularity,
-    load_sequences,
-    split_users,
 )
+from loe_gym.predictor.sequences import UserSequences, item_popularity, load_sequences, split_users
 from loe_gym.simulator import Responses
 
 NUM_ITEMS = 50

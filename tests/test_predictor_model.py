@@ -691,7 +691,7 @@ def test_the_profile_of_the_whole_history_reaches_the_heads() -> None:
     )
     without = make_model(long_term_profile=False).eval()
     torch.testing.assert_close(without(**long).click_logits, without(**recent).click_logits)
-    assert without.profile_projection is None
+    assert without.profile is None
 
 
 @pytest.mark.parametrize(
@@ -726,7 +726,7 @@ def test_without_item_id_embeddings_items_are_their_features() -> None:
     )
     model = PredictorModel(config)
     with torch.no_grad():
-        model.item_id_embeddings.weight.normal_()  # ids must not matter, whatever they hold
+        model.get_input_embeddings().weight.normal_()  # ids must not matter, whatever they hold
     model.set_item_features(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]))
     items = model.catalog_item_embeddings()
     torch.testing.assert_close(items[0], items[1])
@@ -734,5 +734,138 @@ def test_without_item_id_embeddings_items_are_their_features() -> None:
     assert not torch.allclose(items[0], items[2])
     # The special tokens keep their own embeddings.
     mask = model.embed_items(torch.tensor([MASK_ID]))
-    torch.testing.assert_close(mask[0], model.item_id_embeddings.weight[MASK_ID])
+    torch.testing.assert_close(mask[0], model.get_input_embeddings().weight[MASK_ID])
     assert PredictorConfig.from_dict(config.to_dict()).item_id_embeddings is False
+
+
+# ------------------------------------------------------------ weights of a seed, old checkpoints
+
+# Recorded with the model as one class, before it was built from named parts: the same seed
+# must give the same weights (parameter sums, sums of squares) and the same outputs.
+# (backbone, long_term_profile, target_attention, loss_weighting) → (tensors, Σ sums,
+# Σ squares, loss, click logits, Σ ranking logits).
+RECORDED_SEED_0 = {
+    ("bert", False, False, "fixed"): (
+        37, 62.04131656088566, 66.51582240514689, 10.176604270935059,
+        (-0.00022103413357399404, -0.000367888220353052, -0.0003679876681417227),
+        -2.8328850781545043,
+    ),
+    ("bert", True, True, "uncertainty"): (
+        49, 202.26125846363084, 207.87725020524246, 10.722193717956543,
+        (0.2680814266204834, 0.15409423410892487, 0.2718726396560669),
+        -16.399332028697245,
+    ),
+    ("gpt2", False, True, "fixed"): (
+        33, 63.707819353971445, 66.54774025054473, 10.353620529174805,
+        (-9.897421841742471e-05, -0.00024114908592309803, -6.890542135806754e-05),
+        -4.31286456680391,
+    ),
+    ("gpt2", True, False, "uncertainty"): (
+        43, 202.33845502537133, 207.31012692973331, 9.869078636169434,
+        (0.21566219627857208, 0.04063856229186058, 0.18508276343345642),
+        2.93255762453191,
+    ),
+}  # fmt: skip
+
+
+def recorded_batch() -> dict[str, torch.Tensor]:
+    """The fixed batch of `RECORDED_SEED_0`: 3 histories of 6 rows over 50 items, every label."""
+    generator = torch.Generator().manual_seed(1)
+    ids = to_model_ids(torch.randint(0, 50, (3, 6), generator=generator))
+    gaps = torch.randint(1, 10, (3, 6), generator=generator)
+    feedback = torch.rand(3, 6, 3, generator=generator)
+    ids[0, :2], gaps[0, :2], feedback[0, :2] = PAD_ID, 0, 0.0
+    masked = torch.full((3, 6), IGNORE_INDEX)
+    masked[:, -1] = 3
+    return {
+        "history_item_ids": ids,
+        "history_feedback": feedback,
+        "history_gaps": gaps,
+        "target_item_ids": to_model_ids(torch.randint(0, 50, (3,), generator=generator)),
+        "target_gaps": torch.randint(1, 10, (3,), generator=generator),
+        "click_labels": torch.tensor([1.0, 0.0, 1.0]),
+        "watch_time_labels": torch.rand(3, generator=generator),
+        "watch_time_mask": torch.tensor([True, False, True]),
+        "continuation_labels": torch.ones(3),
+        "return_labels": torch.zeros(3),
+        "return_mask": torch.tensor([False, True, True]),
+        "ranking_labels": torch.tensor([1, IGNORE_INDEX, 3]),
+        "masked_item_labels": masked,
+    }
+
+
+@pytest.mark.parametrize("case", list(RECORDED_SEED_0), ids=lambda case: "-".join(map(str, case)))
+def test_a_seed_gives_the_recorded_weights_and_outputs(case: tuple[Any, ...]) -> None:
+    backbone, profile, target, weighting = case
+    tensors, total, squares, loss, clicks, ranking = RECORDED_SEED_0[case]
+    torch.manual_seed(0)
+    model = PredictorModel(
+        PredictorConfig(
+            num_items=50,
+            num_item_features=4,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            backbone=backbone,
+            long_term_profile=profile,
+            target_attention=target,
+            loss_weighting=weighting,
+        )
+    )
+    parameters = [parameter.detach().double() for parameter in model.parameters()]
+    assert len(parameters) == tensors
+    assert sum(float(p.sum()) for p in parameters) == pytest.approx(total, rel=1e-9)
+    assert sum(float((p**2).sum()) for p in parameters) == pytest.approx(squares, rel=1e-9)
+    model.set_item_features(torch.rand(50, 4, generator=torch.Generator().manual_seed(2)))
+    with torch.no_grad():
+        output = model.eval()(**recorded_batch())
+    assert float(output.loss) == pytest.approx(loss, rel=1e-6)
+    assert output.click_logits.tolist() == pytest.approx(clicks, rel=1e-5, abs=1e-9)
+    assert float(output.ranking_logits.double().sum()) == pytest.approx(ranking, rel=1e-6)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_checkpoints_with_the_weight_names_of_the_one_class_model_load(
+    backbone: str, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from loe_gym.predictor.loading import _RENAMED_WEIGHTS
+
+    model = make_model(backbone, target_attention=True, loss_weighting="uncertainty").eval()
+    model.save_pretrained(tmp_path)
+    weights_file = tmp_path / "model.safetensors"
+    # Back to the names of before: `item_id_embeddings.weight`, `candidate_trunk.0.bias`, …
+    old_names = {new: old for old, new in _RENAMED_WEIGHTS.items()}
+
+    def old_name(key: str) -> str:
+        for new, old in old_names.items():
+            if key == new or (new.endswith(".") and key.startswith(new)):
+                return old + key[len(new) :]
+        return key
+
+    saved = load_file(weights_file)
+    old = {old_name(key): value for key, value in saved.items()}
+    assert "item_id_embeddings.weight" in old and "candidate_trunk.0.weight" in old
+    assert not any(key.startswith(("heads.", "items.", "profile.")) for key in old)
+    save_file(old, weights_file, metadata={"format": "pt"})
+    loaded = load_predictor(tmp_path)
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="missing keys"):
+        del old["candidate_output.weight"]
+        save_file(old, weights_file, metadata={"format": "pt"})
+        load_predictor(tmp_path)
+
+
+def test_config_arguments_are_those_of_init() -> None:
+    import inspect
+
+    from loe_gym.predictor.configuration_predictor import _ARGUMENTS
+
+    parameters = set(inspect.signature(PredictorConfig.__init__).parameters) - {"self", "kwargs"}
+    assert set(_ARGUMENTS) == parameters
+    assert "item_id_embeddings" in _ARGUMENTS
+    with pytest.raises(TypeError, match="Did you mean 'item_id_embeddings'"):
+        PredictorConfig(num_items=5, num_item_features=2, item_id_embedding=False)

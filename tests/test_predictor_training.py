@@ -27,22 +27,20 @@ pytest.importorskip("peft")
 pytest.importorskip("accelerate")
 
 from loe_gym.predictor import PredictorConfig, PredictorModel, load_predictor
-from loe_gym.predictor.data import MaskedItemBatches, TargetBatches, load_sequences, split_users
-from loe_gym.predictor.serving import PredictorService
-from loe_gym.predictor.training import (
+from loe_gym.predictor.batches import MaskedItemBatches, TargetBatches
+from loe_gym.predictor.configs import TrainingConfig
+from loe_gym.predictor.evaluation import evaluate, evaluate_perturbed
+from loe_gym.predictor.lora import (
     HEAD_MODULES,
-    TrainingConfig,
     adaptation_lora_modules,
     apply_lora,
     default_lora_target_modules,
-    evaluate,
-    evaluate_perturbed,
-    finetune,
-    fit,
     merge_lora,
-    pretrain,
-    training_loss,
 )
+from loe_gym.predictor.losses import training_loss
+from loe_gym.predictor.sequences import load_sequences, split_users
+from loe_gym.predictor.serving import PredictorService
+from loe_gym.predictor.training import finetune, fit, pretrain
 
 NUM_ITEMS = 30
 NUM_FEATURES = 4
@@ -68,7 +66,7 @@ def make_model(seed: int = 0, **overrides: Any) -> PredictorModel:
 
 
 def toy_batches(num_batches: int, batch_size: int = 32, seed: int = 0) -> list[dict[str, Any]]:
-    """Batches with every key of `data.TargetBatches`: model inputs, labels, ``user_index``
+    """Batches with every key of `batches.TargetBatches`: model inputs, labels, ``user_index``
     and the privileged columns. Model ids are catalog ids + 2; histories are left-padded."""
     rng = np.random.default_rng(seed)
     batches = []
@@ -130,18 +128,21 @@ def masked_batches(num_batches: int, batch_size: int = 32, seed: int = 0) -> lis
     return batches
 
 
-def config(tmp_path: Path, **overrides: Any) -> TrainingConfig:
+def config(**overrides: Any) -> TrainingConfig:
     values: dict[str, Any] = {
-        "output_dir": str(tmp_path / "run"),
         "learning_rate": 1e-2,
         "max_epochs": 2,
         "early_stopping_patience": None,
-        "progress": False,
         "tensorboard": False,
         "log_every": 5,
     }
     values.update(overrides)
     return TrainingConfig(**values)
+
+
+def run_in(path: Path) -> dict[str, Any]:
+    """The ``output_dir`` and ``progress`` arguments of a run in ``path``."""
+    return {"output_dir": path / "run", "progress": False}
 
 
 def first_batch_inputs(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -154,9 +155,9 @@ def first_batch_inputs(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def test_config_rejects_unknown_keys_with_a_suggestion() -> None:
     with pytest.raises(TypeError, match="Did you mean 'learning_rate'"):
-        TrainingConfig.from_dict({"output_dir": "run", "learning_rat": 0.1})
+        TrainingConfig.from_dict({"learning_rat": 0.1})
     with pytest.raises(TypeError, match="Did you mean 'adversarial_epsilon'"):
-        TrainingConfig(output_dir="run").replace(adversarial_epsilo=0.2)
+        TrainingConfig().replace(adversarial_epsilo=0.2)
 
 
 @pytest.mark.parametrize(
@@ -173,11 +174,11 @@ def test_config_rejects_unknown_keys_with_a_suggestion() -> None:
 )
 def test_config_validates_ranges(changes: dict[str, Any], message: str) -> None:
     with pytest.raises((TypeError, ValueError), match=message):
-        TrainingConfig(output_dir="run", **changes)
+        TrainingConfig(**changes)
 
 
 def test_pgd_step_size_defaults_to_epsilon_over_steps() -> None:
-    settings = TrainingConfig(output_dir="run", adversarial_epsilon=0.3, pgd_steps=3)
+    settings = TrainingConfig(adversarial_epsilon=0.3, pgd_steps=3)
     assert settings.pgd_alpha == pytest.approx(0.1)
 
 
@@ -191,7 +192,8 @@ def test_fit_learns_the_toy_log_and_saves_the_best_model(tmp_path: Path) -> None
         model,
         toy_batches(12),
         toy_batches(4, seed=1),
-        config(tmp_path, max_epochs=3, tensorboard=True),
+        config(max_epochs=3, tensorboard=True),
+        **run_in(tmp_path),
     )
     train_losses = [record.train["loss"] for record in result.history]
     validation_click = [record.validation["loss_click"] for record in result.history]
@@ -218,7 +220,8 @@ def test_pretrain_on_masked_items(tmp_path: Path) -> None:
         make_model(),
         masked_batches(6),
         masked_batches(2, seed=1),
-        config(tmp_path, early_stopping_metric="masked_item_hit_rate_at_10"),
+        config(early_stopping_metric="masked_item_hit_rate_at_10"),
+        **run_in(tmp_path),
     )
     validation = result.history[-1].validation
     assert {"loss", "loss_masked_item", "masked_item_ndcg_at_10"} <= set(validation)
@@ -236,9 +239,8 @@ def test_early_stopping_stops_when_validation_gets_worse(tmp_path: Path) -> None
         make_model(),
         toy_batches(12),
         validation,
-        config(
-            tmp_path, max_epochs=10, early_stopping_patience=2, early_stopping_metric="loss_click"
-        ),
+        config(max_epochs=10, early_stopping_patience=2, early_stopping_metric="loss_click"),
+        **run_in(tmp_path),
     )
     assert result.stopped_early
     assert len(result.history) == 3
@@ -251,9 +253,9 @@ def test_early_stopping_stops_when_validation_gets_worse(tmp_path: Path) -> None
 
 def test_batches_of_the_wrong_task_are_reported(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs batches with masked_item_labels"):
-        pretrain(make_model(), toy_batches(2), None, config(tmp_path))
+        pretrain(make_model(), toy_batches(2), None, config(), **run_in(tmp_path))
     with pytest.raises(ValueError, match="got masked-item batches"):
-        finetune(make_model(), masked_batches(2), None, config(tmp_path))
+        finetune(make_model(), masked_batches(2), None, config(), **run_in(tmp_path))
 
 
 def test_unknown_early_stopping_metric_is_reported(tmp_path: Path) -> None:
@@ -262,7 +264,8 @@ def test_unknown_early_stopping_metric_is_reported(tmp_path: Path) -> None:
             make_model(),
             toy_batches(2),
             toy_batches(1),
-            config(tmp_path, early_stopping_metric="click_acu"),
+            config(early_stopping_metric="click_acu"),
+            **run_in(tmp_path),
         )
 
 
@@ -294,7 +297,7 @@ class _CountingBatches:
 
 
 def training_batches(kind: str) -> Any:
-    """A fresh training set: a list of toy batches, or shuffling `data.TargetBatches`."""
+    """A fresh training set: a list of toy batches, or shuffling `batches.TargetBatches`."""
     if kind == "list":
         return toy_batches(6)
     sequences, _ = load_sequences(log_table(num_users=12), num_items=NUM_ITEMS)
@@ -310,19 +313,23 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(
     # Dropout is on (tiny() keeps 0.1) and TargetBatches shuffle every epoch: equality
     # needs the random streams restored and the epoch's order chosen by set_epoch.
     uninterrupted = fit(
-        make_model(), training_batches(kind), validation, config(tmp_path / "a", max_epochs=3)
+        make_model(),
+        training_batches(kind),
+        validation,
+        config(max_epochs=3),
+        **run_in(tmp_path / "a"),
     )
     num_batches = len(training_batches(kind))
 
-    settings = config(tmp_path / "b", max_epochs=3)
+    settings, where = config(max_epochs=3), run_in(tmp_path / "b")
     interrupted = _CountingBatches(training_batches(kind), fail_at=num_batches + 2)
     with pytest.raises(_Interrupted):  # fails in the middle of epoch 2
-        fit(make_model(), interrupted, validation, settings)
+        fit(make_model(), interrupted, validation, settings, **where)
     assert (tmp_path / "b" / "run" / "checkpoints" / "epoch-001").is_dir()
     assert not (tmp_path / "b" / "run" / "checkpoints" / "epoch-002").exists()
 
     counting = _CountingBatches(training_batches(kind))
-    resumed = fit(make_model(seed=1), counting, validation, settings)
+    resumed = fit(make_model(seed=1), counting, validation, settings, **where)
     assert counting.drawn == 2 * num_batches  # epochs 2 and 3 only: epoch 1 is not redone
     assert [record.epoch for record in resumed.history] == [1, 2, 3]
     for mine, theirs in zip(resumed.history, uninterrupted.history, strict=True):
@@ -333,15 +340,17 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(
 
     # A finished run resumes to itself without training.
     counting = _CountingBatches(training_batches(kind))
-    again = fit(make_model(seed=2), counting, validation, settings)
+    again = fit(make_model(seed=2), counting, validation, settings, **where)
     assert counting.drawn == 0 and len(again.history) == 3
 
 
 def test_resume_false_starts_over(tmp_path: Path) -> None:
-    settings = config(tmp_path, max_epochs=1)
-    fit(make_model(), toy_batches(3), None, settings)
+    settings, where = config(max_epochs=1), run_in(tmp_path)
+    fit(make_model(), toy_batches(3), None, settings, **where)
     counting = _CountingBatches(toy_batches(3))
-    result = fit(make_model(), counting, None, settings.replace(max_epochs=2), resume=False)
+    result = fit(
+        make_model(), counting, None, settings.replace(max_epochs=2), **where, resume=False
+    )
     assert counting.drawn == 6 and len(result.history) == 2
     assert result.best_epoch == 2  # without validation the last epoch is the best
 
@@ -351,7 +360,8 @@ def test_max_steps_and_steps_per_epoch_cap_training(tmp_path: Path) -> None:
         make_model(),
         toy_batches(6),
         None,
-        config(tmp_path, max_epochs=5, steps_per_epoch=4, max_steps=10),
+        config(max_epochs=5, steps_per_epoch=4, max_steps=10),
+        **run_in(tmp_path),
     )
     assert [record.steps for record in result.history] == [4, 4, 2]
     assert result.global_step == 10
@@ -402,16 +412,16 @@ def test_pretrain_then_finetune_with_lora_on_batches_of_a_log(tmp_path: Path) ->
         make_model(),
         MaskedItemBatches(train, **sizes, seed=0),
         MaskedItemBatches(validation, **sizes, shuffle=False),
-        config(tmp_path / "pre", max_epochs=1),
+        config(max_epochs=1),
+        **run_in(tmp_path / "pre"),
     )
     assert "masked_item_hit_rate_at_10" in pre.history[-1].validation
     fine = finetune(
         pre.model,
         TargetBatches(train, **sizes, seed=0),
         TargetBatches(validation, **sizes, shuffle=False),
-        config(
-            tmp_path / "fine", lora_rank=2, adversarial="fgm", early_stopping_metric="click_auc"
-        ),
+        config(lora_rank=2, adversarial="fgm", early_stopping_metric="click_auc"),
+        **run_in(tmp_path / "fine"),
     )
     metrics = fine.history[-1].validation
     assert {
@@ -435,8 +445,11 @@ sys.path.insert(0, {tests!r})
 import test_predictor_training as toy
 from loe_gym.predictor.training import fit
 
-settings = toy.config(Path(sys.argv[1]), max_epochs=1, adversarial="fgm")
-result = fit(toy.make_model(), toy.toy_batches(4), toy.toy_batches(1, seed=1), settings)
+settings = toy.config(max_epochs=1, adversarial="fgm")
+result = fit(
+    toy.make_model(), toy.toy_batches(4), toy.toy_batches(1, seed=1), settings,
+    **toy.run_in(Path(sys.argv[1])),
+)
 checksum = sum(parameter.double().sum().item() for parameter in result.model.parameters())
 print("RESULT", torch.distributed.get_rank(), result.history[0].steps, repr(checksum))
 """
@@ -481,9 +494,7 @@ def test_fit_runs_unchanged_under_ddp(tmp_path: Path) -> None:
 def test_adversarial_losses_exceed_the_clean_loss(method: str) -> None:
     model = make_model(hidden_dropout_prob=0.0, attention_dropout_prob=0.0)
     inputs = first_batch_inputs(model)
-    settings = TrainingConfig(
-        output_dir="unused", adversarial=method, adversarial_epsilon=0.5, adversarial_weight=0.5
-    )
+    settings = TrainingConfig(adversarial=method, adversarial_epsilon=0.5, adversarial_weight=0.5)
     parts = training_loss(model, inputs, settings)
     assert parts.adversarial is not None
     # A step along the gradient raises the loss; the total is L_clean + λ·L_adversarial.
@@ -493,11 +504,13 @@ def test_adversarial_losses_exceed_the_clean_loss(method: str) -> None:
     torch.testing.assert_close(parts.clean, clean)
     # Gradients reach the weights through both losses.
     parts.total.backward()
-    assert model.candidate_output.weight.grad is not None
+    assert model.heads.candidate_output.weight.grad is not None
 
 
 def test_pgd_is_at_least_as_strong_as_fgm_and_stays_in_the_ball() -> None:
-    from loe_gym.predictor.training import _forward_with_gradient, _per_example_normalise, _project
+    from loe_gym.predictor.adversarial import forward_with_gradient as _forward_with_gradient
+    from loe_gym.predictor.adversarial import per_example_normalise as _per_example_normalise
+    from loe_gym.predictor.adversarial import project as _project
 
     model = make_model(hidden_dropout_prob=0.0, attention_dropout_prob=0.0)
     inputs = first_batch_inputs(model)
@@ -505,13 +518,12 @@ def test_pgd_is_at_least_as_strong_as_fgm_and_stays_in_the_ball() -> None:
     fgm = training_loss(
         model,
         inputs,
-        TrainingConfig(output_dir="x", adversarial="fgm", adversarial_epsilon=epsilon),
+        TrainingConfig(adversarial="fgm", adversarial_epsilon=epsilon),
     )
     pgd = training_loss(
         model,
         inputs,
         TrainingConfig(
-            output_dir="x",
             adversarial="pgd",
             adversarial_epsilon=epsilon,
             pgd_steps=5,
@@ -530,7 +542,8 @@ def test_fit_with_fgm_reports_the_adversarial_loss(tmp_path: Path) -> None:
         make_model(),
         toy_batches(4),
         toy_batches(2, seed=1),
-        config(tmp_path, max_epochs=1, adversarial="fgm"),
+        config(max_epochs=1, adversarial="fgm"),
+        **run_in(tmp_path),
     )
     train = result.history[0].train
     assert train["loss"] == pytest.approx(train["clean_loss"] + train["adversarial_loss"])
@@ -553,7 +566,7 @@ def test_evaluate_perturbed_is_worse_than_clean() -> None:
 
 def test_lora_trains_only_adapters_and_heads() -> None:
     model = make_model()
-    settings = TrainingConfig(output_dir="unused", lora_rank=4)
+    settings = TrainingConfig(lora_rank=4)
     peft_model = apply_lora(model, settings)
     before = {name: value.detach().clone() for name, value in peft_model.named_parameters()}
     trainable = {name for name, value in peft_model.named_parameters() if value.requires_grad}
@@ -584,7 +597,7 @@ def test_lora_trains_only_adapters_and_heads() -> None:
 @pytest.mark.parametrize("backbone", ["bert", "gpt2"])
 def test_merged_lora_model_gives_the_same_outputs(backbone: str) -> None:
     model = make_model(backbone=backbone)
-    settings = TrainingConfig(output_dir="unused", lora_rank=4)
+    settings = TrainingConfig(lora_rank=4)
     peft_model = apply_lora(model, settings)
     # Move every trainable weight (B starts at 0: the merge would be trivially exact).
     with torch.no_grad():
@@ -618,9 +631,7 @@ def test_adaptation_lora_adapts_the_trunk_and_trains_only_the_output_layers(
         "candidate_trunk.3",
     )
     assert saved == ("candidate_output", "profile_wide")
-    settings = TrainingConfig(
-        output_dir="unused", lora_rank=2, lora_target_modules=targets, lora_modules_to_save=saved
-    )
+    settings = TrainingConfig(lora_rank=2, lora_target_modules=targets, lora_modules_to_save=saved)
     trainable = {
         name: value.numel()
         for name, value in apply_lora(model, settings).named_parameters()
@@ -645,7 +656,11 @@ def test_adaptation_lora_adapts_the_trunk_and_trains_only_the_output_layers(
 
 def test_fit_with_lora_returns_a_merged_model(tmp_path: Path) -> None:
     result = finetune(
-        make_model(), toy_batches(4), toy_batches(2, seed=1), config(tmp_path, lora_rank=2)
+        make_model(),
+        toy_batches(4),
+        toy_batches(2, seed=1),
+        config(lora_rank=2),
+        **run_in(tmp_path),
     )
     assert type(result.model) is PredictorModel
     assert 0.0 < result.trainable_fraction < 0.5
@@ -657,14 +672,12 @@ def test_fit_with_lora_returns_a_merged_model(tmp_path: Path) -> None:
 
 
 def test_lora_modules_to_save_are_checked() -> None:
-    settings = TrainingConfig(
-        output_dir="unused", lora_rank=2, lora_modules_to_save=("candidate_outpt",)
-    )
+    settings = TrainingConfig(lora_rank=2, lora_modules_to_save=("candidate_outpt",))
     with pytest.raises(ValueError, match="Did you mean 'candidate_output'"):
         apply_lora(make_model(), settings)
     assert "candidate_output" in HEAD_MODULES
     # A suffix names every module ending with it, as peft matches: all the layer norms.
-    settings = TrainingConfig(output_dir="unused", lora_rank=2, lora_modules_to_save=("LayerNorm",))
+    settings = TrainingConfig(lora_rank=2, lora_modules_to_save=("LayerNorm",))
     trained = {
         name
         for name, value in apply_lora(make_model(), settings).named_parameters()
@@ -678,12 +691,12 @@ def test_lora_modules_to_save_are_checked() -> None:
     )
     peft_model = apply_lora(make_model(), settings)
     training_loss(peft_model, first_batch_inputs(make_model()), settings).total.backward()
-    projection = peft_model.base_model.model.profile_cross_projection[1]
+    projection = peft_model.base_model.model.profile.profile_cross_projection[1]
     assert projection.modules_to_save.default.weight.grad is not None
 
 
 def test_dora_trains_a_magnitude_per_adapted_layer_and_merges_exactly() -> None:
-    settings = TrainingConfig(output_dir="unused", lora_rank=2, lora_use_dora=True)
+    settings = TrainingConfig(lora_rank=2, lora_use_dora=True)
     model = make_model()
     peft_model = apply_lora(model, settings)
     magnitudes = [
@@ -707,9 +720,7 @@ def test_dora_trains_a_magnitude_per_adapted_layer_and_merges_exactly() -> None:
 
 def test_lora_bias_all_trains_every_bias_and_nothing_else_new() -> None:
     def trainable(bias: str) -> set[str]:
-        settings = TrainingConfig(
-            output_dir="unused", lora_rank=2, lora_modules_to_save=(), lora_bias=bias
-        )
+        settings = TrainingConfig(lora_rank=2, lora_modules_to_save=(), lora_bias=bias)
         peft_model = apply_lora(make_model(), settings)
         return {name for name, value in peft_model.named_parameters() if value.requires_grad}
 
@@ -721,7 +732,7 @@ def test_lora_bias_all_trains_every_bias_and_nothing_else_new() -> None:
     with pytest.raises(
         ValueError, match="lora_bias must be one of 'none', 'lora_only', 'all', got 'some'"
     ):
-        TrainingConfig(output_dir="unused", lora_bias="some")
+        TrainingConfig(lora_bias="some")
 
 
 # -------------------------------------------------------------------------- evaluation

@@ -28,7 +28,7 @@ from simulators.engagement import EngagementUsers
 HAND_WRITTEN = sorted(name for name in BUILT_IN_SIMULATORS if name != "learned")
 
 # One simulator for all examples: hypothesis runs many examples per test, and the model
-# is a pure function of (state, slates, rng) besides its per-call cache.
+# is a pure function of its arguments (no state between calls).
 SIMULATOR = EngagementUsers(num_items=NUM_ITEMS)
 PROPERTY_SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -144,8 +144,7 @@ def test_update_is_row_wise_independent(
     num_users: int, slate_size: int, seed: int, num_steps: int
 ) -> None:
     """Given fixed responses, updating the batch equals updating each user alone and
-    concatenating (this also compares the model's cached path, used right after
-    ``respond``, with its recomputing path, used for the single users)."""
+    concatenating (``select_responses`` slices ``Responses.internals`` by user too)."""
     state, rng = advanced_state(num_users, slate_size, seed, num_steps)
     slates = random_item_slates(rng, num_users, slate_size)
     responses = SIMULATOR.respond(state, slates, rng)

@@ -176,24 +176,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         self.num_envs = int(num_envs)
         self.num_users = self.num_envs
         self.render_mode = None
-        extras = tuple(getattr(self.simulator, "response_extras", ()))
-        self.layout = ObservationLayout(
-            kind=cfg.observation,
-            num_candidates=cfg.num_candidates,
-            slate_size=cfg.slate_size,
-            history_length=cfg.history_length,
-            user_feature_size=int(self.simulator.user_feature_size),
-            response_fields=("clicked", "watch_time", *extras),
-        )
-        user_bounds = tuple(getattr(self.simulator, "user_feature_bounds", (-np.inf, np.inf)))
-        self.single_observation_space = self.layout.space(self.catalog, user_bounds)  # type: ignore[arg-type]
-        if cfg.slate_size == 1:
-            self.single_action_space: spaces.Space[Any] = spaces.Discrete(cfg.num_candidates)
-            self.action_space = batch_space(self.single_action_space, self.num_envs)
-        else:
-            self.single_action_space = SlateSpace(cfg.num_candidates, cfg.slate_size)
-            self.action_space = SlateSpace(cfg.num_candidates, cfg.slate_size, self.num_envs)
-        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self._build_spaces()
 
         self._features = self.catalog.features  # (num_items, F) float32, read-only
         self._rows = np.arange(self.num_envs)[:, None]
@@ -224,6 +207,28 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         m, c = self.catalog.num_items, cfg.num_candidates
         self._distinct_probability = math.exp(sum(math.log1p(-i / m) for i in range(c)))
         self._candidate_dtype = np.int16 if m <= np.iinfo(np.int16).max else np.int64
+
+    def _build_spaces(self) -> None:
+        """The observation layout and the single and batched spaces."""
+        cfg = self.config
+        extras = tuple(getattr(self.simulator, "response_extras", ()))
+        self.layout = ObservationLayout(
+            kind=cfg.observation,
+            num_candidates=cfg.num_candidates,
+            slate_size=cfg.slate_size,
+            history_length=cfg.history_length,
+            user_feature_size=int(self.simulator.user_feature_size),
+            response_fields=("clicked", "watch_time", *extras),
+        )
+        user_bounds = tuple(getattr(self.simulator, "user_feature_bounds", (-np.inf, np.inf)))
+        self.single_observation_space = self.layout.space(self.catalog, user_bounds)  # type: ignore[arg-type]
+        if cfg.slate_size == 1:
+            self.single_action_space: spaces.Space[Any] = spaces.Discrete(cfg.num_candidates)
+            self.action_space = batch_space(self.single_action_space, self.num_envs)
+        else:
+            self.single_action_space = SlateSpace(cfg.num_candidates, cfg.slate_size)
+            self.action_space = SlateSpace(cfg.num_candidates, cfg.slate_size, self.num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
     # ------------------------------------------------------------------ reset
 
@@ -367,20 +372,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         watch = row_sum(responses.watch_time)
         reward = watch if cfg.reward == "watch_time" else clicks
 
-        # Time: a finished session moves the user to the day of the next visit.
-        session_end, churned = responses.session_end, responses.churned
-        returns = session_end & ~churned
-        self._day = day + np.where(returns, responses.gap_days, 0)
-        self._session = session + returns
-        self._step_in_session = np.where(session_end, 0, step_in_session + 1)
-        self._days_since_last_visit = np.where(
-            returns, responses.gap_days, self._days_since_last_visit
-        )
-        self._episode_steps = self._episode_steps + 1
-        terminated = churned.copy()
-        truncated = ~terminated & (self._day >= cfg.horizon_days)
-        if cfg.max_episode_steps is not None:
-            truncated |= ~terminated & (self._episode_steps >= cfg.max_episode_steps)
+        terminated, truncated = self._advance_time(day, session, step_in_session, responses)
         self._record(slates, responses)
         self._candidates = self._draw_candidates(self.num_envs)
         fresh = self._fresh_after_step
@@ -396,9 +388,9 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             "clicked": responses.clicked,
             "watch_time": responses.watch_time,
             "completion": responses.completion,
-            "session_end": session_end,
+            "session_end": responses.session_end,
             "gap_days": responses.gap_days,
-            "churned": churned,
+            "churned": responses.churned,
             "returned_next_day": responses.returned_next_day,
             "reward_parts": {"watch_time": watch, "click": clicks},
         }
@@ -408,32 +400,50 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             reward = np.where(acted, reward, 0.0)
             terminated &= acted
             truncated &= acted
-            # The simulator stepped those users' finished lives too; report nothing of it.
-            for key in ("session_end", "churned", "returned_next_day", "clicked"):
-                info[key] = info[key] & (acted[:, None] if info[key].ndim == 2 else acted)
-            for key in ("watch_time", "completion"):
-                info[key] = np.where(acted[:, None], info[key], 0.0)
-            info["gap_days"] = np.where(acted, info["gap_days"], 0)
-            info["reward_parts"] = {
-                name: np.where(acted, part, 0.0) for name, part in info["reward_parts"].items()
-            }
+            _silence(info, acted)
             info["user_id"], info["life"] = self._user_id.copy(), self._episode.copy()
         done = terminated | truncated
         if self.autoreset_mode is AutoresetMode.SAME_STEP and np.count_nonzero(done):
-            final_obs = self._observe()
-            info["final_obs"] = np.array(
-                [
-                    # Copies: the reset below overwrites these rows in place.
-                    {k: v[i].copy() for k, v in final_obs.items()} if done[i] else None
-                    for i in range(self.num_envs)
-                ],
-                dtype=object,
-            )
-            info["_final_obs"] = done
-            self._reset_users(done, fresh)
+            self._reset_now(done, fresh, info)
         elif self.autoreset_mode is not AutoresetMode.SAME_STEP:
             self._needs_reset = done
         return self._observe(), reward, terminated, truncated, info
+
+    def _advance_time(
+        self, day: IntArray, session: IntArray, step_in_session: IntArray, responses: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Move the clock past a step; ``(terminated, truncated)``, each ``(N,) bool``.
+
+        A finished session moves the user to the day of the next visit."""
+        cfg = self.config
+        session_end, churned = responses.session_end, responses.churned
+        returns = session_end & ~churned
+        self._day = day + np.where(returns, responses.gap_days, 0)
+        self._session = session + returns
+        self._step_in_session = np.where(session_end, 0, step_in_session + 1)
+        self._days_since_last_visit = np.where(
+            returns, responses.gap_days, self._days_since_last_visit
+        )
+        self._episode_steps = self._episode_steps + 1
+        terminated = churned.copy()
+        truncated = ~terminated & (self._day >= cfg.horizon_days)
+        if cfg.max_episode_steps is not None:
+            truncated |= ~terminated & (self._episode_steps >= cfg.max_episode_steps)
+        return terminated, truncated
+
+    def _reset_now(self, done: np.ndarray, fresh: frozenset[str], info: dict[str, Any]) -> None:
+        """Same-step autoreset: keep the finished users' last observations in ``info``."""
+        final_obs = self._observe()
+        info["final_obs"] = np.array(
+            [
+                # Copies: the reset below overwrites these rows in place.
+                {k: v[i].copy() for k, v in final_obs.items()} if done[i] else None
+                for i in range(self.num_envs)
+            ],
+            dtype=object,
+        )
+        info["_final_obs"] = done
+        self._reset_users(done, fresh)
 
     # ---------------------------------------------------------------- helpers
 
@@ -615,3 +625,16 @@ def _parse_autoreset(mode: str | AutoresetMode) -> AutoresetMode:
             f"Choose one of {', '.join(AUTORESET_MODES)}."
         )
     return _AUTORESET[key]
+
+
+def _silence(info: dict[str, Any], acted: np.ndarray) -> None:
+    """Zero what ``info`` says of users who did not act (their slot was being reset): the
+    simulator stepped those users' finished lives too; report nothing of it."""
+    for key in ("session_end", "churned", "returned_next_day", "clicked"):
+        info[key] = info[key] & (acted[:, None] if info[key].ndim == 2 else acted)
+    for key in ("watch_time", "completion"):
+        info[key] = np.where(acted[:, None], info[key], 0.0)
+    info["gap_days"] = np.where(acted, info["gap_days"], 0)
+    info["reward_parts"] = {
+        name: np.where(acted, part, 0.0) for name, part in info["reward_parts"].items()
+    }

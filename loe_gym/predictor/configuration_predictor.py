@@ -1,4 +1,8 @@
-"""`PredictorConfig`: the sizes, backbone and loss weighting of the multi-task predictor."""
+"""`PredictorConfig`: the sizes, backbone and loss weighting of the multi-task predictor.
+
+Importing this module registers `PredictorConfig` with ``AutoConfig`` under the model type
+``"loe_predictor"``.
+"""
 
 from __future__ import annotations
 
@@ -7,42 +11,28 @@ import os
 from typing import Any
 
 from loe_gym.errors import check_choice, check_positive_int, did_you_mean
+from loe_gym.predictor.configs import BACKBONES, LOSS_WEIGHTINGS, TASKS, ModelConfig
 
 try:  # transformers ≥ 5 renamed the base class; 4.45+ only has the old spelling.
     from transformers import PreTrainedConfig as _ConfigBase
 except ImportError:  # pragma: no cover - exercised on transformers 4.x only
     from transformers import PretrainedConfig as _ConfigBase
+from transformers import AutoConfig
 
-BACKBONES = ("bert", "gpt2")
-"""Backbones the predictor can be built on: ``bert`` (bidirectional), ``gpt2`` (causal)."""
-
-TASKS = ("click", "watch_time", "ranking", "continuation", "return", "masked_item")
-"""Tasks with a head and a loss, in the order of ``PredictorModel.log_variances``."""
-
-LOSS_WEIGHTINGS = ("fixed", "uncertainty")
-"""``fixed``: ``Σ w_i L_i``; ``uncertainty``: ``Σ w_i (exp(−s_i) L_i + s_i)``, learned ``s_i``."""
-
-_ARGUMENTS = (
-    "target_attention",
-    "long_term_profile",
-    "profile_decays",
+_NON_ARCHITECTURE_ARGUMENTS = (
     "num_items",
     "num_item_features",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
     "intermediate_size",
-    "hidden_dropout_prob",
-    "attention_dropout_prob",
-    "max_history_length",
     "num_gap_buckets",
     "feedback_size",
-    "backbone",
     "backbone_path",
-    "task_weights",
-    "loss_weighting",
     "initializer_range",
 )
+"""Arguments of `PredictorConfig` that `ModelConfig` does not choose: the catalog's sizes,
+read from the log, and settings kept at their defaults by the fit on a log."""
+
+_ARGUMENTS = (*ModelConfig().predictor_arguments(), *_NON_ARCHITECTURE_ARGUMENTS)
+"""Every argument of `PredictorConfig` (a misspelt keyword close to one is rejected)."""
 
 
 class PredictorConfig(_ConfigBase):
@@ -330,3 +320,7 @@ def _reject_near_misses(kwargs: dict[str, Any]) -> None:
                 f"PredictorConfig got an unknown argument {key!r}.{hint} Its arguments: "
                 f"{', '.join(_ARGUMENTS)}."
             )
+
+
+# `exist_ok`: re-importing (e.g. after `importlib.reload`) must not fail.
+AutoConfig.register(PredictorConfig.model_type, PredictorConfig, exist_ok=True)

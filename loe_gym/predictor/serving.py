@@ -30,12 +30,9 @@ from torch import nn
 
 from loe_gym.errors import check_positive_int
 from loe_gym.predictor.configuration_predictor import PredictorConfig
-from loe_gym.predictor.modeling_predictor import (
-    PAD_ID,
-    PredictorModel,
-    load_predictor,
-    to_model_ids,
-)
+from loe_gym.predictor.embeddings import PAD_ID, to_model_ids
+from loe_gym.predictor.loading import load_predictor
+from loe_gym.predictor.modeling_predictor import PredictorModel
 
 __all__ = ["SAME_SESSION_GAP", "PredictorService"]
 
@@ -61,7 +58,7 @@ class PredictorService:
     |---|---|---|---|
     | ``history_item_ids`` | catalog ids of shown items, −1 = no item | ``(N, L)`` int | ``[−1, num_items)`` |
     | ``history_feedback`` | clicked, watch time (minutes), completion | ``(N, L, 3)`` float | ``≥ 0``, finite |
-    | ``history_gaps`` | gap bucket before each item, as in `data` (1 same session, 2 new session the same or next day, 3… after 2… days) | ``(N, L)`` int | ``[0, num_gap_buckets)`` |
+    | ``history_gaps`` | gap bucket before each item, as in `sequences` (1 same session, 2 new session the same or next day, 3… after 2… days) | ``(N, L)`` int | ``[0, num_gap_buckets)`` |
     | ``target_gaps`` | gap bucket of the step to predict; default 1 (same session) | ``(N,)`` int or ``None`` | ``[1, num_gap_buckets)`` |
     | ``candidate_ids`` | catalog ids of the items to score | ``(N, C)`` int | ``[0, num_items)`` |
     | ``history_profile`` | long-term profiles (`history_profile`) of the users' whole pasts; default: that of the history given | ``(N, T, F + 1, 4)`` float or ``None`` | finite |
@@ -75,7 +72,8 @@ class PredictorService:
     def __init__(
         self, model: nn.Module, *, device: str | torch.device = "cpu", batch_size: int = 4096
     ) -> None:
-        from loe_gym.predictor.training import merge_lora
+        # Imported here: peft and accelerate are needed only when a model has adapters.
+        from loe_gym.predictor.lora import merge_lora
 
         self.device = torch.device(device)
         self.batch_size = check_positive_int("batch_size", batch_size)

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from agents.ranking import SCORE_NAMES, top_slates
 from loe_gym import RecommendationVectorEnv
 from loe_gym.errors import did_you_mean
 
@@ -41,22 +42,6 @@ class Policy(Protocol):
     def act(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
         """``(num_users,)`` candidate indices, or ``(num_users, slate_size)`` for slates."""
         ...
-
-
-def top_slates(scores: np.ndarray, slate_size: int) -> np.ndarray:
-    """Indices of the ``slate_size`` best candidates per row, best first.
-
-    Args:
-        scores: ``(num_users, num_candidates)``.
-
-    Returns:
-        ``(num_users,)`` when ``slate_size == 1``, else ``(num_users, slate_size)``.
-    """
-    if slate_size == 1:
-        return scores.argmax(axis=1)
-    best = np.argpartition(-scores, slate_size - 1, axis=1)[:, :slate_size]
-    order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1)
-    return np.take_along_axis(best, order, axis=1)
 
 
 class _ScoringPolicy:
@@ -383,8 +368,6 @@ class MyopicPredictedPolicy(_ScoringPolicy):
     uses_predictor = True
 
     def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
-        from agents.predictor_env import SCORE_NAMES
-
         if "candidate_scores" not in obs:
             raise KeyError(
                 "myopic_predicted reads the predictor's candidate_scores: evaluate it on an env "

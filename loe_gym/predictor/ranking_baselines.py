@@ -1,7 +1,7 @@
 """Ranking baselines for the predictor: item popularity and a GRU over the history.
 
 Both answer the ranking task of the predictor — which catalog item will the user click
-next — on the same batches (`loe_gym.predictor.data.TargetBatches`), so their NDCG@10 and
+next — on the same batches (`loe_gym.predictor.batches.TargetBatches`), so their NDCG@10 and
 HR@10 sit beside the transformer's in one table.
 """
 

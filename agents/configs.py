@@ -1,0 +1,544 @@
+"""The options of every workflow, as one tree of composed configs.
+
+A workflow's config holds its parts' configs instead of copying their fields:
+`ExperimentConfig` holds the logs it collects (`CollectConfig`), the predictor it fits
+(`FitPredictorConfig`), the agent it trains (`TrainConfig`) and how it evaluates
+(`EvaluationConfig`). The command line turns the tree into nested flags
+(``loe-gym experiment --predictor.model.hidden-size 32 --agent.total-steps 2e5``) with the
+field docstrings as help, and every run writes the resolved tree to its ``config.json``.
+
+A light module: no torch, SB3 or gymnasium at import, so ``--help`` answers at once. What a
+config does not hold: where a run writes (an argument of the workflow), progress bars and
+torch threads (they change no result), and the catalog's sizes (read from the logs when
+the model is built). The ``QUICK_*`` presets are plain instances: smoke-test sizes, numbers
+meaningless.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from loe_gym.config import FrozenConfig
+from loe_gym.predictor.configs import FitPredictorConfig, ModelConfig, TrainingConfig
+
+__all__ = [
+    "ALGORITHMS",
+    "ENCODERS",
+    "FUSION_ALGORITHMS",
+    "QUICK_EXPERIMENT",
+    "QUICK_LOOP",
+    "QUICK_VALIDATION",
+    "REFITS",
+    "REWARD_SOURCES",
+    "SHARED_OPTIONS",
+    "TRAIN_WORLDS",
+    "CollectConfig",
+    "EvaluationConfig",
+    "ExperimentConfig",
+    "LoopConfig",
+    "TrainConfig",
+    "TrainRunConfig",
+    "ValidationConfig",
+]
+
+DEFAULT_ENV = "loe_gym/Engagement-v0"
+
+SHARED_OPTIONS: dict[str, str] = {
+    "env_id": "the registered environment the workflow runs on",
+    "env_options": "keyword options of that environment (a JSON object)",
+    "horizon_days": "days per user life",
+    "logs": "an existing interaction log folder to read",
+    "agents": "trained agents (loe-gym train folders) to judge beside the baselines",
+    "predictor": "a trained predictor's model folder (where it is a path, not a config)",
+    "num_users": "users simulated side by side",
+    "seed": "seeds the random draws of the part that declares it",
+    "learning_rate": "the learning rate of the optimiser of the part that declares it",
+    "batch_size": "the minibatch size of the optimiser of the part that declares it",
+}
+"""Option names declared in more than one config, each with its one meaning (no other name
+is: tests/test_configs.py walks the tree)."""
+ALGORITHMS = ("ppo", "a2c", "dqn", "sac", "td3")
+"""Algorithms `agents.training.train_agent` takes."""
+FUSION_ALGORITHMS = ("sac", "td3")
+"""Algorithms that act through fusion weights (a ``Box`` action)."""
+ENCODERS = ("frozen", "none")
+"""``frozen``: the trained predictor encodes each user (state and per-candidate task scores)
+and is not updated; ``none``: the policy sees the environment's observation only."""
+REWARD_SOURCES = ("simulator", "predictor")
+"""``simulator``: the environment's reward (minutes watched); ``predictor``: the reward model
+(`agents.predictor_env.PredictorReward`), so the agent never reads the simulator's reward."""
+REFITS = ("full", "lora")
+"""How the feedback loop refits its predictor on each round's logs."""
+TRAIN_WORLDS = ("learned", "ground_truth")
+"""Where the feedback loop's agent trains."""
+
+
+def _check_seeds(config: FrozenConfig, name: str = "seeds") -> None:
+    seeds = getattr(config, name)
+    object.__setattr__(config, name, tuple(seeds))
+    if not seeds:
+        raise ValueError(
+            f"{type(config).__name__}.{name} must name at least one seed, e.g. (0, 1, 2)."
+        )
+
+
+@dataclass(frozen=True)
+class EvaluationConfig(FrozenConfig):
+    """How policies are judged: populations of users, one per seed, over their lives."""
+
+    num_users: int = 500
+    """Users per population (simulated side by side)."""
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    """Population seeds; the 95 % CIs are over them."""
+
+    def __post_init__(self) -> None:
+        self._check_numbers()
+        self._check_positive("num_users")
+        _check_seeds(self)
+
+
+@dataclass(frozen=True)
+class CollectConfig(FrozenConfig):
+    """How interaction logs are collected (``loe-gym collect-logs``)."""
+
+    num_users: int = 5000
+    """Users logged (simulated side by side)."""
+    policy: str = "mixed"
+    """Logging policy: ``mixed`` (random 40 %, myopic 30 %, oracle planner 30 % per user),
+    ``diverse`` (per-user mixture weights), ``deployable`` (per-user mixtures of random
+    exposure and recommenders that read only the observations, see agents/collect.py) or a
+    reference policy's name."""
+    seed: int = 0
+    """Seeds the logged population and the policy's draws."""
+
+    def __post_init__(self) -> None:
+        self._check_numbers()
+        self._check_positive("num_users")
+
+
+@dataclass(frozen=True)
+class TrainConfig(FrozenConfig):
+    """How an SB3 agent learns: algorithm, how the predictor enters, budget and
+    hyper-parameters. Where it learns (the environment, the predictor's folder) is
+    `TrainRunConfig`'s, or filled by the workflow that trains it."""
+
+    algorithm: str = "ppo"
+    """``ppo``, ``a2c``, ``dqn`` (choose a candidate) or ``sac``, ``td3`` (fusion weights)."""
+    encoder: str = "frozen"
+    """How the predictor encodes users: ``frozen`` or ``none`` (no predictor)."""
+    reward_source: str = "simulator"
+    """``simulator`` (the environment's reward, minutes watched) or ``predictor`` (the
+    reward model)."""
+    encoder_history_length: int = 10
+    """History rows the predictor's transformer sees per step when it encodes a user (older
+    rows reach it through its long-term profile); shorter is faster."""
+    return_weight: float = 30.0
+    """Reward model: minutes per unit of predicted next-day return probability gained
+    over the average candidate (see agents/predictor_env.py)."""
+    continuation_weight: float = 20.0
+    """Reward model: minutes per unit of predicted session-continuation probability gained
+    over the average candidate."""
+    total_steps: int = 1_000_000
+    """Budget: environment steps (user decisions) of training."""
+    num_users: int = 1024
+    """Users simulated side by side (SB3's n_envs)."""
+    seed: int = 0
+    """Seeds the users, the candidates and the networks."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    gamma: float = 0.995
+    """Discount per step (a user life is hundreds of steps; the return effect spans sessions)."""
+    n_steps: int = 8
+    """PPO / A2C: steps per user per rollout (with a thousand users, short rollouts give
+    many policy updates per million steps)."""
+    batch_size: int = 2048
+    """PPO / DQN / SAC / TD3: minibatch size."""
+    n_epochs: int = 10
+    """PPO: epochs per rollout."""
+    ent_coef: float = 0.0
+    """PPO / A2C: entropy bonus."""
+    net_arch: tuple[int, ...] = (64, 64)
+    """Widths of the per-candidate scoring MLP."""
+    myopic_prior: float = 2.0
+    """PPO / A2C with the predictor: initial weight of the predicted-watch ranking in the
+    logits (learned from there; 0 = start uniform). See agents/networks.py."""
+    buffer_size: int = 200_000
+    """DQN / SAC / TD3: replay buffer size."""
+
+    def __post_init__(self) -> None:
+        self._check_choice("algorithm", ALGORITHMS)
+        self._check_choice("encoder", ENCODERS)
+        self._check_choice("reward_source", REWARD_SOURCES)
+        self._check_numbers()
+        self._check_positive("total_steps", "num_users", "encoder_history_length", "n_steps")
+        self._check_positive("batch_size", "n_epochs", "learning_rate", "buffer_size")
+        self._check_nonnegative("return_weight", "continuation_weight", "ent_coef")
+        self._check_nonnegative("myopic_prior")
+        object.__setattr__(self, "net_arch", tuple(self.net_arch))
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"TrainConfig.gamma must lie in (0, 1], got {self.gamma}.")
+        if not self.net_arch or any(w < 1 for w in self.net_arch):
+            raise ValueError(f"TrainConfig.net_arch needs positive widths, got {self.net_arch!r}.")
+
+    @property
+    def needs_predictor(self) -> bool:
+        """The agent reads the predictor (encoder, reward model or fusion weights)."""
+        return (
+            self.encoder != "none"
+            or self.reward_source == "predictor"
+            or self.algorithm in FUSION_ALGORITHMS
+        )
+
+    def check_predictor(self, predictor: str | None) -> None:
+        """Raise when the agent needs a predictor and none is given."""
+        if self.needs_predictor and predictor is None:
+            raise ValueError(
+                f"encoder={self.encoder!r}, reward_source={self.reward_source!r} and "
+                f"algorithm={self.algorithm!r} need a trained predictor: pass predictor=<dir> "
+                "(from loe-gym fit-predictor), or encoder='none' with reward_source='simulator'."
+            )
+
+
+@dataclass(frozen=True)
+class TrainRunConfig(FrozenConfig):
+    """Options of `agents.training.train_agent` (``loe-gym train --help`` lists them)."""
+
+    env_id: str = DEFAULT_ENV
+    """Registered environment id (``module:env-id`` imports a module that registers it)."""
+    env_options: dict[str, Any] | None = None
+    """Keyword options of the environment (JSON on the command line), e.g.
+    ``{"simulator_kwargs": {"catalog_seed": 1}, "horizon_days": 10}``."""
+    predictor: str | None = None
+    """Trained predictor directory (``loe-gym fit-predictor``'s ``model/``); needed unless
+    the agent's encoder is ``none`` and its reward source ``simulator``."""
+    agent: TrainConfig = field(default_factory=TrainConfig)
+    """The agent and its budget."""
+    eval_users: int = 256
+    """Held-out users of the evaluation callback (a seed no training population uses)."""
+    eval_every: int = 250_000
+    """Evaluate every this many steps (0 = never)."""
+    checkpoint_every: int = 250_000
+    """Save a resumable checkpoint every this many steps (0 = only at the end)."""
+
+    def __post_init__(self) -> None:
+        self._check_numbers()
+        self._check_positive("eval_users")
+        self._check_nonnegative("eval_every", "checkpoint_every")
+        if self.env_options is not None and not isinstance(self.env_options, dict):
+            raise TypeError(
+                f"env_options must be a dict of environment options, got {self.env_options!r}."
+            )
+        self.agent.check_predictor(self.predictor)
+
+
+def _check_history(config: Any) -> None:
+    """The agent's encoder sees no more history than its predictor was trained on."""
+    agent, trained = config.agent.encoder_history_length, config.predictor.model.max_history_length
+    if agent > trained:
+        raise ValueError(
+            f"{type(config).__name__}.agent.encoder_history_length={agent} exceeds "
+            f"predictor.model.max_history_length={trained}, the history the predictor is "
+            "trained on; lower the first or raise the second."
+        )
+
+
+def _experiment_predictor() -> FitPredictorConfig:
+    return FitPredictorConfig(
+        training=TrainingConfig(learning_rate=2e-3, max_epochs=1, steps_per_epoch=800),
+        gru_epochs=0,
+    )
+
+
+@dataclass(frozen=True)
+class ExperimentConfig(FrozenConfig):
+    """The end-to-end experiment (``loe-gym experiment --help``; ``--quick`` for a smoke
+    run): logs → predictor → agent → evaluation against the baselines."""
+
+    env_id: str = DEFAULT_ENV
+    """Registered environment id: the world the logs come from and the agent acts in."""
+    collect: CollectConfig = field(
+        # Seed 100: the logged population is not one of the evaluation populations.
+        default_factory=lambda: CollectConfig(num_users=2000, policy="mixed", seed=100)
+    )
+    """The logs the predictor learns from."""
+    predictor: FitPredictorConfig = field(default_factory=_experiment_predictor)
+    """The predictor: state encoder and reward model of the agent."""
+    agent: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            encoder="frozen", reward_source="predictor", total_steps=900_000
+        )
+    )
+    """The agent (PPO by default, on the reward model)."""
+    evaluation: EvaluationConfig = field(default_factory=lambda: EvaluationConfig(num_users=300))
+    """The evaluation populations (the logs use seed 100, training users seed 0 + …)."""
+
+    def __post_init__(self) -> None:
+        _check_history(self)
+
+
+def _loop_predictor() -> FitPredictorConfig:
+    return FitPredictorConfig(
+        model=ModelConfig(hidden_size=32, max_history_length=20, item_id_embeddings=False),
+        training=TrainingConfig(learning_rate=2e-3, max_epochs=1, steps_per_epoch=600),
+        gru_epochs=0,
+    )
+
+
+@dataclass(frozen=True)
+class LoopConfig(FrozenConfig):
+    """The feedback loop (``loe-gym loop --help``; ``--quick`` for a smoke run)."""
+
+    env_id: str = DEFAULT_ENV
+    """The ground-truth environment."""
+    rounds: int = 3
+    """Rounds after round 0."""
+    horizon_days: int = 30
+    """Days per user life."""
+    round0_policy: str = "myopic"
+    """Round 0's ranker: a reference policy (``myopic``: most expected minutes now)."""
+    users_per_round: int = 1000
+    """Users of each deployment (logged, and measured)."""
+    exploration: float = 0.1
+    """Share of deployed steps that show a random candidate instead (every round)."""
+    refit: str = "full"
+    """How later rounds refit the predictor on new logs: ``full`` or ``lora``."""
+    adapter_rank: int = 8
+    """Rank of the LoRA adapters with ``refit="lora"``."""
+    train_on: str = "learned"
+    """Where the agent trains: ``learned`` (the simulator fitted on the logs) or
+    ``ground_truth`` (the real environment, reward from the predictor)."""
+    predictor: FitPredictorConfig = field(default_factory=_loop_predictor)
+    """Each round's fit of the predictor (the learned simulator's and the agent's)."""
+    agent: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            encoder="frozen", reward_source="predictor", total_steps=150_000, num_users=512
+        )
+    )
+    """Each round's agent (round k trains with seed ``agent.seed + k``)."""
+    seed: int = 0
+    """Seeds the exploration (round k: ``seed + k``); round k deploys population 100 + k."""
+
+    def __post_init__(self) -> None:
+        self._check_numbers()
+        self._check_positive("rounds", "horizon_days", "users_per_round", "adapter_rank")
+        self._check_unit_interval("exploration")
+        self._check_choice("refit", REFITS)
+        self._check_choice("train_on", TRAIN_WORLDS)
+        _check_history(self)
+
+
+def _learned_simulator_predictor() -> FitPredictorConfig:
+    # A session's start should be in view (continuation depends on the time spent in it);
+    # no id embeddings (docs/simulators/learned.md); 3000 steps brought the agent's and the
+    # myopic policy's CTR errors from +13 % / +10 % (1500 steps) to +8 % / +3 %.
+    return FitPredictorConfig(
+        model=ModelConfig(max_history_length=30, item_id_embeddings=False),
+        training=TrainingConfig(learning_rate=2e-3, max_epochs=1, steps_per_epoch=3000),
+        gru_epochs=0,
+    )
+
+
+@dataclass(frozen=True)
+class ValidationConfig(FrozenConfig):
+    """Sizes and tolerances of `agents.validation.validate_simulator`
+    (``loe-gym validate-simulator --help``)."""
+
+    env_id: str = DEFAULT_ENV
+    """The ground-truth environment."""
+    env_options: dict[str, Any] | None = None
+    """Options of the ground-truth environment (JSON), e.g. ``simulator_kwargs``."""
+    logs: str | None = None
+    """Existing logs of the ground truth to fit on (default: collect them)."""
+    fitted_predictor: str | None = None
+    """Existing predictor checkpoint fitted on ``logs`` (default: fit one)."""
+    horizon_days: int = 30
+    """Days per user life, in the logs and in both worlds."""
+    collect: CollectConfig = field(
+        default_factory=lambda: CollectConfig(num_users=5000, policy="deployable", seed=100)
+    )
+    """The logs collected when ``logs`` is not given. ``deployable`` logs: a learned
+    simulator needs the logged exposure to depend only on what its predictor sees;
+    ``diverse`` logs leave the selection bias of the privileged components in it
+    (docs/simulators/learned.md)."""
+    predictor: FitPredictorConfig = field(default_factory=_learned_simulator_predictor)
+    """The learned simulator's predictor, when ``fitted_predictor`` is not given."""
+    randomised_targets: bool = False
+    """Train every head only on the rows the logging mixture's random component chose
+    (``<policy>:random``): outcomes of randomised exposure carry no selection bias, but
+    with 60 % of the targets gone the return and continuation heads got worse and the
+    learned world's ranking of policies broke (docs/simulators/learned.md), so off."""
+    randomised_click_targets: bool = False
+    """Train only the click and watch-time heads on the random component's rows; the
+    session and return heads keep every row (`FitPredictorConfig.click_target_policies`).
+    It cured the popularity policy's CTR error (+35 % → −1 %), but the session and return
+    heads, reading histories with fewer clicks, then drifted and the ranking of policies
+    broke (docs/simulators/learned.md), so off."""
+    agents: tuple[str, ...] = ()
+    """Trained agents (``loe-gym train`` folders) to compare as well."""
+    policy_predictor: str | None = None
+    """Predictor the ``myopic_predicted`` baseline acts on (default: the simulator's own;
+    a separately fitted one keeps the policy from being judged by the very model it
+    exploits)."""
+    evaluation: EvaluationConfig = field(
+        default_factory=lambda: EvaluationConfig(num_users=300, seeds=(0, 1, 2))
+    )
+    """The evaluation populations in both worlds (the logs use seed 100)."""
+    ctr_tolerance: float = 0.10
+    """Largest relative CTR error that passes."""
+    session_length_tolerance: float = 0.10
+    """Largest relative session-length error that passes."""
+    return_tolerance: float = 0.05
+    """Largest absolute next-day-return error that passes."""
+
+    def __post_init__(self) -> None:
+        self._check_numbers()
+        self._check_positive("horizon_days")
+        self._check_nonnegative("ctr_tolerance", "session_length_tolerance", "return_tolerance")
+        object.__setattr__(self, "agents", tuple(self.agents))
+        if self.fitted_predictor is not None and self.logs is None:
+            raise ValueError(
+                "fitted_predictor was given without logs: pass the logs it was fitted on too "
+                "(--logs), the learned simulator takes its catalog and churn gap from them."
+            )
+
+
+def _quick_predictor(base: FitPredictorConfig, steps: int, history: int) -> FitPredictorConfig:
+    return dataclasses.replace(
+        base,
+        model=dataclasses.replace(
+            base.model, hidden_size=16, num_hidden_layers=1, max_history_length=history
+        ),
+        training=dataclasses.replace(base.training, max_epochs=1, steps_per_epoch=steps),
+    )
+
+
+QUICK_EXPERIMENT = ExperimentConfig(
+    collect=CollectConfig(num_users=150, policy="mixed", seed=100),
+    predictor=_quick_predictor(_experiment_predictor(), steps=25, history=20),
+    agent=TrainConfig(encoder="frozen", reward_source="predictor", total_steps=8192, num_users=64),
+    evaluation=EvaluationConfig(num_users=64, seeds=(0, 1)),
+)
+"""`ExperimentConfig` at smoke-test size: a couple of minutes on two CPU cores."""
+
+QUICK_LOOP = LoopConfig(
+    rounds=1,
+    horizon_days=3,
+    users_per_round=40,
+    predictor=_quick_predictor(_loop_predictor(), steps=10, history=10),
+    agent=TrainConfig(encoder="frozen", reward_source="predictor", total_steps=2048, num_users=32),
+)
+"""`LoopConfig` at smoke-test size: about a minute on two CPU cores."""
+
+QUICK_VALIDATION = ValidationConfig(
+    horizon_days=3,
+    collect=CollectConfig(num_users=60, policy="deployable", seed=100),
+    predictor=_quick_predictor(_learned_simulator_predictor(), steps=10, history=10),
+    evaluation=EvaluationConfig(num_users=24, seeds=(0, 1)),
+)
+"""`ValidationConfig` at smoke-test size: a minute or two on two CPU cores."""
+
+
+@dataclass(frozen=True)
+class PolicyTableConfig(FrozenConfig):
+    """Reference policies' long-term metrics on an env (``loe-gym simulate`` and
+    ``calibrate``)."""
+
+    env_id: str = DEFAULT_ENV
+    """Registered environment id (``module:env-id`` imports a module that registers it)."""
+    env_options: dict[str, Any] | None = None
+    """Keyword options of the environment (JSON), e.g. ``{"horizon_days": 10,
+    "simulator_kwargs": {"catalog_seed": 1}}``."""
+    policies: tuple[str, ...] = ()
+    """Reference policies to compare (empty: the env's own list, `loe_gym.registration.EnvFacts`)."""
+    evaluation: EvaluationConfig = field(
+        default_factory=lambda: EvaluationConfig(num_users=500, seeds=(0, 1))
+    )
+    """The populations."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "policies", tuple(self.policies))
+
+
+@dataclass(frozen=True)
+class TuneOracleConfig(FrozenConfig):
+    """The cross-entropy search of the oracle planner's weights (``loe-gym tune-oracle``)."""
+
+    env_id: str = DEFAULT_ENV
+    """Registered environment id."""
+    evaluation: EvaluationConfig = field(
+        default_factory=lambda: EvaluationConfig(num_users=500, seeds=(1000, 1001))
+    )
+    """The tuning populations (keep their seeds apart from evaluation seeds)."""
+    iterations: int = 8
+    """CEM iterations."""
+    population: int = 12
+    """Weight vectors sampled per iteration."""
+
+    def __post_init__(self) -> None:
+        self._check_numbers()
+        self._check_positive("iterations", "population")
+
+
+@dataclass(frozen=True)
+class CollectLogsConfig(FrozenConfig):
+    """Simulated users under a logging policy, streamed to Parquet (``loe-gym collect-logs``)."""
+
+    env_id: str = DEFAULT_ENV
+    """Registered environment id."""
+    env_options: dict[str, Any] | None = None
+    """Keyword options of the environment (JSON), e.g. ``{"simulator_kwargs":
+    {"appeal_weight": 3.0}}`` for a shifted population."""
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    """The logged population and policy."""
+
+
+EVALUATE_BASELINES = ("random", "popularity", "myopic_predicted", "myopic", "oracle_planner")
+"""Baselines `agents.evaluation.evaluate_runs` builds itself (beside the reference policies)."""
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(FrozenConfig):
+    """Trained agents against baselines over seeds (``loe-gym evaluate``)."""
+
+    env_id: str = DEFAULT_ENV
+    """Registered environment id."""
+    env_options: dict[str, Any] | None = None
+    """Environment options as a JSON object (default: the agents' or none)."""
+    agents: tuple[str, ...] = ()
+    """Run folders of ``loe-gym train``."""
+    baselines: tuple[str, ...] = ("random", "myopic_predicted", "myopic", "oracle_planner")
+    """Baselines among random, popularity, myopic_predicted, myopic, oracle_planner and the
+    reference policies."""
+    predictor: str | None = None
+    """Predictor for ``myopic_predicted`` when no agent has one."""
+    logs: str | None = None
+    """Logs whose clicks the ``popularity`` baseline counts."""
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    """The populations."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "agents", tuple(self.agents))
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+
+
+@dataclass(frozen=True)
+class ImportLogsConfig(FrozenConfig):
+    """Your own interaction logs (CSV or Parquet) as a loe_gym log (``loe-gym import-logs``)."""
+
+    source: tuple[str, ...] = ()
+    """CSV or Parquet files."""
+    preset: str | None = None
+    """Column layout preset (see docs/importing_logs.md)."""
+    mapping: str | None = None
+    """Column mapping as a JSON object or a .json file (overrides the preset's fields)."""
+    rows_per_group: int = 65_536
+    """Rows per Parquet part file."""
+
+    def __post_init__(self) -> None:
+        self._check_numbers()
+        self._check_positive("rows_per_group")
+        object.__setattr__(self, "source", tuple(self.source))
+        if not self.source:
+            raise ValueError("ImportLogsConfig.source names no file: pass CSV or Parquet files.")
