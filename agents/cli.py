@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -109,7 +110,7 @@ class Calibrate(Command):
                 f"{output} exists; pass --overwrite to replace it or choose another --output."
             )
         text, payload = policy_table(self.config, progress=self.show_progress())
-        command = "loe-gym " + " ".join(sys.argv[1:])
+        command = "loe-gym " + shlex.join(sys.argv[1:])
         print(text)
         print(f"({payload['seconds']:.0f} s)")
         if output is not None:
@@ -471,6 +472,7 @@ def parse(argv: Sequence[str]) -> Command:
             f"Commands: {', '.join(commands)}."
         )
     command = commands[name]
+    _fold_help_texts(command)
     with checks_deferred():
         default = _default(command, rest)
         parsed = tyro.cli(
@@ -481,6 +483,31 @@ def parse(argv: Sequence[str]) -> Command:
             registry=_json_registry(),
         )
     return dataclasses.replace(parsed, config=checked(parsed.config))
+
+
+def _fold_help_texts(command: type[Command]) -> None:
+    """Give every field of the command's tree its docstring, white space folded, as the
+    ``help`` tyro shows (tyro would keep the docstrings' indented line breaks)."""
+    import types
+
+    classes: list[type] = [command]
+    stack = [_config_class(command)]
+    while stack:
+        config = stack.pop()
+        classes.append(config)
+        stack.extend(config.parts().values())
+    for klass in classes:
+        docs = FrozenConfig.field_docs.__func__(klass)  # type: ignore[attr-defined]
+        for f in dataclasses.fields(klass):
+            if f.name in docs and "help" not in f.metadata:
+                f.metadata = types.MappingProxyType({**f.metadata, "help": docs[f.name]})
+
+
+def _config_class(command: type[Command]) -> type[FrozenConfig]:
+    import typing
+
+    hint = typing.get_type_hints(command, include_extras=True)["config"]
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
 
 
 def _json_registry() -> Any:

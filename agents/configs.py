@@ -206,7 +206,7 @@ class TrainRunConfig(FrozenConfig):
     """Options of `agents.training.train_agent` (``loe-gym train --help`` lists them)."""
 
     env_id: str = DEFAULT_ENV
-    """Registered environment id (``module:env-id`` imports a module that registers it)."""
+    """Registered environment id."""
     env_options: dict[str, Any] | None = None
     """Keyword options of the environment (JSON on the command line), e.g.
     ``{"simulator_kwargs": {"catalog_seed": 1}, "horizon_days": 10}``."""
@@ -446,7 +446,7 @@ class PolicyTableConfig(FrozenConfig):
     ``calibrate``)."""
 
     env_id: str = DEFAULT_ENV
-    """Registered environment id (``module:env-id`` imports a module that registers it)."""
+    """Registered environment id."""
     env_options: dict[str, Any] | None = None
     """Keyword options of the environment (JSON), e.g. ``{"horizon_days": 10,
     "simulator_kwargs": {"catalog_seed": 1}}``."""
@@ -542,3 +542,64 @@ class ImportLogsConfig(FrozenConfig):
         object.__setattr__(self, "source", tuple(self.source))
         if not self.source:
             raise ValueError("ImportLogsConfig.source names no file: pass CSV or Parquet files.")
+
+
+LOOKAHEAD_BASES = (
+    "auto",
+    "oracle_planner",
+    "one_step_planner",
+    "myopic",
+    "max_quality",
+    "max_click",
+    "max_click_dot",
+    "topic_affinity",
+    "max_ctr_estimate",
+    "max_completion_estimate",
+)
+"""Base policies of the lookahead oracle (``auto``: see `agents.lookahead.base_policy`)."""
+
+
+@dataclass(frozen=True)
+class LookaheadConfig(FrozenConfig):
+    """The rollout ("lookahead") oracle: each decision tries the base policy's top
+    candidates first and follows the base for ``horizon`` steps, over ``samples``
+    common-random-number rollouts. Cost: users × top_k × samples × (at most) horizon env
+    steps per decision (`agents.lookahead`)."""
+
+    base: str = "auto"
+    """Base policy it improves on: ``auto`` (oracle_planner where the simulator has
+    expected_responses, else topic_affinity) or a scoring reference policy."""
+    top_k: int = 3
+    """First actions tried per user: the base's choice and its next best candidates."""
+    samples: int = 4
+    """Monte-Carlo rollouts per (user, first action), with common random numbers."""
+    horizon: int = 100
+    """Steps per rollout at most, the first action included (crosses session ends and
+    gaps)."""
+    days: int = 2
+    """If > 0, a rollout also stops once its day clock reaches the decision's day + days
+    (1: the end of the current session), so every copy is judged over the same days."""
+    z: float = 2.0
+    """Leave the base's choice only where the paired gain's mean exceeds z standard errors."""
+    terminal: str = "days"
+    """Value added at a rollout's end: ``none``, or ``days`` (each day left before the
+    env's horizon_days is worth the rollouts' watch per elapsed day; 0 for a finished
+    life)."""
+    seed: int = 0
+    """Seeds the rollouts' draws (mixed with the decision's candidates)."""
+
+    def __post_init__(self) -> None:
+        self._check_numbers()
+        self._check_choice("base", LOOKAHEAD_BASES)
+        self._check_choice("terminal", ("none", "days"))
+        self._check_positive("top_k", "horizon")
+        self._check_nonnegative("z", "days")
+        if self.samples < 2:
+            raise ValueError(
+                f"LookaheadConfig.samples must be ≥ 2 (the paired test needs a standard "
+                f"error), got {self.samples}."
+            )
+
+
+QUICK_LOOKAHEAD = LookaheadConfig(top_k=2, samples=2, horizon=3)
+"""Smoke-test sizes: numbers meaningless."""

@@ -21,7 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agents.collect import collect_logs
 from agents.configs import ExperimentConfig, TrainRunConfig
+from agents.evaluation import evaluate
+from agents.reference_policies import MyopicPredictedPolicy, PopularityPolicy, make_policy
+from agents.report import prepare_report_folder, stage, write_evaluation
+from agents.training import check_env_id, load_agent, predictor_wrappers, train_agent
+from loe_gym.predictor.pipeline import fit_predictor
+from loe_gym.predictor.sequences import item_popularity, load_sequences
 
 __all__ = ["ExperimentConfig", "run_experiment"]
 
@@ -35,10 +42,6 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Run the whole experiment into ``output`` (refused if it exists, unless
     ``overwrite``); return the metrics written to ``metrics.json``."""
-    from agents.collect import collect_logs
-    from agents.report import prepare_report_folder, stage
-    from agents.training import check_env_id, train_agent
-    from loe_gym.predictor.pipeline import fit_predictor
 
     check_env_id(config.env_id)
     folder = prepare_report_folder(output, overwrite)
@@ -83,10 +86,6 @@ def run_experiment(
 
 def _evaluate(config: ExperimentConfig, folder: Path, progress: bool) -> Any:
     """The agent against the baselines, on the same populations."""
-    from agents.evaluation import evaluate
-    from agents.reference_policies import MyopicPredictedPolicy, PopularityPolicy, make_policy
-    from agents.training import load_agent, predictor_wrappers
-    from loe_gym.predictor.sequences import item_popularity, load_sequences
 
     agent, run, service = load_agent(folder / "agent", name="ppo")
     sequences, _ = load_sequences(folder / "logs", num_items=service.num_items)
@@ -117,7 +116,6 @@ def _write_report(
     training: Any,
     predictor_metrics: dict[str, float],
 ) -> dict[str, Any]:
-    from agents.report import write_evaluation
 
     watch = {p: evaluation.metric(p, "total_watch") for p in evaluation.results}
     ctr = {p: evaluation.metric(p, "ctr") for p in evaluation.results}

@@ -35,7 +35,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from agents.collect import collect_logs
 from agents.configs import LoopConfig, TrainRunConfig
+from agents.reference_policies import make_policy
+from agents.report import prepare_report_folder, stage
+from agents.training import check_env_id, load_agent, predictor_wrappers, train_agent
+from agents.validation import fit_learned_simulator, learned_env_options
+from loe_gym.logs import read_log
 
 __all__ = ["ExplorationPolicy", "LoopConfig", "round_summary", "run_loop"]
 
@@ -72,7 +78,6 @@ def round_summary(logs: str | Path) -> dict[str, Any]:
     """Per-user engagement of a deployment's log: mean and 95% CI (Student t over users)
     of the total watch minutes, and the population's CTR, session length and next-day
     return rate."""
-    from loe_gym.logs import read_log
 
     table = read_log(logs)
     users = table.column("user_id").to_numpy()
@@ -159,9 +164,6 @@ def run_loop(
 ) -> dict[str, Any]:
     """Run the loop into ``output`` (refused if it exists, unless ``overwrite``); returns
     what ``metrics.json`` holds."""
-    from agents.reference_policies import make_policy
-    from agents.report import prepare_report_folder
-    from agents.training import check_env_id
 
     check_env_id(config.env_id)
     folder = prepare_report_folder(output, overwrite)
@@ -184,8 +186,6 @@ def _deploy(
     config: LoopConfig, folder: Path, index: int, policy: Any, wrappers: Any, progress: bool
 ) -> dict[str, Any]:
     """Deploy ``policy`` (with exploration) to round ``index``'s fresh population; log it."""
-    from agents.collect import collect_logs
-    from agents.report import stage
 
     logs = folder / f"round_{index}" / "logs"
     started = stage("loop", f"round {index}: deploy {policy.name} to the ground truth", progress)
@@ -215,9 +215,6 @@ def _round(
 ) -> tuple[dict[str, Any], Path]:
     """Round ``index``: refit on the last round's logs, retrain, deploy; ``(summary, the
     refitted predictor)``."""
-    from agents.report import stage
-    from agents.training import load_agent, predictor_wrappers, train_agent
-    from agents.validation import fit_learned_simulator, learned_env_options
 
     round_folder = folder / f"round_{index}"
     logs = folder / f"round_{index - 1}" / "logs"

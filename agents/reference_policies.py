@@ -18,6 +18,7 @@ oracles and references, never deployable recommenders.
 | `TopicAffinityPolicy` | the user's click rate on the candidate's topic in the observed history | no |
 | `MyopicPredictedPolicy` | the predictor's expected watch time now | no (needs the predictor) |
 | `OraclePlanner` | a linear value of true expectations (watch now, satisfaction gain, …), weights tuned by search | yes |
+| `agents.lookahead.LookaheadOracle` | simulated returns of trying it first, then a base policy (rollout) | yes |
 """
 
 from __future__ import annotations
@@ -376,6 +377,13 @@ class MyopicPredictedPolicy(_ScoringPolicy):
         return obs["candidate_scores"][..., SCORE_NAMES.index("watch_time")]
 
 
+def lookahead_oracle(**kwargs: Any) -> Policy:
+    """The rollout oracle of `agents.lookahead` (imported on use: it imports this module)."""
+    from agents.lookahead import LookaheadOracle
+
+    return LookaheadOracle(**kwargs)
+
+
 REFERENCE_POLICIES: dict[str, Callable[..., Any]] = {
     "random": RandomPolicy,
     "max_click": MaxClickPolicy,
@@ -387,6 +395,7 @@ REFERENCE_POLICIES: dict[str, Callable[..., Any]] = {
     "max_ctr_estimate": lambda: PublicFeaturePolicy("ctr_estimate"),
     "max_completion_estimate": lambda: PublicFeaturePolicy("completion_estimate"),
     "topic_affinity": TopicAffinityPolicy,
+    "lookahead_oracle": lookahead_oracle,
 }
 
 

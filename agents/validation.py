@@ -31,8 +31,18 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from agents.collect import collect_logs
 from agents.configs import TrainConfig, ValidationConfig
+from agents.evaluation import Evaluation, evaluate
+from agents.predictor_env import PredictorObservations
+from agents.reference_policies import MyopicPredictedPolicy, PopularityPolicy, make_policy
+from agents.report import prepare_report_folder, stage
+from agents.training import check_env_id, load_agent, predictor_wrappers
+from loe_gym.logs import read_log, read_log_metadata
 from loe_gym.predictor.configs import FitPredictorConfig
+from loe_gym.predictor.pipeline import FitPredictorResult, PredictorRunFolder, fit_predictor
+from loe_gym.predictor.sequences import item_popularity, load_sequences
+from loe_gym.predictor.serving import PredictorService
 
 __all__ = [
     "FIDELITY_METRICS",
@@ -61,8 +71,6 @@ def fit_learned_simulator(
     ``randomised_targets`` / ``randomised_click_targets`` restrict every head / the click
     and watch-time heads to the rows the logging mixture's random component chose (see
     `ValidationConfig`)."""
-    from loe_gym.logs import read_log_metadata
-    from loe_gym.predictor.pipeline import fit_predictor
 
     randomised: tuple[str, ...] = ()
     if randomised_targets or randomised_click_targets:
@@ -88,7 +96,6 @@ def fit_learned_simulator(
 
 def _policy_values(logs: str | Path) -> set[str]:
     """The distinct values of a log's ``policy`` column."""
-    from loe_gym.logs import read_log
 
     return set(read_log(logs).column("policy").unique().to_pylist())
 
@@ -102,7 +109,6 @@ def learned_env_options(
     The churn threshold is the longest return gap in the logs (a longer one was never
     observed, so it is churn); the watch-time noise is the fit's test watch-time loss
     (√MSE of log1p minutes) when the fit's held-out ``test_metrics`` are given."""
-    from loe_gym.logs import read_log
 
     gaps = read_log(logs).column("gap_days").to_numpy()
     churn_gap_days = int(gaps.max()) if gaps.size and gaps.max() > 0 else 7
@@ -237,11 +243,6 @@ def _baselines_and_agents(
     config: ValidationConfig, logs: Path, predictor: Path
 ) -> list[tuple[list[Any], Any]]:
     """Groups of ``(policies, wrappers)``: each group shares one predictor."""
-    from agents.predictor_env import PredictorObservations
-    from agents.reference_policies import MyopicPredictedPolicy, PopularityPolicy, make_policy
-    from agents.training import load_agent, predictor_wrappers
-    from loe_gym.predictor.sequences import item_popularity, load_sequences
-    from loe_gym.predictor.serving import PredictorService
 
     service = PredictorService.from_pretrained(config.policy_predictor or predictor)
     sequences, _ = load_sequences(logs, num_items=service.num_items)
@@ -263,7 +264,6 @@ def _baselines_and_agents(
 def _evaluate_world(
     config: ValidationConfig, env_options: dict[str, Any], groups: list[tuple[list[Any], Any]]
 ) -> Any:
-    from agents.evaluation import Evaluation, evaluate
 
     results: dict[str, Any] = {}
     for policies, wrappers in groups:
@@ -291,8 +291,6 @@ def validate_simulator(
     """Fit (or load) a learned simulator of ``config.env_id`` and compare the worlds;
     writes ``report.md``, ``metrics.json`` and ``fidelity.png`` to ``output`` (refused if
     it exists, unless ``overwrite``). Returns the comparison (see `compare_worlds`)."""
-    from agents.report import prepare_report_folder, stage
-    from agents.training import check_env_id
 
     check_env_id(config.env_id)
     for run in config.agents:
@@ -337,9 +335,6 @@ def _learned_world(
 ) -> tuple[Path, Path, dict[str, float] | None]:
     """The logs and the fitted predictor, given or made: ``(logs, model folder, held-out
     metrics of the fit if known)``."""
-    from agents.collect import collect_logs
-    from agents.report import stage
-    from loe_gym.predictor.pipeline import FitPredictorResult, PredictorRunFolder
 
     logs = Path(config.logs) if config.logs else folder / "logs"
     if config.logs is None:

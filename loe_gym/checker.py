@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from loe_gym.catalog import Catalog
-from loe_gym.errors import ContractError
-from loe_gym.simulator import Responses, select_users, state_fields
+from loe_gym.errors import ContractError, ForkWarning
+from loe_gym.simulator import Responses, select_responses, select_users, state_fields, take_users
 
 
 def check_simulator(
@@ -47,9 +48,16 @@ def check_simulator(
     7. Inputs (state, slates, responses) are never mutated.
     8. ``expected_responses`` (if provided) gives ``click_probability`` in [0, 1] and
        ``watch_time ≥ 0`` of shape ``(n, k)``, and a batch equals its users one by one.
+    9. A state can be indexed by users (`loe_gym.simulator.take_users`, which forks of an
+       env use), and two copies of a user shown the same slates under common random
+       numbers (`loe_gym.envs.forking.CommonRandomNumbers`) respond and change alike:
+       users do not influence each other and per-user draws have leading axis ``n``.
 
     Raises:
-        ContractError: the first rule the simulator breaks.
+        ContractError: the first of rules 1–8 the simulator breaks.
+
+    Warns:
+        ForkWarning: rule 9 does not hold (only `lookahead_oracle` needs it).
     """
     _check_attributes(simulator)
     num_items = simulator.catalog.num_items
@@ -67,6 +75,12 @@ def check_simulator(
                 )
     _check_update_uses_its_arguments(simulator, num_users, seed)
     _check_privileged(simulator, num_users, seed)
+    try:
+        _check_forkable(simulator, num_users, seed)
+    except ContractError as error:
+        # Envs and agents do not need forks; only planners that compare forked copies do,
+        # so a simulator written before rule 9 keeps passing, with a warning.
+        warnings.warn(str(error), ForkWarning, stacklevel=2)
 
 
 def _check_attributes(simulator: Any) -> None:
@@ -329,6 +343,46 @@ def _check_privileged(simulator: Any, num_users: int, seed: int) -> None:
                     "differs between the batch and that user alone: users must not "
                     "influence each other."
                 )
+
+
+def _check_forkable(simulator: Any, num_users: int, seed: int) -> None:
+    """Rule 9: ``take_users`` forks a state, and copies of a user stay alike when shown
+    the same slates with the same random draws."""
+    from loe_gym.envs.forking import CommonRandomNumbers
+
+    rng = np.random.default_rng(seed)
+    state = simulator.reset(num_users, rng)
+    rows = np.repeat(np.arange(num_users), 2)  # user u in rows 2u and 2u + 1
+    try:
+        forked = take_users(state, rows)
+    except TypeError as error:
+        raise ContractError(f"[rule 9: forkable] {error}") from error
+    _check_state(forked, rows.size, "take_users")
+    slates = np.repeat(_random_slates(rng, num_users, simulator.catalog.num_items, 1), 2, axis=0)
+    draws = CommonRandomNumbers(np.random.default_rng(seed + 3), groups=num_users, copies=2)
+    responses = simulator.respond(forked, slates, draws)
+    new_state = simulator.update(forked, slates, responses, draws)
+    pairs = (
+        (
+            "responses",
+            select_responses(responses, rows[::2] * 2),
+            select_responses(responses, rows[::2] * 2 + 1),
+        ),
+        (
+            "updated state",
+            take_users(new_state, rows[::2] * 2),
+            take_users(new_state, rows[::2] * 2 + 1),
+        ),
+    )
+    for what, first, second in pairs:
+        if not _equal(first, second):
+            raise ContractError(
+                f"[rule 9: forkable] two copies of one user (take_users(state, [u, u])) shown "
+                f"the same slates with the same random draws got different {what}. Users "
+                "must not influence each other, and per-user draws must have leading axis "
+                "num_users (rng.random((num_users, k)), not rng.random((k, num_users)) or one "
+                "draw per user in a loop), so that planners comparing copies compare actions."
+            )
 
 
 def _equal(a: Any, b: Any) -> bool:

@@ -10,6 +10,11 @@ class ContractError(ValueError):
     """A user simulator breaks the simulator contract (see `loe_gym.check_simulator`)."""
 
 
+class ForkWarning(UserWarning):
+    """A simulator runs in every env but cannot be forked with common random numbers, so
+    planners that compare forked copies of users (`lookahead_oracle`) compare noise too."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ``" Did you mean 'x'?"`` for the closest of ``choices``, or ``""``."""
     matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

@@ -154,6 +154,39 @@ def select_users(state: StateT, index: IntArray | BoolArray) -> StateT:
     )
 
 
+def take_users(state: StateT, index: IntArray | BoolArray, *, where: str = "state") -> StateT:
+    """The users ``index`` of ``state`` (rows may repeat: a fork of those users).
+
+    Works on any state the contract allows and on nested ones: a dataclass or mapping
+    whose leaves are arrays with leading axis ``num_users``. Fields are indexed, never
+    shared, so the result can be stepped without touching ``state``.
+
+    Raises:
+        TypeError: a leaf that is not an array with a leading user axis, named by its path.
+    """
+    if isinstance(state, np.ndarray) and state.ndim > 0:
+        return state[index]  # type: ignore[return-value]
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        return dataclasses.replace(  # type: ignore[type-var]
+            state,  # type: ignore[arg-type]
+            **{
+                f.name: take_users(getattr(state, f.name), index, where=f"{where}.{f.name}")
+                for f in dataclasses.fields(state)
+            },
+        )
+    if isinstance(state, Mapping):
+        return type(state)(  # type: ignore[call-arg]
+            {k: take_users(v, index, where=f"{where}[{k!r}]") for k, v in state.items()}
+        )
+    shape = getattr(state, "shape", None)
+    raise TypeError(
+        f"{where} is {type(state).__name__}{'' if shape is None else f' of shape {shape}'}, "
+        "not an array with leading axis num_users, so the state cannot be indexed by users. "
+        "Store per-user values as arrays of shape (num_users, ...), and keep per-simulator "
+        "constants (catalog arrays, parameters) on the simulator, not in the state."
+    )
+
+
 def replace_users(state: StateT, mask: BoolArray, new_users: StateT) -> StateT:
     """A copy of ``state`` where users with ``mask`` are taken from ``new_users``.
 

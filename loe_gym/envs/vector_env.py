@@ -22,6 +22,23 @@ from loe_gym.simulator import Responses, replace_users, row_sum
 from loe_gym.spaces import SlateSpace, replace_repeats
 from loe_gym.types import BoolArray, Generator, IntArray
 
+PER_USER_ARRAYS = (
+    "_user_id",
+    "_episode",
+    "_day",
+    "_session",
+    "_step_in_session",
+    "_days_since_last_visit",
+    "_episode_steps",
+    "_history_items",
+    "_history_feedback",
+    "_last_response",
+    "_needs_reset",
+    "_candidates",
+)
+"""The env's arrays with leading axis ``num_users`` besides the simulator state: what a
+fork (`loe_gym.envs.forking.fork_env`) copies per user."""
+
 _AUTORESET = {
     "next_step": AutoresetMode.NEXT_STEP,
     "same_step": AutoresetMode.SAME_STEP,
@@ -410,7 +427,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         return self._observe(), reward, terminated, truncated, info
 
     def _advance_time(
-        self, day: IntArray, session: IntArray, step_in_session: IntArray, responses: Any
+        self, day: np.ndarray, session: np.ndarray, step_in_session: np.ndarray, responses: Any
     ) -> tuple[np.ndarray, np.ndarray]:
         """Move the clock past a step; ``(terminated, truncated)``, each ``(N,) bool``.
 
@@ -600,6 +617,24 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
     @property
     def rng(self) -> Generator:
         return self._rng
+
+    @property
+    def day(self) -> IntArray:
+        """``(num_users,) int64`` the day of each user's next step."""
+        return self._day
+
+    @property
+    def needs_reset(self) -> BoolArray:
+        """``(num_users,) bool`` users whose next step only resets them (next_step mode)."""
+        return self._needs_reset
+
+    def fork(self, users: Any, copies: int = 1, *, seed: int | None = None) -> Any:
+        """A new env of ``len(users) * copies`` slots copying those users' rows, with
+        common random numbers across copies; this env is untouched (see
+        `loe_gym.envs.forking.fork_env`)."""
+        from loe_gym.envs.forking import fork_env
+
+        return fork_env(self, users, copies, seed=seed)
 
     def __repr__(self) -> str:
         return (
