@@ -18,8 +18,6 @@ nested as in a run's ``config.json``; flags still override it) and, where a smok
 preset exists, ``--quick``. Nothing heavy is imported before a command runs.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import json
 import shlex
@@ -46,7 +44,7 @@ from agents.configs import (
     TuneOracleConfig,
     ValidationConfig,
 )
-from loe_gym.config import FrozenConfig, checked, checks_deferred
+from loe_gym.config import FrozenConfig, checked, checks_deferred, field_docs
 from loe_gym.errors import did_you_mean
 from loe_gym.predictor.configs import FitPredictorConfig
 
@@ -497,7 +495,7 @@ def _fold_help_texts(command: type[Command]) -> None:
         classes.append(config)
         stack.extend(config.parts().values())
     for klass in classes:
-        docs = FrozenConfig.field_docs.__func__(klass)  # type: ignore[attr-defined]
+        docs = field_docs(klass)
         for f in dataclasses.fields(klass):
             if f.name in docs and "help" not in f.metadata:
                 f.metadata = types.MappingProxyType({**f.metadata, "help": docs[f.name]})

@@ -14,8 +14,6 @@ the model is built). The ``QUICK_*`` presets are plain instances: smoke-test siz
 meaningless.
 """
 
-from __future__ import annotations
-
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any

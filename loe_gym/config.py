@@ -10,7 +10,7 @@ import functools
 import inspect
 import itertools
 import math
-import textwrap
+import sys
 import types
 import typing
 from collections.abc import Iterator
@@ -66,23 +66,7 @@ class FrozenConfig:
     @classmethod
     def field_docs(cls) -> dict[str, str]:
         """Each field's docstring (the string literal under it), for ``--help`` texts."""
-        docs: dict[str, str] = {}
-        for klass in reversed(cls.__mro__):
-            try:
-                tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
-            except (OSError, TypeError, SyntaxError):
-                continue
-            body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-            for node, after in itertools.pairwise(body):
-                if (
-                    isinstance(node, ast.AnnAssign)
-                    and isinstance(node.target, ast.Name)
-                    and isinstance(after, ast.Expr)
-                    and isinstance(after.value, ast.Constant)
-                    and isinstance(after.value.value, str)
-                ):
-                    docs[node.target.id] = " ".join(after.value.value.split())
-        return docs
+        return field_docs(cls)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Self:
@@ -226,3 +210,50 @@ def _config_class(kind: Any) -> type[FrozenConfig] | None:
 def _is_tuple(kind: Any) -> bool:
     options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
     return any(option is tuple or typing.get_origin(option) is tuple for option in options)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass ``cls`` (its bases' first), white space
+    folded."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass.__module__ != "builtins":
+            docs.update(_module_field_docs(klass.__module__).get(klass.__qualname__, {}))
+    return docs
+
+
+@functools.cache
+def _module_field_docs(module_name: str) -> dict[str, dict[str, str]]:
+    """``{class qualname: {field: docstring}}`` of a module, its source parsed once (the
+    command line asks for a dozen classes per ``--help``)."""
+    try:
+        source = inspect.getsource(sys.modules[module_name])
+    except (KeyError, OSError, TypeError):
+        return {}
+    found: dict[str, dict[str, str]] = {}
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                name = prefix + node.name
+                found[name] = _class_field_docs(node)
+                visit(node.body, name + ".")
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                visit(node.body, f"{prefix}{node.name}.<locals>.")
+
+    visit(ast.parse(source).body, "")
+    return found
+
+
+def _class_field_docs(node: ast.ClassDef) -> dict[str, str]:
+    docs: dict[str, str] = {}
+    for field_node, after in itertools.pairwise(node.body):
+        if (
+            isinstance(field_node, ast.AnnAssign)
+            and isinstance(field_node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[field_node.target.id] = " ".join(after.value.value.split())
+    return docs

@@ -6,8 +6,6 @@ others; catalog-dependent sizes (``num_items``, ``num_item_features``) are not o
 are read from the log when the model is built (`loe_gym.predictor.pipeline.build_model`).
 """
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from dataclasses import dataclass, field
