@@ -123,3 +123,30 @@ def test_the_command_line_imports_nothing_heavy() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]", done.stdout
+
+
+PACKAGES = ("loe_gym", "simulators", "agents")
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 700, 80
+
+
+def test_package_files_and_functions_stay_short() -> None:
+    """No package file over 700 lines; no function over 80 unless its docstring says why
+    ("Over 80 lines …")."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    long_files, long_functions = [], []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            source = path.read_text()
+            if len(source.splitlines()) > MAX_FILE_LINES:
+                long_files.append(str(path.relative_to(root)))
+            for node in ast.walk(ast.parse(source)):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                reason = "Over 80 lines" in (ast.get_docstring(node) or "")
+                if length > MAX_FUNCTION_LINES and not reason:
+                    long_functions.append(f"{path.relative_to(root)}:{node.lineno} {node.name}")
+    assert not long_files, f"package files over {MAX_FILE_LINES} lines: {long_files}"
+    assert not long_functions, f"functions over {MAX_FUNCTION_LINES} lines: {long_functions}"
