@@ -62,9 +62,6 @@ class Command:
     quick: ClassVar[FrozenConfig | None] = None
     """The ``--quick`` preset of the command's config, if it has one."""
 
-    def show_progress(self) -> bool:
-        return self.progress
-
     def run(self) -> int:
         raise NotImplementedError
 
@@ -80,7 +77,7 @@ class Simulate(Command):
     def run(self) -> int:
         from agents.evaluation import policy_table
 
-        text, _ = policy_table(self.config, progress=self.show_progress())
+        text, _ = policy_table(self.config, progress=self.progress)
         print(text)
         return 0
 
@@ -107,7 +104,7 @@ class Calibrate(Command):
             raise FileExistsError(
                 f"{output} exists; pass --overwrite to replace it or choose another --output."
             )
-        text, payload = policy_table(self.config, progress=self.show_progress())
+        text, payload = policy_table(self.config, progress=self.progress)
         command = "loe-gym " + shlex.join(sys.argv[1:])
         print(text)
         print(f"({payload['seconds']:.0f} s)")
@@ -140,7 +137,7 @@ class TuneOracle(Command):
             seeds=config.evaluation.seeds,
             iterations=config.iterations,
             population=config.population,
-            progress=self.show_progress(),
+            progress=self.progress,
         )
         weights = dict(zip(result.weights.features, result.weights.values, strict=True))
         print(f"best mean total watch per user on the tuning seeds: {result.score:.1f}")
@@ -173,7 +170,7 @@ class CollectLogs(Command):
             policy=self.config.collect.policy,
             seed=self.config.collect.seed,
             overwrite=self.overwrite,
-            progress=self.show_progress(),
+            progress=self.progress,
             env_options=self.config.env_options or {},
         )
         print(summary)
@@ -203,7 +200,7 @@ class FitPredictor(Command):
             output,
             self.config,
             overwrite=self.overwrite,
-            progress=self.show_progress(),
+            progress=self.progress,
         )
         print(result.folder.report.read_text())
         print(f"wrote {output}/model, metrics.json, report.md ({result.seconds:.0f} s)")
@@ -233,7 +230,7 @@ class Train(Command):
             output,
             overwrite=self.overwrite,
             resume=self.resume,
-            progress=self.show_progress(),
+            progress=self.progress,
         )
         print(
             f"trained {self.config.agent.algorithm} for {summary.steps} steps "
@@ -263,7 +260,7 @@ class Evaluate(Command):
             raise FileExistsError(
                 f"{output} exists and is not empty; choose another --output or pass --overwrite."
             )
-        evaluation = evaluate_runs(self.config, progress=self.show_progress())
+        evaluation = evaluate_runs(self.config, progress=self.progress)
         metrics = report_metrics(self.config.env_id)
         print(write_evaluation(evaluation, output, metrics=metrics))
         (output / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
@@ -290,7 +287,7 @@ class ReportCommand(Command):
 
         module, function = self.workflow.split(":")
         run = getattr(importlib.import_module(module), function)
-        run(self.config, self.output, overwrite=self.overwrite, progress=self.show_progress())
+        run(self.config, self.output, overwrite=self.overwrite, progress=self.progress)
         print((Path(self.output) / "report.md").read_text())
         print(f"wrote {self.output}/report.md, metrics.json, config.json, {self.writes}")
         return 0

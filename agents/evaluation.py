@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -485,7 +486,7 @@ def evaluate_runs(config: Any, *, progress: bool = True) -> Evaluation:
     service, wrap_config = None, None
     env_options = config.env_options
     for run in config.agents:
-        policy, run_config, agent_service = load_agent(run, name=_run_name(run))
+        policy, run_config, agent_service = load_agent(run, name=Path(run).name)
         if run_config.env_id != config.env_id:
             raise ValueError(
                 f"{run} was trained on {run_config.env_id}, not --env-id {config.env_id}."
@@ -524,12 +525,6 @@ def _check_policy_names(names: Sequence[str]) -> None:
                 f"Unknown policy {name!r}.{did_you_mean(name, REFERENCE_POLICIES)} "
                 f"Choose from {', '.join(REFERENCE_POLICIES)}."
             )
-
-
-def _run_name(run: str) -> str:
-    from pathlib import Path
-
-    return Path(run).name
 
 
 def _check_shared_predictor(current: Any, new: Any, run: str) -> None:
@@ -584,10 +579,10 @@ def _baselines(config: Any, service: Any, wrap_config: Any) -> tuple[list[Any], 
 
 
 def _item_clicks(logs: str, env_id: str) -> np.ndarray:
-    """Clicks per catalog item in ``logs`` (the popularity baseline's counts)."""
-    from loe_gym.predictor.sequences import item_popularity, load_sequences
+    """Clicks per catalog item in ``logs``, sized from ``env_id``'s catalog."""
+    from loe_gym.predictor.sequences import logged_item_popularity
 
     env = gym.make(env_id)
     num_items = int(env.unwrapped.catalog.num_items)  # type: ignore[attr-defined]
     env.close()
-    return item_popularity(load_sequences(logs, num_items=num_items)[0], num_items)
+    return logged_item_popularity(logs, num_items)

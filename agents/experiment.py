@@ -28,7 +28,7 @@ from agents.reference_policies import MyopicPredictedPolicy, PopularityPolicy, m
 from agents.report import prepare_report_folder, stage, write_evaluation
 from agents.training import check_env_id, load_agent, predictor_wrappers, train_agent
 from loe_gym.predictor.pipeline import fit_predictor
-from loe_gym.predictor.sequences import item_popularity, load_sequences
+from loe_gym.predictor.sequences import logged_item_popularity
 
 __all__ = ["ExperimentConfig", "run_experiment"]
 
@@ -88,8 +88,7 @@ def _evaluate(config: ExperimentConfig, folder: Path, progress: bool) -> Any:
     """The agent against the baselines, on the same populations."""
 
     agent, run, service = load_agent(folder / "agent", name="ppo")
-    sequences, _ = load_sequences(folder / "logs", num_items=service.num_items)
-    clicks = item_popularity(sequences, service.num_items)
+    clicks = logged_item_popularity(folder / "logs", service.num_items)
     policies = [
         make_policy("random"),
         PopularityPolicy(clicks),

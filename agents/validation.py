@@ -41,7 +41,7 @@ from agents.training import check_env_id, load_agent, predictor_wrappers
 from loe_gym.logs import read_log, read_log_metadata
 from loe_gym.predictor.configs import FitPredictorConfig
 from loe_gym.predictor.pipeline import FitPredictorResult, PredictorRunFolder, fit_predictor
-from loe_gym.predictor.sequences import item_popularity, load_sequences
+from loe_gym.predictor.sequences import logged_item_popularity
 from loe_gym.predictor.serving import PredictorService
 
 __all__ = [
@@ -245,8 +245,7 @@ def _baselines_and_agents(
     """Groups of ``(policies, wrappers)``: each group shares one predictor."""
 
     service = PredictorService.from_pretrained(config.policy_predictor or predictor)
-    sequences, _ = load_sequences(logs, num_items=service.num_items)
-    clicks = item_popularity(sequences, service.num_items)
+    clicks = logged_item_popularity(logs, service.num_items)
     # The history the agents' encoder sees by default (`TrainConfig`), within the model's.
     history = min(TrainConfig().encoder_history_length, int(service.config.max_history_length))
     observe = [lambda env: PredictorObservations(env, service, history)]

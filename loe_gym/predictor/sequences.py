@@ -40,6 +40,7 @@ __all__ = [
     "UserSequences",
     "item_popularity",
     "load_sequences",
+    "logged_item_popularity",
     "new_session_gap",
     "split_users",
 ]
@@ -553,3 +554,9 @@ def item_popularity(sequences: UserSequences, num_items: int | None = None) -> n
             f"(item id {int(clicked.max())} was clicked)."
         )
     return np.bincount(clicked, minlength=num_items).astype(np.int64)
+
+
+def logged_item_popularity(log: str | os.PathLike[str], num_items: int) -> np.ndarray:
+    """``(num_items,) int64`` clicks per catalog item over a whole log (the popularity
+    baseline's counts, sized from the catalog the policy acts on)."""
+    return item_popularity(load_sequences(log, num_items=num_items)[0], num_items)
