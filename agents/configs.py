@@ -98,6 +98,69 @@ class EvaluationConfig(FrozenConfig):
 
 
 @dataclass(frozen=True)
+class LookaheadConfig(FrozenConfig):
+    """The rollout ("lookahead") oracle (`agents.lookahead`). Costs per switching
+    decision: active users × portfolio policies × ``switch_samples`` forked lives to
+    their end (or ``switch_horizon`` steps); per decision with ``top_k > 1``: active
+    users × top_k × samples × (at most) horizon env steps."""
+
+    portfolio: tuple[str, ...] = ("auto",)
+    """Policies each user may follow, by reference-policy name; ``auto``: every
+    reference policy but random that acts on the simulator (privileged ones need its
+    expected_responses)."""
+    switch_every: int = 0
+    """Decisions between a user's policy-switching rollouts (0: only when the user's
+    life starts)."""
+    switch_samples: int = 4
+    """Forked lives per (user, portfolio policy) at a switching decision."""
+    keep: int = 3
+    """Portfolio policies each user may follow: the ``keep`` best on the pilot
+    population (the best is a new user's default)."""
+    pilot_users: int = 128
+    """Users of the pilot population the portfolio is ranked on (whole lives)."""
+    pilot_seed: int = 999_999
+    """Seeds the pilot population; keep it apart from evaluation seeds."""
+    switch_horizon: int = 0
+    """Steps per switching rollout at most (0: to the end of the user's life)."""
+    top_k: int = 1
+    """First actions tried per user and decision: the followed policy's choice and its
+    next best candidates (1: no action rollouts)."""
+    samples: int = 4
+    """Monte-Carlo rollouts per (user, first action), with common random numbers."""
+    horizon: int = 100
+    """Steps per action rollout at most, the first action included (crosses session
+    ends and gaps)."""
+    days: int = 2
+    """If > 0, an action rollout also stops once its day clock reaches the decision's
+    day + days (1: the end of the current session), so every copy is judged over the
+    same days."""
+    z: float = 2.0
+    """Leave the current choice (policy or action) only where the paired gain's mean
+    exceeds z standard errors."""
+    terminal: str = "days"
+    """Value added at an action rollout's end: ``none``, or ``days`` (each day left
+    before the env's horizon_days is worth the rollouts' watch per elapsed day; 0 for a
+    finished life)."""
+    seed: int = 0
+    """Seeds the rollouts' draws (mixed with the decision's candidates)."""
+
+    def __post_init__(self) -> None:
+        self._check_numbers()
+        object.__setattr__(self, "portfolio", tuple(self.portfolio))
+        if not self.portfolio:
+            raise ValueError('LookaheadConfig.portfolio names no policy; pass ("auto",).')
+        self._check_choice("terminal", ("none", "days"))
+        self._check_positive("top_k", "horizon", "keep", "pilot_users")
+        self._check_nonnegative("z", "days", "switch_every", "switch_horizon")
+        for name in ("samples", "switch_samples"):
+            if getattr(self, name) < 2:
+                raise ValueError(
+                    f"LookaheadConfig.{name} must be ≥ 2 (the paired test needs a standard "
+                    f"error), got {getattr(self, name)}."
+                )
+
+
+@dataclass(frozen=True)
 class CollectConfig(FrozenConfig):
     """How interaction logs are collected (``loe-gym collect-logs``)."""
 
@@ -271,9 +334,26 @@ class ExperimentConfig(FrozenConfig):
     """The agent (PPO by default, on the reward model)."""
     evaluation: EvaluationConfig = field(default_factory=lambda: EvaluationConfig(num_users=300))
     """The evaluation populations (the logs use seed 100, training users seed 0 + …)."""
+    lookahead: LookaheadConfig = field(default_factory=LookaheadConfig)
+    """The upper reference ``lookahead_oracle``'s settings."""
+    training_seeds: tuple[int, ...] = ()
+    """Seeds of the agents trained, one each on the same predictor (empty: ``agent.seed``
+    alone); the report gives their IQM and mean with stratified-bootstrap 95 % CIs over
+    (training seed, population) pairs (`agents.aggregate`)."""
+    curve_points: int = 5
+    """Held-out evaluations per agent during training, for the learning curves (0: none)."""
+    curve_users: int = 100
+    """Users of each learning-curve evaluation (population seed 10 000 + agent seed)."""
 
     def __post_init__(self) -> None:
         _check_history(self)
+        object.__setattr__(self, "training_seeds", tuple(self.training_seeds))
+        if len(set(self.training_seeds)) != len(self.training_seeds):
+            raise ValueError(
+                f"ExperimentConfig.training_seeds repeats a seed: {list(self.training_seeds)}."
+            )
+        self._check_nonnegative("curve_points")
+        self._check_positive("curve_users")
 
 
 def _loop_predictor() -> FitPredictorConfig:
@@ -454,6 +534,8 @@ class PolicyTableConfig(FrozenConfig):
         default_factory=lambda: EvaluationConfig(num_users=500, seeds=(0, 1))
     )
     """The populations."""
+    lookahead: LookaheadConfig = field(default_factory=LookaheadConfig)
+    """Settings of ``lookahead_oracle`` where it is among the policies."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "policies", tuple(self.policies))
@@ -492,7 +574,14 @@ class CollectLogsConfig(FrozenConfig):
     """The logged population and policy."""
 
 
-EVALUATE_BASELINES = ("random", "popularity", "myopic_predicted", "myopic", "oracle_planner")
+EVALUATE_BASELINES = (
+    "random",
+    "popularity",
+    "myopic_predicted",
+    "greedy_reward_model",
+    "myopic",
+    "oracle_planner",
+)
 """Baselines `agents.evaluation.evaluate_runs` builds itself (beside the reference policies)."""
 
 
@@ -507,10 +596,12 @@ class EvaluateConfig(FrozenConfig):
     agents: tuple[str, ...] = ()
     """Run folders of ``loe-gym train``."""
     baselines: tuple[str, ...] = ("random", "myopic_predicted", "myopic", "oracle_planner")
-    """Baselines among random, popularity, myopic_predicted, myopic, oracle_planner and the
-    reference policies."""
+    """Baselines among random, popularity, myopic_predicted, greedy_reward_model, myopic,
+    oracle_planner and the reference policies (lookahead_oracle included)."""
     predictor: str | None = None
     """Predictor for ``myopic_predicted`` when no agent has one."""
+    lookahead: LookaheadConfig = field(default_factory=LookaheadConfig)
+    """Settings of ``lookahead_oracle`` where it is among the baselines."""
     logs: str | None = None
     """Logs whose clicks the ``popularity`` baseline counts."""
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -542,62 +633,13 @@ class ImportLogsConfig(FrozenConfig):
             raise ValueError("ImportLogsConfig.source names no file: pass CSV or Parquet files.")
 
 
-LOOKAHEAD_BASES = (
-    "auto",
-    "oracle_planner",
-    "one_step_planner",
-    "myopic",
-    "max_quality",
-    "max_click",
-    "max_click_dot",
-    "topic_affinity",
-    "max_ctr_estimate",
-    "max_completion_estimate",
+QUICK_LOOKAHEAD = LookaheadConfig(
+    switch_every=2,
+    switch_samples=2,
+    switch_horizon=4,
+    pilot_users=4,
+    top_k=2,
+    samples=2,
+    horizon=3,
 )
-"""Base policies of the lookahead oracle (``auto``: see `agents.lookahead.base_policy`)."""
-
-
-@dataclass(frozen=True)
-class LookaheadConfig(FrozenConfig):
-    """The rollout ("lookahead") oracle: each decision tries the base policy's top
-    candidates first and follows the base for ``horizon`` steps, over ``samples``
-    common-random-number rollouts. Cost: users × top_k × samples × (at most) horizon env
-    steps per decision (`agents.lookahead`)."""
-
-    base: str = "auto"
-    """Base policy it improves on: ``auto`` (oracle_planner where the simulator has
-    expected_responses, else topic_affinity) or a scoring reference policy."""
-    top_k: int = 3
-    """First actions tried per user: the base's choice and its next best candidates."""
-    samples: int = 4
-    """Monte-Carlo rollouts per (user, first action), with common random numbers."""
-    horizon: int = 100
-    """Steps per rollout at most, the first action included (crosses session ends and
-    gaps)."""
-    days: int = 2
-    """If > 0, a rollout also stops once its day clock reaches the decision's day + days
-    (1: the end of the current session), so every copy is judged over the same days."""
-    z: float = 2.0
-    """Leave the base's choice only where the paired gain's mean exceeds z standard errors."""
-    terminal: str = "days"
-    """Value added at a rollout's end: ``none``, or ``days`` (each day left before the
-    env's horizon_days is worth the rollouts' watch per elapsed day; 0 for a finished
-    life)."""
-    seed: int = 0
-    """Seeds the rollouts' draws (mixed with the decision's candidates)."""
-
-    def __post_init__(self) -> None:
-        self._check_numbers()
-        self._check_choice("base", LOOKAHEAD_BASES)
-        self._check_choice("terminal", ("none", "days"))
-        self._check_positive("top_k", "horizon")
-        self._check_nonnegative("z", "days")
-        if self.samples < 2:
-            raise ValueError(
-                f"LookaheadConfig.samples must be ≥ 2 (the paired test needs a standard "
-                f"error), got {self.samples}."
-            )
-
-
-QUICK_LOOKAHEAD = LookaheadConfig(top_k=2, samples=2, horizon=3)
 """Smoke-test sizes: numbers meaningless."""

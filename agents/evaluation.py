@@ -458,7 +458,7 @@ def policy_table(config: Any, *, progress: bool = True) -> tuple[str, dict[str, 
     started = time.perf_counter()
     result = evaluate(
         config.env_id,
-        policies,
+        [_reference_policy(name, config.lookahead) for name in policies],
         num_users=config.evaluation.num_users,
         seeds=config.evaluation.seeds,
         env_options=config.env_options,
@@ -498,6 +498,9 @@ def evaluate_runs(config: Any, *, progress: bool = True) -> Evaluation:
             service, wrap_config = agent_service, run_config
         policies.append(policy)
     baselines, service, wrap_config = _baselines(config, service, wrap_config)
+    for baseline in baselines:  # the oracle also improves on the agents it is judged against
+        if baseline.name == "lookahead_oracle":
+            baseline.extra = list(policies)
     policies += baselines
     wrappers = (
         predictor_wrappers(wrap_config, service, for_training=False)
@@ -544,6 +547,7 @@ def _baselines(config: Any, service: Any, wrap_config: Any) -> tuple[list[Any], 
     from agents.configs import EVALUATE_BASELINES, TrainRunConfig
     from agents.reference_policies import (
         REFERENCE_POLICIES,
+        GreedyRewardModelPolicy,
         MyopicPredictedPolicy,
         PopularityPolicy,
     )
@@ -561,21 +565,30 @@ def _baselines(config: Any, service: Any, wrap_config: Any) -> tuple[list[Any], 
             if config.logs is None:
                 raise ValueError("The popularity baseline counts clicks in logs: pass --logs DIR.")
             policies.append(PopularityPolicy(_item_clicks(config.logs, config.env_id)))
-        elif name == "myopic_predicted":
+        elif name in ("myopic_predicted", "greedy_reward_model"):
             if service is None:
                 if config.predictor is None:
                     raise ValueError(
-                        "myopic_predicted needs the predictor: pass --predictor DIR or an agent "
+                        f"{name} needs the predictor: pass --predictor DIR or an agent "
                         "trained with one."
                     )
                 from loe_gym.predictor.serving import PredictorService
 
                 service = PredictorService.from_pretrained(config.predictor)
                 wrap_config = TrainRunConfig(env_id=config.env_id, predictor=config.predictor)
-            policies.append(MyopicPredictedPolicy())
+            policies.append(
+                MyopicPredictedPolicy() if name == "myopic_predicted" else GreedyRewardModelPolicy()
+            )
         else:
-            policies.append(make_policy(name))
+            policies.append(_reference_policy(name, config.lookahead))
     return policies, service, wrap_config
+
+
+def _reference_policy(name: str, lookahead: Any) -> Policy:
+    """The reference policy ``name``; ``lookahead_oracle`` with the ``lookahead`` settings."""
+    if name == "lookahead_oracle":
+        return make_policy(name, config=lookahead)
+    return make_policy(name)
 
 
 def _item_clicks(logs: str, env_id: str) -> np.ndarray:

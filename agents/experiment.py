@@ -16,17 +16,32 @@ same user populations → write a report folder::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from agents.aggregate import aggregate_runs, steps_to_reach
 from agents.collect import collect_logs
 from agents.configs import ExperimentConfig, TrainRunConfig
 from agents.evaluation import evaluate
-from agents.reference_policies import MyopicPredictedPolicy, PopularityPolicy, make_policy
-from agents.report import prepare_report_folder, stage, write_evaluation
-from agents.training import check_env_id, load_agent, predictor_wrappers, train_agent
+from agents.reference_policies import (
+    GreedyRewardModelPolicy,
+    MyopicPredictedPolicy,
+    PopularityPolicy,
+    make_policy,
+)
+from agents.report import plot_learning_curves, prepare_report_folder, stage, write_evaluation
+from agents.training import (
+    AgentRunFolder,
+    check_env_id,
+    load_agent,
+    predictor_wrappers,
+    train_agent,
+)
 from loe_gym.predictor.pipeline import fit_predictor
 from loe_gym.predictor.sequences import logged_item_popularity
 
@@ -64,38 +79,64 @@ def run_experiment(
     fit = fit_predictor(folder / "logs", folder / "predictor", config.predictor, progress=progress)
     seconds["predictor"] = time.perf_counter() - started
 
-    run = TrainRunConfig(
-        env_id=config.env_id,
-        predictor=str(fit.folder.model),
-        agent=config.agent,
-        eval_every=0,
-        checkpoint_every=0,
-    )
     steps = config.agent.total_steps
-    started = stage(
-        "experiment", f"train {config.agent.algorithm.upper()} ({steps} steps)", progress
-    )
-    training = train_agent(run, folder / "agent", progress=progress)
+    trainings = []
+    started = time.perf_counter()
+    for seed, agent_folder in agent_folders(config, folder).items():
+        run = TrainRunConfig(
+            env_id=config.env_id,
+            predictor=str(fit.folder.model),
+            agent=config.agent.replace(seed=seed),
+            eval_users=config.curve_users,
+            eval_every=-(-steps // config.curve_points) if config.curve_points else 0,
+            checkpoint_every=0,
+        )
+        algorithm = config.agent.algorithm.upper()
+        stage("experiment", f"train {algorithm} seed {seed} ({steps} steps)", progress)
+        trainings.append(train_agent(run, agent_folder, progress=progress))
     seconds["agent"] = time.perf_counter() - started
 
     started = stage("experiment", "evaluate", progress)
     evaluation = _evaluate(config, folder, progress)
     seconds["evaluation"] = time.perf_counter() - started
-    return _write_report(config, folder, evaluation, seconds, training, fit.test)
+    return _write_report(config, folder, evaluation, seconds, trainings, fit.test)
+
+
+def agent_folders(config: ExperimentConfig, folder: Path) -> dict[int, Path]:
+    """``{training seed: run folder}``: ``agent/`` for one seed, ``agents/seed_<s>/``
+    for several."""
+    seeds = config.training_seeds or (config.agent.seed,)
+    if len(seeds) == 1:
+        return {seeds[0]: folder / "agent"}
+    return {seed: folder / "agents" / f"seed_{seed}" for seed in seeds}
+
+
+def agent_names(config: ExperimentConfig) -> list[str]:
+    """The trained agents' names in the evaluation: ``ppo``, or ``ppo_seed<s>`` each."""
+    folders = agent_folders(config, Path())
+    return ["ppo"] if len(folders) == 1 else [f"ppo_seed{seed}" for seed in folders]
 
 
 def _evaluate(config: ExperimentConfig, folder: Path, progress: bool) -> Any:
-    """The agent against the baselines, on the same populations."""
+    """The agents against the baselines, on the same populations."""
 
-    agent, run, service = load_agent(folder / "agent", name="ppo")
+    loaded = [
+        load_agent(path, name=name)
+        for path, name in zip(
+            agent_folders(config, folder).values(), agent_names(config), strict=True
+        )
+    ]
+    run, service = loaded[0][1], loaded[0][2]  # the agents share the one predictor
     clicks = logged_item_popularity(folder / "logs", service.num_items)
     policies = [
         make_policy("random"),
         PopularityPolicy(clicks),
         MyopicPredictedPolicy(),
+        GreedyRewardModelPolicy(config.agent.return_weight, config.agent.continuation_weight),
         make_policy("myopic"),
-        agent,
+        *(agent for agent, _, _ in loaded),
         make_policy("oracle_planner"),
+        make_policy("lookahead_oracle", config=config.lookahead),
     ]
     return evaluate(
         config.env_id,
@@ -112,28 +153,91 @@ def _write_report(
     folder: Path,
     evaluation: Any,
     seconds: dict[str, float],
-    training: Any,
+    trainings: list[Any],
     predictor_metrics: dict[str, float],
 ) -> dict[str, Any]:
-
-    watch = {p: evaluation.metric(p, "total_watch") for p in evaluation.results}
-    ctr = {p: evaluation.metric(p, "ctr") for p in evaluation.results}
+    agents = agent_names(config)
+    others = [p for p in evaluation.results if p not in agents]
+    # (runs, populations) total watch: the agents' runs are their training seeds.
+    scores = {
+        name: np.array(
+            [
+                [r.watch.mean() for r in evaluation.results[n]]
+                for n in (agents if name == "ppo" else [name])
+            ]
+        )
+        for name in ["ppo", *others]
+    }
+    aggregates = aggregate_runs(scores)
+    level = {name: a.mean for name, a in aggregates.items()}
+    ctr = {p: evaluation.metric(p, "ctr").mean for p in others}
+    ctr["ppo"] = float(np.mean([evaluation.metric(n, "ctr").mean for n in agents]))
+    curves = [_curve(path) for path in agent_folders(config, folder).values()]
+    reach = {
+        f"{fraction:.0%}": steps_to_reach(curves, fraction * level["lookahead_oracle"]).tolist()
+        for fraction in (0.8, 0.9)
+    }
     headline = {
-        "ppo_over_myopic_predicted": watch["ppo"].mean / watch["myopic_predicted"].mean,
-        "ppo_fraction_of_oracle": watch["ppo"].mean / watch["oracle_planner"].mean,
-        "cis_apart": bool(watch["ppo"].low > watch["myopic_predicted"].high),
-        "myopic_predicted_ctr_above_ppo": bool(ctr["myopic_predicted"].mean > ctr["ppo"].mean),
-        "myopic_ctr_above_ppo": bool(ctr["myopic"].mean > ctr["ppo"].mean),
+        "ppo_over_myopic_predicted": level["ppo"] / level["myopic_predicted"],
+        "ppo_fraction_of_oracle": level["ppo"] / level["oracle_planner"],
+        "ppo_fraction_of_lookahead": level["ppo"] / level["lookahead_oracle"],
+        "ppo_over_greedy_reward_model": level["ppo"] / level["greedy_reward_model"],
+        "cis_apart": bool(aggregates["ppo"].mean_ci[0] > aggregates["myopic_predicted"].mean_ci[1]),
+        "myopic_predicted_ctr_above_ppo": bool(ctr["myopic_predicted"] > ctr["ppo"]),
+        "myopic_ctr_above_ppo": bool(ctr["myopic"] > ctr["ppo"]),
+        "steps_to_reach_lookahead": reach,
     }
     extra = {
         "headline": headline,
+        "aggregates": {name: dataclasses.asdict(a) for name, a in aggregates.items()},
+        "learning_curves": curves,
         "seconds": seconds,
-        "training": training.to_dict(),
+        "training": [t.to_dict() for t in trainings],
         "predictor_metrics": predictor_metrics,
     }
     table = write_evaluation(evaluation, folder, extra=extra)
-    (folder / "report.md").write_text(_report(config, headline, seconds, training, table))
+    if any(curves):
+        plot_learning_curves(curves, {p: level[p] for p in others}, folder / "learning_curve.png")
+    summary = _aggregate_table(aggregates, reach, any(curves))
+    report = _report(config, headline, seconds, trainings, summary + table)
+    (folder / "report.md").write_text(report)
     return json.loads((folder / "metrics.json").read_text())
+
+
+def _curve(folder: Path) -> list[tuple[int, float]]:
+    """``(steps, held-out total watch)`` of a run's evaluation callback (empty without)."""
+    path = AgentRunFolder(folder).evaluations
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [(int(row["steps"]), float(row["total_watch"])) for row in rows]
+
+
+def _aggregate_table(
+    aggregates: dict[str, Any], reach: dict[str, list[float]], curves: bool
+) -> str:
+    lines = [
+        "Total watch over (training seed, population) pairs: interquartile mean and mean with "
+        "stratified-bootstrap 95 % CIs (rliable).",
+        "",
+        "| policy | runs | IQM [95 % CI] | mean [95 % CI] |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {a.runs} | {a} | {a.mean:.1f} [{a.mean_ci[0]:.1f}, {a.mean_ci[1]:.1f}] |"
+            for name, a in aggregates.items()
+        ),
+        "",
+    ]
+    if curves:
+        lines += [
+            "Environment steps for each agent's held-out total watch to reach a share of the "
+            "lookahead oracle's (NaN: not within the budget): "
+            + "; ".join(f"{share}: {steps}" for share, steps in reach.items()),
+            "",
+            "![learning_curve](learning_curve.png)",
+            "",
+        ]
+    return "\n".join(lines)
 
 
 def _options(config: Any, prefix: str = "") -> list[str]:
@@ -157,7 +261,7 @@ def _report(
     config: ExperimentConfig,
     headline: dict[str, Any],
     seconds: dict[str, float],
-    training: Any,
+    trainings: list[Any],
     table: str,
 ) -> str:
     options = " ".join(_options(config)) or "the defaults"
@@ -171,23 +275,31 @@ def _report(
             f"# Long-term engagement experiment on `{config.env_id}`",
             "",
             f"Logs of {config.collect.num_users} users under the `{config.collect.policy}` "
-            f"logging policy → predictor → PPO ({training.steps} steps on {reward}, the "
+            f"logging policy → predictor → PPO ({len(trainings)} training seed(s), "
+            f"{trainings[0].steps} steps each on {reward}, the "
             "predictor as state encoder) → evaluation against the baselines on the same "
             "populations.",
             "",
             f"- PPO / myopic-predicted total watch: **{headline['ppo_over_myopic_predicted']:.2f}×**"
             f" (95% CIs apart: {headline['cis_apart']})",
-            f"- PPO / oracle planner: **{headline['ppo_fraction_of_oracle']:.0%}**",
+            f"- PPO / lookahead oracle (the upper bound): "
+            f"**{headline['ppo_fraction_of_lookahead']:.0%}**; PPO / oracle planner: "
+            f"{headline['ppo_fraction_of_oracle']:.0%}",
+            f"- PPO / greedy on its own reward model: "
+            f"**{headline['ppo_over_greedy_reward_model']:.2f}×**",
             "- CTR above PPO's: myopic (true expected watch) "
             f"{headline['myopic_ctr_above_ppo']}, myopic-predicted "
             f"{headline['myopic_predicted_ctr_above_ppo']}",
             f"- time: logs {seconds['logs']:.0f} s, predictor {seconds['predictor']:.0f} s, "
-            f"PPO {seconds['agent']:.0f} s ({training.steps_per_second:.0f} steps/s), "
+            f"PPO {seconds['agent']:.0f} s "
+            f"({np.mean([t.steps_per_second for t in trainings]):.0f} steps/s), "
             f"evaluation {seconds['evaluation']:.0f} s",
             "",
             "Policies: `random`; `popularity` (clicks in the logs); `myopic_predicted` (greedy "
-            "on the predictor's expected watch now); `myopic` (greedy on the true expected watch, "
-            "privileged); `ppo`; `oracle_planner` (privileged planner, the upper reference).",
+            "on the predictor's expected watch now); `greedy_reward_model` (greedy on the reward "
+            "PPO is trained on); `myopic` (greedy on the true expected watch, privileged); `ppo`; "
+            "`oracle_planner` (privileged one-step planner); `lookahead_oracle` (privileged "
+            "rollouts of the true simulator, the upper reference).",
             "",
             table,
             f"Options (those not at their defaults): `{options}`; the whole tree is in "

@@ -1,61 +1,105 @@
-"""The lookahead oracle: Bertsekas' rollout algorithm on top of a reference policy.
+"""The lookahead oracle: rollouts of the true simulator on top of reference policies.
 
-At each decision, for each user, the base policy's ``top_k`` candidates (its own choice
-first) are each shown first, then the base policy is followed for ``horizon`` steps,
-``samples`` times, in one forked vector env of ``users × top_k × samples`` slots
-(`loe_gym.envs.forking`). The copies of one (user, sample) share their random draws
-(common random numbers), so the paired difference *candidate − base choice* measures the
-action, not the noise. A candidate replaces the base's choice only where the mean paired
-gain exceeds ``z`` standard errors; otherwise the base's choice stands, so a noisy
-estimate falls back to the base policy.
+Two rollout steps, both through forks of the env (`loe_gym.envs.forking`) with common
+random numbers, so paired differences measure the choice, not the noise:
+
+1. **Policy switching** (Chang, Givan & Chong's parallel rollout). A portfolio (by
+   default every reference policy but random that runs on the simulator, plus any
+   ``extra`` policies such as the agents it is judged against) is ranked on a pilot
+   population of its own; the ``keep`` best stay, the best is each new user's default.
+   When a user's life starts (and every ``switch_every`` decisions, if set), the rest
+   of its life is simulated ``switch_samples`` times under each kept policy; the user
+   leaves the policy it follows only where the mean paired gain exceeds ``z`` standard
+   errors. So it never trails the portfolio's best by more than the rollouts' noise.
+2. **Action improvement** (Bertsekas' rollout algorithm, ``top_k > 1``). At each
+   decision the followed policy's ``top_k`` candidates are each shown first, then that
+   policy is followed for ``horizon`` steps; again a candidate replaces the policy's own
+   choice only on a confident paired gain.
 
 Works on any simulator that follows the contract: forking needs only states indexed by
-users (`loe_gym.simulator.take_users`), and the rollouts read only the env's reward.
-Cost: ``users × top_k × samples × horizon`` env steps (and base-policy calls on
-that batch) per decision.
+users (`loe_gym.simulator.take_users`), and rollouts read only the env's reward (the
+oracle maximises whatever the env rewards). Costs are in `agents.configs.LookaheadConfig`.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from agents.configs import LookaheadConfig
 from agents.ranking import top_slates
-from agents.reference_policies import OraclePlanner, Policy, TopicAffinityPolicy, make_policy
+from agents.reference_policies import REFERENCE_POLICIES, Policy, make_policy
 from loe_gym import RecommendationVectorEnv
 
-__all__ = ["LookaheadOracle", "base_policy", "paired_choice"]
+__all__ = ["LookaheadOracle", "PolicySwitch", "paired_choice", "portfolio"]
+
+# Not in the automatic portfolio: a random policy, the oracle itself, and policies that
+# need more than the env to be built (popularity needs logs).
+_NOT_IN_PORTFOLIO = frozenset({"random", "lookahead_oracle", "popularity"})
 
 
-def base_policy(name: str, env: RecommendationVectorEnv) -> Any:
-    """The base policy ``name`` for ``env``; ``auto`` is `OraclePlanner` where the
-    simulator has ``expected_responses`` (the privileged interface), else the
-    non-privileged `TopicAffinityPolicy` (topic click rates in the observed history)."""
-    if name != "auto":
-        policy = make_policy(name)
-    elif hasattr(env.simulator, "expected_responses"):
-        policy = OraclePlanner()
-    else:
-        policy = TopicAffinityPolicy(weight_features=())
-    if not callable(getattr(policy, "scores", None)):
-        raise TypeError(
-            f"The lookahead's base policy {name!r} has no scores() to rank candidates by; "
-            "pass LookaheadConfig(base=...) naming a scoring reference policy."
-        )
-    return policy
+def portfolio(
+    names: Sequence[str], env: RecommendationVectorEnv, obs: Mapping[str, np.ndarray]
+) -> tuple[list[Any], dict[str, str]]:
+    """The policies named (``("auto",)``: every reference policy but random) that act on
+    ``env``, and ``{name: why}`` for the automatic ones that cannot (a missing privileged
+    interface, a missing catalog feature). A policy named explicitly must work."""
+    automatic = tuple(names) == ("auto",)
+    chosen = [n for n in REFERENCE_POLICIES if n not in _NOT_IN_PORTFOLIO] if automatic else names
+    policies, skipped = [], {}
+    for name in chosen:
+        try:
+            policy: Any = make_policy(name)
+            if callable(getattr(policy, "check", None)):
+                policy.check(env)
+            policy.act(obs, env)
+        except (TypeError, KeyError, ValueError) as error:
+            if not automatic:
+                raise ValueError(
+                    f"The lookahead's policy {name!r} cannot act here: {error}"
+                ) from error
+            skipped[name] = str(error)
+            continue
+        policies.append(policy)
+    if not policies:
+        raise ValueError(f"No portfolio policy acts on this env: {skipped}.")
+    return policies, skipped
+
+
+class PolicySwitch:
+    """Each env slot follows one policy of ``policies`` (``assignment (slots,) int``)."""
+
+    def __init__(self, policies: Sequence[Any], assignment: np.ndarray) -> None:
+        self.policies, self.assignment = list(policies), np.asarray(assignment)
+
+    def _merged(self, method: str, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
+        merged: np.ndarray | None = None
+        for index in np.unique(self.assignment):
+            rows = self.assignment == index
+            values = np.asarray(getattr(self.policies[index], method)(obs, env))
+            if merged is None:
+                merged = values.copy()
+            merged[rows] = values[rows]
+        assert merged is not None
+        return merged
+
+    def act(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
+        return self._merged("act", obs, env)
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
+        return self._merged("scores", obs, env)
 
 
 def paired_choice(returns: np.ndarray, z: float) -> np.ndarray:
-    """``(users,) int`` the first action to take from rollout ``returns``.
+    """``(users,) int`` the option to take from rollout ``returns``.
 
     Args:
-        returns: ``(users, samples, top_k)`` rollout returns; column 0 is the base's choice.
-        z: a candidate wins only where its mean paired gain over column 0 exceeds
-            ``z`` standard errors (over samples); the best such candidate is taken, else 0.
+        returns: ``(users, samples, options)`` rollout returns; column 0 is the default.
+        z: an option wins only where its mean paired gain over column 0 exceeds
+            ``z`` standard errors (over samples); the best such option is taken, else 0.
             ``z ≥ 1e12`` always keeps column 0.
     """
     gain = returns - returns[..., :1]
@@ -63,7 +107,7 @@ def paired_choice(returns: np.ndarray, z: float) -> np.ndarray:
     mean = gain.mean(axis=1)
     stderr = gain.std(axis=1, ddof=1) / np.sqrt(samples)
     # A gain without spread over samples (a deterministic stretch) still passes any
-    # practical z, but z ≥ 1e12 then never switches: the base policy exactly.
+    # practical z, but z ≥ 1e12 then never switches: the default exactly.
     better = mean > z * np.maximum(stderr, 1e-11 * np.abs(mean))
     better[:, 0] = False
     best = np.where(better, mean, -np.inf).argmax(axis=1)
@@ -71,53 +115,141 @@ def paired_choice(returns: np.ndarray, z: float) -> np.ndarray:
 
 
 class LookaheadOracle:
-    """A privileged upper-bound policy: one-step rollout improvement of a base policy.
+    """A privileged upper-bound policy: rollout improvement of a portfolio of policies.
 
     Args:
-        config: settings (`agents.configs.LookaheadConfig`); the defaults' cost is
-            ``users × 3 × 4 ×`` (the steps of about two sessions) env steps per decision.
-        base: a scoring policy to improve on (overrides ``config.base``).
+        config: settings (`agents.configs.LookaheadConfig`).
+        base: one policy to improve on instead of the portfolio (``config.portfolio``).
+        extra: policies the portfolio holds besides ``config.portfolio``, e.g. the trained
+            agents it is judged against (those that read the env's own observations), so
+            that it improves on them too.
     """
 
     name = "lookahead_oracle"
     privileged = True
 
-    def __init__(self, config: LookaheadConfig | None = None, base: Policy | None = None) -> None:
+    def __init__(
+        self,
+        config: LookaheadConfig | None = None,
+        base: Policy | None = None,
+        extra: Sequence[Policy] = (),
+    ) -> None:
         self.config = config or LookaheadConfig()
-        self._base = base
+        self.policies: list[Any] = [base] if base is not None else []
+        self.extra = list(extra)
+        """Policies the portfolio holds besides ``config.portfolio`` (those that read the
+        predictor are left out: the forks have no predictor)."""
+        self.skipped: dict[str, str] = {}
+        """Automatic portfolio policies that cannot act on the env, with the reason."""
         self.switched = 0
-        """Decisions (user steps) where a candidate replaced the base's choice."""
+        """Decisions (user steps) where a tried candidate replaced the policy's choice."""
         self.decisions = 0
         """Decisions taken (user steps of users that acted)."""
+        self.policy_switches = 0
+        """Users moved to another portfolio policy by a switching rollout."""
+        self.pilot_means: dict[str, float] = {}
+        """Each portfolio policy's mean reward per pilot user (`rank`)."""
+        self._follow = np.zeros(0, np.int64)  # (num_envs,) index of the followed policy
+        self._age = np.zeros(0, np.int64)  # (num_envs,) decisions since its last choice
 
     def __repr__(self) -> str:
         return f"LookaheadOracle({self.config!r})"
 
-    def base(self, env: RecommendationVectorEnv) -> Any:
-        """The base policy (built for ``env`` on first use)."""
-        if self._base is None:
-            self._base = base_policy(self.config.base, env)
-        return self._base
+    def followed(self) -> list[str]:
+        """The name of the policy each slot follows now."""
+        return [self.policies[i].name for i in self._follow]
 
     def act(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
-        base = self.base(env)
-        choice = np.asarray(base.act(obs, env))
-        active = np.flatnonzero(~env.needs_reset)
-        k = min(self.config.top_k, env.config.num_candidates - env.config.slate_size + 1)
+        cfg = self.config
+        if not self.policies:
+            policies, self.skipped = portfolio(cfg.portfolio, env, obs)
+            self.policies = self.rank(
+                env,
+                [*policies, *(p for p in self.extra if not getattr(p, "uses_predictor", False))],
+            )[: cfg.keep]
+        acting = ~env.needs_reset
+        active = np.flatnonzero(acting)
+        due = np.flatnonzero(self._due(env) & acting)
+        if due.size and len(self.policies) > 1:
+            self._switch(obs, env, due)
+        self._age += 1
+        follow = PolicySwitch(self.policies, self._follow)
+        choice = np.asarray(follow.act(obs, env))
+        k = min(cfg.top_k, env.config.num_candidates - env.config.slate_size + 1)
         if active.size == 0 or k < 2:
             return choice
-        first = self.first_actions(base.scores(obs, env), choice, k)[active]
-        returns = self.rollouts(env, active, first)
-        pick = paired_choice(returns, self.config.z)
+        first = self.first_actions(follow.scores(obs, env), choice, k)[active]
+        slots = np.repeat(self._follow[active], cfg.samples * k)
+        returns = self.rollouts(env, obs, active, k, cfg.samples, slots, first, cfg.horizon)
+        pick = paired_choice(returns, cfg.z)
         self.decisions += active.size
         self.switched += int(np.count_nonzero(pick))
         actions = choice.copy()
         actions[active] = first[np.arange(active.size), pick]
         return actions
 
+    def rank(self, env: RecommendationVectorEnv, policies: Sequence[Any]) -> list[Any]:
+        """``policies`` best first by their mean reward over whole lives of a pilot
+        population: ``pilot_users`` new users of ``env``'s simulator drawn with
+        ``pilot_seed`` (not the evaluated users, so no result depends on what ran
+        before). The best is every new user's default; ``keep`` of them stay."""
+        cfg = self.config
+        if len(policies) < 2:
+            return list(policies)
+        pilot = env.fork(np.resize(np.arange(env.num_envs), cfg.pilot_users))
+        means = []
+        for policy in policies:
+            obs, _ = pilot.reset(seed=cfg.pilot_seed)
+            total, finished = np.zeros(pilot.num_envs), np.zeros(pilot.num_envs, bool)
+            while not finished.all():
+                obs, reward, terminated, truncated, info = pilot.step(policy.act(obs, pilot))
+                total += np.where(info["acted"] & ~finished, reward, 0.0)
+                finished |= (terminated | truncated) & info["acted"]
+            means.append(total.mean())
+        self.pilot_means = {p.name: float(m) for p, m in zip(policies, means, strict=True)}
+        return [policies[i] for i in np.argsort(-np.asarray(means), kind="stable")]
+
+    def _due(self, env: RecommendationVectorEnv) -> np.ndarray:
+        """``(num_envs,) bool`` slots whose policy is chosen now: the first step of a
+        slot's first user since the env's reset, or ``switch_every`` decisions since its
+        last choice. Every new user starts from the default policy; one that refills a
+        slot after its first user's life ended (next-step autoreset) keeps it, as an
+        evaluation counts only the first users (`agents.evaluation.population_steps`)."""
+        if self._follow.size != env.num_envs:
+            self._follow = np.zeros(env.num_envs, np.int64)
+            self._age = np.zeros(env.num_envs, np.int64)
+        new = env._episode_steps == 0
+        self._follow[new] = 0
+        self._age[new] = 0
+        every = self.config.switch_every
+        due = new & (env._episode == 0)
+        return due | (self._age >= every) if every > 0 else due
+
+    def _switch(
+        self,
+        obs: Mapping[str, np.ndarray],
+        env: RecommendationVectorEnv,
+        users: np.ndarray,
+    ) -> None:
+        """Move ``users`` to the portfolio policy their rollouts favour (`paired_choice`)."""
+        cfg, count = self.config, len(self.policies)
+        slots = np.tile(np.arange(count), users.size * cfg.switch_samples)
+        horizon = cfg.switch_horizon or 10**9
+        returns = self.rollouts(env, obs, users, count, cfg.switch_samples, slots, None, horizon)
+        self._age[users] = 0
+        current = self._follow[users]
+        # Column 0 is the policy each user follows now, then the others in index order.
+        others = np.arange(count)[None, :].repeat(users.size, 0)
+        others = others[others != current[:, None]].reshape(users.size, count - 1)
+        order = np.concatenate([current[:, None], others], axis=1)
+        ordered = np.take_along_axis(returns, order[:, None, :], axis=2)
+        pick = order[np.arange(users.size), paired_choice(ordered, cfg.z)]
+        self.policy_switches += int(np.count_nonzero(pick != current))
+        self._follow[users] = pick
+
     @staticmethod
     def first_actions(scores: np.ndarray, choice: np.ndarray, k: int) -> np.ndarray:
-        """``(users, k)`` (or ``(users, k, slate_size)``) first actions: the base's
+        """``(users, k)`` (or ``(users, k, slate_size)``) first actions: the policy's
         ``choice`` then, by descending score, slates led by each next candidate (the
         rest of a slate: the best other candidates)."""
         users, num_candidates = scores.shape
@@ -136,36 +268,50 @@ class LookaheadOracle:
         return np.stack(slates, axis=1)
 
     def rollouts(
-        self, env: RecommendationVectorEnv, users: np.ndarray, first: np.ndarray
+        self,
+        env: RecommendationVectorEnv,
+        obs: Mapping[str, np.ndarray],
+        users: np.ndarray,
+        copies: int,
+        samples: int,
+        slot_policy: np.ndarray,
+        first: np.ndarray | None,
+        horizon: int,
     ) -> np.ndarray:
-        """``(len(users), samples, k)`` sums of the env's reward over ``horizon`` steps:
-        ``first[:, j]`` first, then the base policy, with common random numbers."""
-        cfg, base = self.config, self.base(env)
-        k = first.shape[1]
+        """``(len(users), samples, copies)`` sums of the env's reward over at most
+        ``horizon`` steps of forks of ``users``; slot (u, s, c) follows portfolio policy
+        ``slot_policy[slot]`` after the first action ``first[u, c]`` (None: its own)."""
+        cfg = self.config
         seed = np.random.SeedSequence([cfg.seed, zlib.crc32(env.candidates.tobytes())])
-        forked = env.fork(np.repeat(users, cfg.samples), copies=k, seed=seed.generate_state(1)[0])
-        # Slot (u, s, j): user u, sample s, first action j (copies adjacent).
-        actions = np.repeat(first, cfg.samples, axis=0).reshape(forked.num_envs, *first.shape[2:])
+        groups = np.repeat(users, samples)
+        forked = env.fork(groups, copies=copies, seed=seed.generate_state(1)[0])
+        policy = PolicySwitch(self.policies, slot_policy)
+        rows = np.repeat(groups, copies)
+        forked_obs = {key: np.asarray(value)[rows] for key, value in obs.items()}
+        if first is None:
+            actions = policy.act(forked_obs, forked)
+        else:  # slot (u, s, c): user u, sample s, first action c (copies adjacent)
+            actions = np.repeat(first, samples, axis=0).reshape(forked.num_envs, *first.shape[2:])
         total = np.zeros(forked.num_envs)
         counting = np.ones(forked.num_envs, bool)  # the rollout still sums this slot
         ended = np.zeros(forked.num_envs, bool)  # its life ended within the rollout
         start_day = forked.day.copy()
         end_day = start_day.copy()
-        for _ in range(cfg.horizon):
-            obs, reward, terminated, truncated, _ = forked.step(actions)
+        for _ in range(horizon):
+            forked_obs, reward, terminated, truncated, _ = forked.step(actions)
             # A finished life's slot holds a new user next: count its own reward only.
             total += np.where(counting, reward, 0.0)
             ended |= counting & (terminated | truncated)
             counting &= ~(terminated | truncated)
             end_day = np.where(counting, forked.day, end_day)
-            if cfg.days:
+            if first is not None and cfg.days:
                 counting &= forked.day < start_day + cfg.days
             if not counting.any():
                 break
-            actions = base.act(obs, forked)
-        if cfg.terminal == "days":
+            actions = policy.act(forked_obs, forked)
+        if first is not None and cfg.terminal == "days":
             total += self.days_left_value(forked, total, end_day - start_day, end_day, ~ended)
-        return total.reshape(users.size, cfg.samples, k)
+        return total.reshape(users.size, samples, copies)
 
     @staticmethod
     def days_left_value(

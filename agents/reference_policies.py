@@ -61,17 +61,31 @@ class _ScoringPolicy:
         return f"{type(self).__name__}()"
 
 
-def _expected(env: RecommendationVectorEnv, key: str) -> np.ndarray:
+def expected_responses(env: RecommendationVectorEnv) -> Mapping[str, np.ndarray]:
+    """The simulator's ``expected_responses`` for the env's users and candidates now,
+    computed once per step however many privileged policies read it (a rollout steps
+    several of them over the same state); callers must not write into the arrays."""
     simulator = env.simulator
     if not hasattr(simulator, "expected_responses"):
         raise TypeError(
             f"{type(simulator).__name__} exposes no expected_responses(); privileged "
             "policies need it (see loe_gym.PrivilegedSimulator)."
         )
+    # The cache holds the state and candidate objects themselves: a new step replaces
+    # them (states are frozen), so identity says whether the cached value still holds.
+    cached = env.__dict__.get("_expected_cache")
+    if cached is not None and cached[0] is env.state and cached[1] is env.candidates:
+        return cached[2]  # type: ignore[no-any-return]
     expected = simulator.expected_responses(env.state, env.candidates)
+    env.__dict__["_expected_cache"] = (env.state, env.candidates, expected)
+    return expected  # type: ignore[no-any-return]
+
+
+def _expected(env: RecommendationVectorEnv, key: str) -> np.ndarray:
+    expected = expected_responses(env)
     if key not in expected:
         raise KeyError(
-            f"{type(simulator).__name__}.expected_responses() has no {key!r}; it has "
+            f"{type(env.simulator).__name__}.expected_responses() has no {key!r}; it has "
             f"{sorted(expected)}."
         )
     return np.asarray(expected[key])
@@ -190,10 +204,7 @@ REFERENCE_PLANNER_WEIGHTS = OracleWeights(values=(62.5, 0.0, 0.0, 0.0, 0.0))
 
 def oracle_features(env: RecommendationVectorEnv) -> dict[str, np.ndarray]:
     """Privileged per-candidate features ``(num_users, num_candidates)`` for the planner."""
-    simulator = env.simulator
-    if not hasattr(simulator, "expected_responses"):
-        raise TypeError(f"{type(simulator).__name__} exposes no expected_responses().")
-    expected = simulator.expected_responses(env.state, env.candidates)
+    expected = expected_responses(env)
     click = np.asarray(expected["click_probability"])
     gain = np.asarray(expected.get("satisfaction_gain", np.zeros_like(click)))
     quality = np.asarray(expected.get("quality", np.zeros_like(click)))
@@ -375,6 +386,34 @@ class MyopicPredictedPolicy(_ScoringPolicy):
                 "wrapped in agents.predictor_env.PredictorObservations."
             )
         return obs["candidate_scores"][..., SCORE_NAMES.index("watch_time")]
+
+
+@dataclass
+class GreedyRewardModelPolicy(_ScoringPolicy):
+    """Greedy on the predictor's reward model (`agents.predictor_env.PredictorReward`):
+    each candidate's ``E[watch] + return_weight · P(return) + continuation_weight ·
+    P(continue)``, the one-step reward an agent trained on the predictor maximises summed
+    over time. An agent that only learns that trade-off does no better than this."""
+
+    return_weight: float = 30.0
+    continuation_weight: float = 20.0
+    name: str = "greedy_reward_model"
+    privileged: bool = False
+    uses_predictor: bool = True
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
+        if "candidate_scores" not in obs:
+            raise KeyError(
+                f"{self.name} reads the predictor's candidate_scores: evaluate it on an env "
+                "wrapped in agents.predictor_env.PredictorObservations."
+            )
+        scores = obs["candidate_scores"]
+        column = {name: scores[..., i] for i, name in enumerate(SCORE_NAMES)}
+        return (
+            column["watch_time"]
+            + self.return_weight * column["return_probability"]
+            + self.continuation_weight * column["continuation_probability"]
+        )
 
 
 def lookahead_oracle(**kwargs: Any) -> Policy:

@@ -114,6 +114,34 @@ def plot_evaluation(evaluation: Evaluation, folder: str | Path) -> list[Path]:
     return written
 
 
+def plot_learning_curves(
+    curves: Sequence[Sequence[tuple[int, float]]], levels: dict[str, float], path: Path
+) -> Path:
+    """Score against environment steps, one line per training run (their mean bold),
+    every other policy's level as a horizontal line; write ``path``."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4))
+    axis = figure.subplots()
+    for i, curve in enumerate(c for c in curves if c):
+        steps, scores = zip(*curve, strict=True)
+        axis.plot(steps, scores, color="tab:blue", alpha=0.35, label="runs" if i == 0 else None)
+    lengths = {len(c) for c in curves}
+    if len(lengths) == 1 and len(curves) > 1:
+        points = [s for s, _ in curves[0]]
+        mean = np.mean([[score for _, score in c] for c in curves], axis=0)
+        axis.plot(points, mean, color="tab:blue", linewidth=2.5, label="mean over runs")
+    for j, (name, level) in enumerate(levels.items()):
+        axis.axhline(level, color=f"C{(j + 1) % 10}", linestyle="--", linewidth=1, label=name)
+    axis.set_xlabel("environment steps")
+    axis.set_ylabel("held-out total watch minutes per user")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
+
+
 def write_evaluation(
     evaluation: Evaluation,
     folder: str | Path,

@@ -452,6 +452,43 @@ def test_ppo_learns_to_beat_random_on_a_tiny_env(tmp_path: Any) -> None:
     assert ctr["ppo"].low > ctr["random"].high + 0.08, result.table()
 
 
+def test_ppo_plans_across_sessions_where_the_greedy_policy_is_trapped(tmp_path: Any) -> None:
+    """On `trap_simulator.TrapUsers` the item worth most now ends the user's life; only
+    a policy that values the next sessions keeps its users. PPO on the simulator's
+    reward, from the observation alone, must learn that the greedy policy does not."""
+    from agents.training import load_agent
+
+    options = {"simulator": "trap_simulator:TrapUsers", "num_candidates": 4, "horizon_days": 5}
+    config = TrainRunConfig(
+        env_id="loe_gym/Recommendation-v0",
+        env_options=options,
+        agent=TrainConfig(
+            encoder="none",
+            reward_source="simulator",
+            total_steps=8192,
+            num_users=64,
+            n_steps=8,
+            batch_size=256,
+            learning_rate=3e-3,
+        ),
+        eval_every=0,
+        checkpoint_every=0,
+    )
+    train_agent(config, tmp_path / "run", progress=False)
+    agent, _, _ = load_agent(tmp_path / "run", name="ppo")
+    result = evaluate(
+        "loe_gym/Recommendation-v0",
+        ["myopic", agent],
+        num_users=64,
+        seeds=(0,),
+        env_options=options,
+        progress=False,
+    )
+    greedy, ppo = (result.metric(name, "total_watch").mean for name in ("myopic", "ppo"))
+    assert greedy == pytest.approx(10.0, rel=0.1)  # one trapped step per user
+    assert ppo > 4.0 * greedy, result.table()  # staying 5 days earns up to 60
+
+
 def test_training_resumes_from_its_last_checkpoint(tmp_path: Any) -> None:
     config = TrainRunConfig(
         env_options=OPTIONS,

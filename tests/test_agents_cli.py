@@ -27,7 +27,10 @@ def _cli(
 
 def test_experiment_quick_writes_a_full_report(tmp_path: Path) -> None:
     out = tmp_path / "report"
-    done = _cli("experiment", "--quick", "--no-progress", "--threads", "1", "--output", str(out))
+    seeds = ("--training-seeds", "3", "4", "--curve-points", "2", "--curve-users", "8")
+    done = _cli(
+        "experiment", "--quick", "--no-progress", "--threads", "1", *seeds, "--output", str(out)
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     for name in (
         "report.md",
@@ -38,7 +41,9 @@ def test_experiment_quick_writes_a_full_report(tmp_path: Path) -> None:
         "retention.png",
         "satisfaction.png",
         "total_watch.png",
-        "agent/model.zip",
+        "learning_curve.png",
+        "agents/seed_3/model.zip",
+        "agents/seed_4/evaluations.jsonl",
         "predictor/model/config.json",
     ):
         assert (out / name).is_file(), name
@@ -47,13 +52,26 @@ def test_experiment_quick_writes_a_full_report(tmp_path: Path) -> None:
         "random",
         "popularity",
         "myopic_predicted",
+        "greedy_reward_model",
         "myopic",
-        "ppo",
+        "ppo_seed3",
+        "ppo_seed4",
         "oracle_planner",
+        "lookahead_oracle",
     }
+    # Two training runs × two populations: the aggregate is over the four pairs.
+    ppo = metrics["aggregates"]["ppo"]
+    assert ppo["runs"] == 2 and ppo["mean_ci"][0] <= ppo["mean"] <= ppo["mean_ci"][1]
+    per_seed = [metrics["policies"][f"ppo_seed{s}"]["total_watch"]["mean"] for s in (3, 4)]
+    assert ppo["mean"] == pytest.approx(sum(per_seed) / 2)
+    assert [len(curve) for curve in metrics["learning_curves"]] == [2, 2]
+    assert "IQM [95 % CI]" in (out / "report.md").read_text()
     assert metrics["seeds"] == [0, 1]
     assert metrics["headline"]["ppo_fraction_of_oracle"] > 0
-    assert "PPO / oracle planner" in (out / "report.md").read_text()
+    assert metrics["headline"]["ppo_fraction_of_lookahead"] > 0
+    assert metrics["headline"]["ppo_over_greedy_reward_model"] > 0
+    report = (out / "report.md").read_text()
+    assert "PPO / oracle planner" in report and "PPO / greedy on its own reward model" in report
     # A second run never clobbers the report.
     again = _cli("experiment", "--quick", "--output", str(out))
     assert again.returncode == 2
@@ -127,6 +145,11 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
         "--baselines",
         "random",
         "myopic",
+        "lookahead_oracle",
+        "--lookahead.pilot-users",
+        "8",
+        "--lookahead.switch-samples",
+        "2",
         "--env-options",
         options,
         "--evaluation.num-users",
@@ -139,7 +162,7 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((report / "metrics.json").read_text())
-    assert set(metrics["policies"]) == {"run", "random", "myopic"}
+    assert set(metrics["policies"]) == {"run", "random", "myopic", "lookahead_oracle"}
     bad = _cli("evaluate", "--baselines", "myopic_predictd", "--output", str(tmp_path / "x"))
     assert bad.returncode == 2 and "Did you mean 'myopic_predicted'" in bad.stderr
     bad = _cli("evaluate", "--baselines", "myopic_predicted", "--output", str(tmp_path / "y"))

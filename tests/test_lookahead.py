@@ -18,12 +18,13 @@ import pytest
 from conftest import SMALL
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from trap_simulator import TrapUsers
 
 from agents.configs import QUICK_LOOKAHEAD, LookaheadConfig
 from agents.evaluation import evaluate, run_population
-from agents.lookahead import LookaheadOracle, paired_choice
+from agents.lookahead import LookaheadOracle, PolicySwitch, paired_choice, portfolio
 from agents.reference_policies import MyopicPolicy, make_policy
-from loe_gym import Catalog, RecommendationVectorEnv, Responses, check_simulator
+from loe_gym import RecommendationVectorEnv, Responses, check_simulator
 from loe_gym.envs.forking import CommonRandomNumbers
 from loe_gym.envs.vector_env import PER_USER_ARRAYS
 from loe_gym.errors import ForkWarning
@@ -210,49 +211,6 @@ def test_check_simulator_warns_on_draws_without_the_user_axis() -> None:
 # ---------------------------------------------------------- the lookahead oracle
 
 
-@dataclasses.dataclass(frozen=True)
-class TrapState:
-    steps: np.ndarray  # (num_users,) steps taken in the current session
-
-
-class TrapUsers:
-    """Item 0 gives the most minutes now (10) but the user churns; items 1-3 give 1-3
-    minutes (±10% noise) and keep the user; sessions last 4 steps, users return daily."""
-
-    response_extras: tuple[str, ...] = ()
-    user_feature_size = 0
-    minutes = np.array([10.0, 1.0, 2.0, 3.0])
-
-    def __init__(self) -> None:
-        self.catalog = Catalog(features=np.eye(4, 2, dtype=np.float32), feature_names=("a", "b"))
-
-    def reset(self, num_users: int, rng: Any) -> TrapState:
-        return TrapState(steps=np.zeros(num_users, np.int64))
-
-    def respond(self, state: TrapState, slates: np.ndarray, rng: Any) -> Responses:
-        n = slates.shape[0]
-        watch = self.minutes[slates] * (0.9 + 0.2 * rng.random((n, 1)))
-        trapped = slates[:, 0] == 0
-        session_end = trapped | (state.steps >= 3)
-        return Responses(
-            clicked=np.ones(slates.shape, bool),
-            watch_time=watch,
-            completion=np.ones(slates.shape),
-            session_end=session_end,
-            gap_days=np.where(session_end & ~trapped, 1, 0),
-            churned=trapped,
-        )
-
-    def update(self, state: TrapState, slates: Any, responses: Responses, rng: Any) -> TrapState:
-        return TrapState(steps=np.where(responses.session_end, 0, state.steps + 1))
-
-    def user_features(self, state: TrapState) -> np.ndarray:
-        return np.zeros((state.steps.shape[0], 0), np.float32)
-
-    def expected_responses(self, state: TrapState, items: np.ndarray) -> dict[str, np.ndarray]:
-        return {"click_probability": np.ones(items.shape), "watch_time": self.minutes[items]}
-
-
 def test_the_trap_simulator_follows_the_contract() -> None:
     check_simulator(TrapUsers(), slate_sizes=(1,))
 
@@ -268,7 +226,9 @@ def test_lookahead_escapes_the_trap_a_greedy_base_falls_into() -> None:
 
 
 def test_lookahead_never_switches_when_z_is_huge_and_equals_its_base() -> None:
-    never = LookaheadOracle(dataclasses.replace(QUICK_LOOKAHEAD, z=1e12))
+    never = LookaheadOracle(
+        dataclasses.replace(QUICK_LOOKAHEAD, portfolio=("oracle_planner",), z=1e12)
+    )
     result = evaluate(
         "loe_gym/Engagement-v0",
         [never, "oracle_planner"],
@@ -308,3 +268,86 @@ def test_lookahead_by_name_acts_on_slates_and_other_simulators(env_id: str) -> N
 def test_lookahead_config_rejects_one_sample() -> None:
     with pytest.raises(ValueError, match="samples must be ≥ 2"):
         LookaheadConfig(samples=1)
+    with pytest.raises(ValueError, match="switch_samples must be ≥ 2"):
+        LookaheadConfig(switch_samples=1)
+    with pytest.raises(ValueError, match="portfolio names no policy"):
+        LookaheadConfig(portfolio=())
+
+
+# ------------------------------------------------------------------ policy switching
+
+
+def test_the_automatic_portfolio_skips_what_cannot_act_and_says_why() -> None:
+    env = _env("loe_gym/InterestEvolution-v0")
+    obs, _ = env.reset(seed=0)
+    policies, skipped = portfolio(("auto",), env, obs)
+    names = [p.name for p in policies]
+    assert "oracle_planner" in names and "max_quality" in names and "random" not in names
+    assert "topic_affinity" in skipped and "ctr_estimate" in skipped["topic_affinity"]
+    with pytest.raises(ValueError, match="'topic_affinity' cannot act here"):
+        portfolio(("myopic", "topic_affinity"), env, obs)
+
+
+def test_policy_switch_takes_each_row_from_its_own_policy() -> None:
+    env = _env()
+    obs, _ = env.reset(seed=0)
+    myopic, quality = make_policy("myopic"), make_policy("max_quality")
+    switch = PolicySwitch([myopic, quality], np.array([0, 1, 0, 1, 1]))
+    mixed, first, second = switch.act(obs, env), myopic.act(obs, env), quality.act(obs, env)
+    assert np.array_equal(mixed[[0, 2]], first[[0, 2]])
+    assert np.array_equal(mixed[[1, 3, 4]], second[[1, 3, 4]])
+
+
+def test_without_per_user_switches_it_is_its_portfolios_best_policy() -> None:
+    """The first switching rollout makes the population's best policy the default: with
+    z huge no user leaves it, and the result is that policy's, step for step."""
+    config = LookaheadConfig(
+        portfolio=("myopic", "oracle_planner"), switch_samples=2, top_k=1, z=1e12
+    )
+    lookahead = LookaheadOracle(config)
+    result = evaluate(
+        "loe_gym/Engagement-v0",
+        [lookahead, "oracle_planner", "myopic"],
+        num_users=8,
+        seeds=(0,),
+        env_options=SMALL,
+        progress=False,
+    )
+    assert lookahead.policies[0].name == "oracle_planner"
+    assert lookahead.policy_switches == 0
+    mine, best = result.results["lookahead_oracle"][0], result.results["oracle_planner"][0]
+    assert mine.summary() == best.summary()
+    assert best.summary()["total_watch"] > result.results["myopic"][0].summary()["total_watch"]
+
+
+def test_users_switch_to_the_policy_that_escapes_the_trap() -> None:
+    """On the trap simulator myopic users are trapped; a portfolio holding a policy
+    that avoids the trap moves them to it at the first decision."""
+    env = RecommendationVectorEnv(6, simulator=TrapUsers(), num_candidates=4, horizon_days=3)
+    greedy = run_population(env, MyopicPolicy(), seed=0).summary()["total_watch"]
+    config = LookaheadConfig(portfolio=("myopic", "max_quality"), switch_samples=2, top_k=1)
+    lookahead = LookaheadOracle(config)
+    result = run_population(env, lookahead, seed=0).summary()["total_watch"]
+    assert result > 2.0 * greedy
+    assert lookahead.policies[0].name == "max_quality"
+
+
+def test_a_populations_result_does_not_depend_on_what_ran_before() -> None:
+    """The portfolio is ranked on a pilot population of its own and the rollouts are
+    seeded by the decision, so seed 1 gives the same result after seed 0 or alone."""
+
+    def run(seeds: tuple[int, ...]) -> Any:
+        oracle = LookaheadOracle(dataclasses.replace(QUICK_LOOKAHEAD, top_k=1))
+        result = evaluate(
+            "loe_gym/Engagement-v0",
+            [oracle],
+            num_users=6,
+            seeds=seeds,
+            env_options=SMALL,
+            progress=False,
+        )
+        return result.results["lookahead_oracle"][-1].summary(), oracle.pilot_means
+
+    after, pilot = run((0, 1))
+    alone, same_pilot = run((1,))
+    assert after == alone and pilot == same_pilot and len(pilot) >= 3

@@ -1,0 +1,186 @@
+"""Is ``lookahead_oracle`` the highest policy on every simulator? The dominance table.
+
+    python bench/oracle_dominance.py                            # 5 simulators, 200 users, seeds 0-2
+    python bench/oracle_dominance.py --ppo-steps 200000 --train-seeds 0 1 2
+    python bench/oracle_dominance.py --envs notebook04 --users 100 --seeds 0
+
+For each simulator: every reference policy that acts on it (``random`` included), the
+lookahead oracle with its defaults, and optionally PPO trained on the simulator's reward
+(``--ppo-steps``, one agent per ``--train-seeds`` entry, encoder ``none``), all on the same
+populations. The last column pairs the oracle with the best other policy seed by seed:
+the mean difference and its 95 % t interval. ``notebook04`` is the novelty-seeking
+simulator written in notebooks/04_custom_simulator.ipynb, loaded from the notebook's own
+cells (the project's notebook, not user input), so the table judges exactly that model.
+Writes ``dominance.md`` and ``dominance.json`` to ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+import loe_gym  # noqa: F401  (registers the environments)
+from agents.configs import TrainConfig, TrainRunConfig
+from agents.evaluation import evaluate
+from agents.lookahead import LookaheadOracle, portfolio
+from agents.reference_policies import make_policy
+from agents.training import load_agent, train_agent
+
+ROOT = Path(__file__).resolve().parent.parent
+ENVS = {
+    "Engagement-v0": ("loe_gym/Engagement-v0", {}),
+    "EngagementSlate-v0": ("loe_gym/EngagementSlate-v0", {}),
+    # The RecSim ports' own observation has no candidate features for the agents' network.
+    "InterestEvolution-v0": ("loe_gym/InterestEvolution-v0", {"observation": "history"}),
+    "LongTermSatisfaction-v0": ("loe_gym/LongTermSatisfaction-v0", {"observation": "history"}),
+    "notebook04": (
+        "loe_gym/Recommendation-v0",
+        {"simulator": "notebook04:NoveltyUsers", "num_candidates": 20},
+    ),
+}
+NOTEBOOK_CLASSES = ("class NoveltyConfig", "class NoveltyState", "class NoveltyUsers")
+
+
+def load_notebook_simulator() -> None:
+    """Make notebook 04's model importable as module ``notebook04`` (its import cell and
+    the cells defining the model's classes)."""
+    if "notebook04" in sys.modules:
+        return
+    notebook = json.loads((ROOT / "notebooks" / "04_custom_simulator.ipynb").read_text())
+    cells = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
+    wanted = [cells[0], *(c for c in cells if any(k in c for k in NOTEBOOK_CLASSES))]
+    module = types.ModuleType("notebook04")
+    sys.modules["notebook04"] = module
+    # The import cell also reads the notebook's size variables and makes a work folder.
+    exec(
+        compile("\n\n".join(wanted), "notebooks/04_custom_simulator.ipynb", "exec"), module.__dict__
+    )
+
+
+def reference_policies(env_id: str, options: dict) -> list:
+    """Every reference policy that acts on the env: random and the oracle's portfolio."""
+    import gymnasium as gym
+
+    env = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point", **options)
+    obs, _ = env.reset(seed=0)
+    policies, _ = portfolio(("auto",), env.unwrapped, obs)
+    env.close()
+    return [make_policy("random"), *policies]
+
+
+def trained_agents(env_id: str, options: dict, steps: int, seeds: list[int], work: Path) -> list:
+    agents = []
+    for seed in seeds:
+        config = TrainRunConfig(
+            env_id=env_id,
+            env_options=options or None,
+            agent=TrainConfig(
+                encoder="none", reward_source="simulator", total_steps=steps, seed=1000 + seed
+            ),
+            eval_every=0,
+            checkpoint_every=0,
+        )
+        folder = work / f"ppo_{seed}"
+        train_agent(config, folder, overwrite=True, progress=False)
+        agents.append(load_agent(folder, name=f"ppo_seed{seed}")[0])
+    return agents
+
+
+def paired(a: tuple, b: tuple) -> tuple[float, float]:
+    """Mean and 95 % t half-width of per-seed differences of total watch."""
+    diff = np.array([x.watch.mean() - y.watch.mean() for x, y in zip(a, b, strict=True)])
+    if diff.size < 2:
+        return float(diff.mean()), math.nan
+    half = stats.t.ppf(0.975, diff.size - 1) * diff.std(ddof=1) / math.sqrt(diff.size)
+    return float(diff.mean()), float(half)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), choices=list(ENVS))
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--ppo-steps", type=int, default=0, help="0: no trained agents")
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--output", type=Path, default=ROOT / "docs/agents_results/dominance")
+    args = parser.parse_args()
+    load_notebook_simulator()
+    rows, work = {}, Path(tempfile.mkdtemp(prefix="dominance_"))
+    for name in args.envs:
+        env_id, options = ENVS[name]
+        started = time.perf_counter()
+        policies, agents = reference_policies(env_id, options), []
+        if args.ppo_steps:
+            agents = trained_agents(env_id, options, args.ppo_steps, args.train_seeds, work / name)
+        oracle = LookaheadOracle(extra=agents)  # it improves on the agents too
+        policies += agents
+        result = evaluate(
+            env_id,
+            [*policies, oracle],
+            num_users=args.users,
+            seeds=args.seeds,
+            env_options=options,
+            progress=False,
+        )
+        means = {p: result.metric(p, "total_watch") for p in result.results}
+        others = {p: m for p, m in means.items() if p != oracle.name}
+        best = max(others, key=lambda p: others[p].mean)
+        gain, half = paired(result.results[oracle.name], result.results[best])
+        rows[name] = {
+            "policies": {p: [m.mean, m.half_width] for p, m in means.items()},
+            "best_other": best,
+            "gain_over_best_other": [gain, half],
+            "highest": means[oracle.name].mean >= others[best].mean,
+            "followed": sorted(set(oracle.followed())),
+            "seconds": time.perf_counter() - started,
+        }
+        print(
+            f"{name}: oracle {means[oracle.name]} vs {best} {others[best]}; paired "
+            f"{gain:+.1f} ± {half:.1f} ({rows[name]['seconds']:.0f} s)",
+            flush=True,
+        )
+        write(rows, args, final=False)  # what is done so far survives a later failure
+    write(rows, args)
+
+
+def write(rows: dict, args: argparse.Namespace, final: bool = True) -> None:
+    names = sorted(
+        {p for row in rows.values() for p in row["policies"]},
+        key=lambda p: (p == "lookahead_oracle", p),
+    )
+    cell = lambda v: "—" if v is None else f"{v[0]:.1f} ± {v[1]:.1f}"  # noqa: E731
+    lines = [
+        f"Total watch minutes per user, {args.users} users × seeds {args.seeds} (95 % t CIs over "
+        "seeds); `python bench/oracle_dominance.py " + " ".join(sys.argv[1:]) + "`.",
+        "",
+        "| policy | " + " | ".join(rows) + " |",
+        "|---|" + "---|" * len(rows),
+        *(
+            f"| {p} | " + " | ".join(cell(r["policies"].get(p)) for r in rows.values()) + " |"
+            for p in names
+        ),
+        "| **best other** | " + " | ".join(r["best_other"] for r in rows.values()) + " |",
+        "| **oracle − best other (paired)** | "
+        + " | ".join(cell(r["gain_over_best_other"]) for r in rows.values())
+        + " |",
+        "| oracle highest | " + " | ".join(str(r["highest"]) for r in rows.values()) + " |",
+        "| seconds | " + " | ".join(f"{r['seconds']:.0f}" for r in rows.values()) + " |",
+    ]
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "dominance.md").write_text("\n".join(lines) + "\n")
+    (args.output / "dominance.json").write_text(json.dumps(rows, indent=1) + "\n")
+    if final:
+        print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

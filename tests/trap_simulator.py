@@ -1,0 +1,66 @@
+"""A tiny simulator where only a policy that plans across sessions wins (tests only).
+
+Item 0 gives the most minutes now (10) but ends the session and the user never returns;
+items 1-3 give 1-3 minutes (±10 % noise) and keep the user, who comes back the next day.
+Sessions last 4 steps. Over ``horizon_days`` days, always taking item 3 earns about
+12 minutes a day; the greedy policy earns 10 minutes once. The catalog's public features
+show each item's minutes and whether it is the trap, so a learner can tell them apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from loe_gym import Catalog, Responses
+
+
+@dataclasses.dataclass(frozen=True)
+class TrapState:
+    steps: np.ndarray  # (num_users,) steps taken in the current session
+
+
+class TrapUsers:
+    """Greedy users' trap: see the module docstring."""
+
+    response_extras: tuple[str, ...] = ()
+    user_feature_size = 0
+    minutes = np.array([10.0, 1.0, 2.0, 3.0])
+
+    def __init__(self) -> None:
+        features = np.column_stack([self.minutes / 10.0, [1.0, 0.0, 0.0, 0.0]])
+        self.catalog = Catalog(
+            features=features.astype(np.float32), feature_names=("minutes", "trap")
+        )
+
+    def reset(self, num_users: int, rng: Any) -> TrapState:
+        return TrapState(steps=np.zeros(num_users, np.int64))
+
+    def respond(self, state: TrapState, slates: np.ndarray, rng: Any) -> Responses:
+        n = slates.shape[0]
+        watch = self.minutes[slates] * (0.9 + 0.2 * rng.random((n, 1)))
+        trapped = slates[:, 0] == 0
+        session_end = trapped | (state.steps >= 3)
+        return Responses(
+            clicked=np.ones(slates.shape, bool),
+            watch_time=watch,
+            completion=np.ones(slates.shape),
+            session_end=session_end,
+            gap_days=np.where(session_end & ~trapped, 1, 0),
+            churned=trapped,
+        )
+
+    def update(self, state: TrapState, slates: Any, responses: Responses, rng: Any) -> TrapState:
+        return TrapState(steps=np.where(responses.session_end, 0, state.steps + 1))
+
+    def user_features(self, state: TrapState) -> np.ndarray:
+        return np.zeros((state.steps.shape[0], 0), np.float32)
+
+    def expected_responses(self, state: TrapState, items: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            "click_probability": np.ones(items.shape),
+            "watch_time": self.minutes[items],
+            "quality": np.array([0.0, 1.0, 2.0, 3.0])[items],  # the trap has none
+        }
