@@ -199,7 +199,7 @@ def _write_report(
     if any(curves):
         plot_learning_curves(curves, {p: level[p] for p in others}, folder / "learning_curve.png")
     summary = _aggregate_table(aggregates, reach, any(curves))
-    report = _report(config, headline, seconds, trainings, summary + table)
+    report = _report(config, headline, seconds, trainings, summary + "\n" + table)
     (folder / "report.md").write_text(report)
     return json.loads((folder / "metrics.json").read_text())
 
