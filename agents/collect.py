@@ -296,7 +296,7 @@ def _log_population(
         behaviour = _RecordingComponents(behaviour, logged)
     for wrap in wrappers:
         acting = wrap(acting)
-    for info, live, _ in population_steps(
+    for info, live, _, _ in population_steps(
         acting,
         behaviour,
         seed,

@@ -122,8 +122,9 @@ def population_steps(
     progress: bool = False,
     description: str | None = None,
     before_step: Callable[[np.ndarray], None] | None = None,
-) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray]]:
-    """Step one population through whole lives; yield ``(info, live, done)`` per step.
+) -> Iterator[tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]]:
+    """Step one population through whole lives; yield ``(info, live, done, reward)``
+    per step (``reward``: the env's, every slot).
 
     ``env`` is a `RecommendationVectorEnv` in ``next_step`` autoreset mode, or a vector
     wrapper of one (the policy acts on its ``unwrapped`` core). A slot whose user has
@@ -141,10 +142,10 @@ def population_steps(
         for _ in range(max_steps):
             if before_step is not None:
                 before_step(finished)
-            obs, _, terminated, truncated, info = env.step(policy.act(obs, core))
+            obs, reward, terminated, truncated, info = env.step(policy.act(obs, core))
             live = info["acted"] & ~finished
             done = (terminated | truncated) & live
-            yield info, live, done
+            yield info, live, done, reward
             finished |= done
             bar.update(int(done.sum()))
             if finished.all():
@@ -175,7 +176,7 @@ def run_population(
     """
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
     totals = _PopulationTotals(core)
-    for info, live, _ in population_steps(
+    for info, live, _, _ in population_steps(
         env, policy, seed, max_steps=max_steps, progress=progress
     ):
         totals.add(info, live)
@@ -497,10 +498,7 @@ def evaluate_runs(config: Any, *, progress: bool = True) -> Evaluation:
             _check_shared_predictor(wrap_config, run_config, run)
             service, wrap_config = agent_service, run_config
         policies.append(policy)
-    baselines, service, wrap_config = _baselines(config, service, wrap_config)
-    for baseline in baselines:  # the oracle also improves on the agents it is judged against
-        if baseline.name == "lookahead_oracle":
-            baseline.extra = list(policies)
+    baselines, service, wrap_config = _baselines(config, service, wrap_config, policies)
     policies += baselines
     wrappers = (
         predictor_wrappers(wrap_config, service, for_training=False)
@@ -542,8 +540,11 @@ def _check_shared_predictor(current: Any, new: Any, run: str) -> None:
         )
 
 
-def _baselines(config: Any, service: Any, wrap_config: Any) -> tuple[list[Any], Any, Any]:
-    """The baselines' policies, and the predictor ``myopic_predicted`` acts on."""
+def _baselines(
+    config: Any, service: Any, wrap_config: Any, agents: Sequence[Any] = ()
+) -> tuple[list[Any], Any, Any]:
+    """The baselines' policies, and the predictor ``myopic_predicted`` acts on; the
+    lookahead oracle's portfolio also holds ``agents``, the runs it is judged against."""
     from agents.configs import EVALUATE_BASELINES, TrainRunConfig
     from agents.reference_policies import (
         REFERENCE_POLICIES,
@@ -580,14 +581,15 @@ def _baselines(config: Any, service: Any, wrap_config: Any) -> tuple[list[Any], 
                 MyopicPredictedPolicy() if name == "myopic_predicted" else GreedyRewardModelPolicy()
             )
         else:
-            policies.append(_reference_policy(name, config.lookahead))
+            policies.append(_reference_policy(name, config.lookahead, agents))
     return policies, service, wrap_config
 
 
-def _reference_policy(name: str, lookahead: Any) -> Policy:
-    """The reference policy ``name``; ``lookahead_oracle`` with the ``lookahead`` settings."""
+def _reference_policy(name: str, lookahead: Any, agents: Sequence[Any] = ()) -> Policy:
+    """The reference policy ``name``; ``lookahead_oracle`` with the ``lookahead`` settings
+    and ``agents`` in its portfolio."""
     if name == "lookahead_oracle":
-        return make_policy(name, config=lookahead)
+        return make_policy(name, config=lookahead, extra=agents)
     return make_policy(name)
 
 

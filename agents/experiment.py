@@ -82,18 +82,18 @@ def run_experiment(
     steps = config.agent.total_steps
     trainings = []
     started = time.perf_counter()
-    for seed, agent_folder in agent_folders(config, folder).items():
+    for agent in agent_runs(config, folder):
         run = TrainRunConfig(
             env_id=config.env_id,
             predictor=str(fit.folder.model),
-            agent=config.agent.replace(seed=seed),
+            agent=config.agent.replace(seed=agent.seed),
             eval_users=config.curve_users,
             eval_every=-(-steps // config.curve_points) if config.curve_points else 0,
             checkpoint_every=0,
         )
         algorithm = config.agent.algorithm.upper()
-        stage("experiment", f"train {algorithm} seed {seed} ({steps} steps)", progress)
-        trainings.append(train_agent(run, agent_folder, progress=progress))
+        stage("experiment", f"train {algorithm} seed {agent.seed} ({steps} steps)", progress)
+        trainings.append(train_agent(run, agent.folder, progress=progress))
     seconds["agent"] = time.perf_counter() - started
 
     started = stage("experiment", "evaluate", progress)
@@ -102,30 +102,28 @@ def run_experiment(
     return _write_report(config, folder, evaluation, seconds, trainings, fit.test)
 
 
-def agent_folders(config: ExperimentConfig, folder: Path) -> dict[int, Path]:
-    """``{training seed: run folder}``: ``agent/`` for one seed, ``agents/seed_<s>/``
-    for several."""
+@dataclasses.dataclass(frozen=True)
+class AgentRun:
+    """One trained agent of the experiment: its name in the evaluation, seed and folder."""
+
+    name: str
+    seed: int
+    folder: Path
+
+
+def agent_runs(config: ExperimentConfig, folder: Path) -> list[AgentRun]:
+    """The agents to train: one seed is ``ppo`` in ``agent/``; several are ``ppo_seed<s>``
+    in ``agents/seed_<s>/``."""
     seeds = config.training_seeds or (config.agent.seed,)
     if len(seeds) == 1:
-        return {seeds[0]: folder / "agent"}
-    return {seed: folder / "agents" / f"seed_{seed}" for seed in seeds}
-
-
-def agent_names(config: ExperimentConfig) -> list[str]:
-    """The trained agents' names in the evaluation: ``ppo``, or ``ppo_seed<s>`` each."""
-    folders = agent_folders(config, Path())
-    return ["ppo"] if len(folders) == 1 else [f"ppo_seed{seed}" for seed in folders]
+        return [AgentRun("ppo", seeds[0], folder / "agent")]
+    return [AgentRun(f"ppo_seed{s}", s, folder / "agents" / f"seed_{s}") for s in seeds]
 
 
 def _evaluate(config: ExperimentConfig, folder: Path, progress: bool) -> Any:
     """The agents against the baselines, on the same populations."""
 
-    loaded = [
-        load_agent(path, name=name)
-        for path, name in zip(
-            agent_folders(config, folder).values(), agent_names(config), strict=True
-        )
-    ]
+    loaded = [load_agent(agent.folder, name=agent.name) for agent in agent_runs(config, folder)]
     run, service = loaded[0][1], loaded[0][2]  # the agents share the one predictor
     clicks = logged_item_popularity(folder / "logs", service.num_items)
     policies = [
@@ -156,7 +154,8 @@ def _write_report(
     trainings: list[Any],
     predictor_metrics: dict[str, float],
 ) -> dict[str, Any]:
-    agents = agent_names(config)
+    runs = agent_runs(config, folder)
+    agents = [agent.name for agent in runs]
     others = [p for p in evaluation.results if p not in agents]
     # (runs, populations) total watch: the agents' runs are their training seeds.
     scores = {
@@ -172,7 +171,7 @@ def _write_report(
     level = {name: a.mean for name, a in aggregates.items()}
     ctr = {p: evaluation.metric(p, "ctr").mean for p in others}
     ctr["ppo"] = float(np.mean([evaluation.metric(n, "ctr").mean for n in agents]))
-    curves = [_curve(path) for path in agent_folders(config, folder).values()]
+    curves = [_curve(agent.folder) for agent in runs]
     reach = {
         f"{fraction:.0%}": steps_to_reach(curves, fraction * level["lookahead_oracle"]).tolist()
         for fraction in (0.8, 0.9)

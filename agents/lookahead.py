@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from agents.configs import LookaheadConfig
+from agents.evaluation import population_steps
 from agents.ranking import top_slates
 from agents.reference_policies import REFERENCE_POLICIES, Policy, make_policy
 from loe_gym import RecommendationVectorEnv
@@ -196,15 +197,13 @@ class LookaheadOracle:
         cfg = self.config
         if len(policies) < 2:
             return list(policies)
+        # A fork only to get an env of the same simulator and options: reset replaces its users.
         pilot = env.fork(np.resize(np.arange(env.num_envs), cfg.pilot_users))
         means = []
         for policy in policies:
-            obs, _ = pilot.reset(seed=cfg.pilot_seed)
-            total, finished = np.zeros(pilot.num_envs), np.zeros(pilot.num_envs, bool)
-            while not finished.all():
-                obs, reward, terminated, truncated, info = pilot.step(policy.act(obs, pilot))
-                total += np.where(info["acted"] & ~finished, reward, 0.0)
-                finished |= (terminated | truncated) & info["acted"]
+            total = np.zeros(pilot.num_envs)
+            for _, live, _, reward in population_steps(pilot, policy, cfg.pilot_seed):
+                total += np.where(live, reward, 0.0)
             means.append(total.mean())
         self.pilot_means = {p.name: float(m) for p, m in zip(policies, means, strict=True)}
         return [policies[i] for i in np.argsort(-np.asarray(means), kind="stable")]
@@ -286,10 +285,9 @@ class LookaheadOracle:
         groups = np.repeat(users, samples)
         forked = env.fork(groups, copies=copies, seed=seed.generate_state(1)[0])
         policy = PolicySwitch(self.policies, slot_policy)
-        rows = np.repeat(groups, copies)
-        forked_obs = {key: np.asarray(value)[rows] for key, value in obs.items()}
         if first is None:
-            actions = policy.act(forked_obs, forked)
+            rows = np.repeat(groups, copies)
+            actions = policy.act({key: np.asarray(v)[rows] for key, v in obs.items()}, forked)
         else:  # slot (u, s, c): user u, sample s, first action c (copies adjacent)
             actions = np.repeat(first, samples, axis=0).reshape(forked.num_envs, *first.shape[2:])
         total = np.zeros(forked.num_envs)

@@ -3,10 +3,12 @@
     python bench/oracle_dominance.py                            # 5 simulators, 200 users, seeds 0-2
     python bench/oracle_dominance.py --ppo-steps 200000 --train-seeds 0 1 2
     python bench/oracle_dominance.py --envs notebook04 --users 100 --seeds 0
+    python bench/oracle_dominance.py --envs notebook04 --ppo-steps 200000 --agent '{"gamma": 0.999}'
 
 For each simulator: every reference policy that acts on it (``random`` included), the
 lookahead oracle with its defaults, and optionally PPO trained on the simulator's reward
-(``--ppo-steps``, one agent per ``--train-seeds`` entry, encoder ``none``), all on the same
+(``--ppo-steps``, one agent per ``--train-seeds`` entry, encoder ``none``, other options from
+``--agent``), all on the same
 populations. The last column pairs the oracle with the best other policy seed by seed:
 the mean difference and its 95 % t interval. ``notebook04`` is the novelty-seeking
 simulator written in notebooks/04_custom_simulator.ipynb, loaded from the notebook's own
@@ -18,19 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import shlex
 import sys
 import tempfile
 import time
 import types
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
 import loe_gym  # noqa: F401  (registers the environments)
 from agents.configs import TrainConfig, TrainRunConfig
-from agents.evaluation import evaluate
+from agents.evaluation import evaluate, summarise
 from agents.lookahead import LookaheadOracle, portfolio
 from agents.reference_policies import make_policy
 from agents.training import load_agent, train_agent
@@ -77,15 +76,16 @@ def reference_policies(env_id: str, options: dict) -> list:
     return [make_policy("random"), *policies]
 
 
-def trained_agents(env_id: str, options: dict, steps: int, seeds: list[int], work: Path) -> list:
+def trained_agents(env_id: str, options: dict, args: argparse.Namespace, work: Path) -> list:
+    """PPO agents trained on the simulator's reward, one per ``--train-seeds`` entry
+    (training seed 1000 + entry), with ``--agent``'s TrainConfig overrides."""
     agents = []
-    for seed in seeds:
+    for seed in args.train_seeds:
+        agent = TrainConfig(encoder="none", reward_source="simulator", total_steps=args.ppo_steps)
         config = TrainRunConfig(
             env_id=env_id,
             env_options=options or None,
-            agent=TrainConfig(
-                encoder="none", reward_source="simulator", total_steps=steps, seed=1000 + seed
-            ),
+            agent=agent.merged({**json.loads(args.agent), "seed": 1000 + seed}),
             eval_every=0,
             checkpoint_every=0,
         )
@@ -97,11 +97,8 @@ def trained_agents(env_id: str, options: dict, steps: int, seeds: list[int], wor
 
 def paired(a: tuple, b: tuple) -> tuple[float, float]:
     """Mean and 95 % t half-width of per-seed differences of total watch."""
-    diff = np.array([x.watch.mean() - y.watch.mean() for x, y in zip(a, b, strict=True)])
-    if diff.size < 2:
-        return float(diff.mean()), math.nan
-    half = stats.t.ppf(0.975, diff.size - 1) * diff.std(ddof=1) / math.sqrt(diff.size)
-    return float(diff.mean()), float(half)
+    gain = summarise([x.watch.mean() - y.watch.mean() for x, y in zip(a, b, strict=True)])
+    return gain.mean, gain.half_width
 
 
 def main() -> None:
@@ -111,6 +108,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--ppo-steps", type=int, default=0, help="0: no trained agents")
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0])
+    parser.add_argument(
+        "--agent", default="{}", help="TrainConfig overrides as JSON, e.g. '{\"gamma\": 0.999}'"
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "docs/agents_results/dominance")
     args = parser.parse_args()
     load_notebook_simulator()
@@ -120,7 +120,7 @@ def main() -> None:
         started = time.perf_counter()
         policies, agents = reference_policies(env_id, options), []
         if args.ppo_steps:
-            agents = trained_agents(env_id, options, args.ppo_steps, args.train_seeds, work / name)
+            agents = trained_agents(env_id, options, args, work / name)
         oracle = LookaheadOracle(extra=agents)  # it improves on the agents too
         policies += agents
         result = evaluate(
@@ -160,7 +160,7 @@ def write(rows: dict, args: argparse.Namespace, final: bool = True) -> None:
     cell = lambda v: "—" if v is None else f"{v[0]:.1f} ± {v[1]:.1f}"  # noqa: E731
     lines = [
         f"Total watch minutes per user, {args.users} users × seeds {args.seeds} (95 % t CIs over "
-        "seeds); `python bench/oracle_dominance.py " + " ".join(sys.argv[1:]) + "`.",
+        "seeds); `python bench/oracle_dominance.py " + shlex.join(sys.argv[1:]) + "`.",
         "",
         "| policy | " + " | ".join(rows) + " |",
         "|---|" + "---|" * len(rows),
