@@ -278,6 +278,39 @@ def test_candidate_policies_are_permutation_equivariant(
         torch.testing.assert_close(values, moved_values, rtol=1e-4, atol=1e-5)
 
 
+def test_candidate_scorer_fast_path_equals_the_plain_computation(
+    service: PredictorService,
+) -> None:
+    """The split first layer, the shared MLP pass and the written-out standardisation give
+    what one Linear on the tiled [candidate, user] inputs and ``Tensor.std`` give."""
+    env = _sb3(service, 4)
+    kwargs = {"myopic_prior": 2.0}
+    policy = PPO(CandidateActorCriticPolicy, env, n_steps=4, seed=0, policy_kwargs=kwargs).policy
+    with torch.no_grad():
+        for parameter in policy.parameters():
+            parameter.add_(0.3 * torch.randn_like(parameter))
+    extractor, scorer = policy.features_extractor, policy.mlp_extractor
+    obs, _ = policy.obs_to_tensor(env.reset())
+    with torch.no_grad():
+        features = extractor(obs)
+        logits, latent = scorer(features)
+        c, d = scorer.num_candidates, scorer.candidate_size
+        candidates = features[:, : c * d].reshape(-1, c, d)
+        user = features[:, c * d :]
+        raw = candidates[..., : d // 2]
+        standardised = (raw - raw.mean(1, keepdim=True)) / (raw.std(1, keepdim=True) + 1e-3)
+        torch.testing.assert_close(candidates[..., d // 2 :], standardised, rtol=1e-4, atol=1e-4)
+        hidden = scorer.candidate_net(torch.cat([candidates, user[:, None].expand(-1, c, -1)], -1))
+        expected = scorer.logit(hidden).squeeze(-1)
+        expected = expected + scorer.prior_scale * candidates[..., scorer.prior_column]
+        torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            latent, scorer.critic_net(torch.cat([hidden.mean(1), user], -1)), rtol=1e-4, atol=1e-5
+        )
+        torch.testing.assert_close(scorer.forward_actor(features), logits)
+        torch.testing.assert_close(scorer.forward_critic(features), latent)
+
+
 def test_myopic_prior_starts_the_policy_at_the_predicted_watch_ranking(
     service: PredictorService,
 ) -> None:
