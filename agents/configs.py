@@ -211,6 +211,9 @@ class TrainConfig(FrozenConfig):
     """Adam learning rate."""
     gamma: float = 0.995
     """Discount per step (a user life is hundreds of steps; the return effect spans sessions)."""
+    day_discount: float = 1.0
+    """PPO / A2C: discount per simulated day on top of ``gamma`` (1 = per step only): a day
+    without a visit costs this factor on all that follows (agents/discounting.py)."""
     n_steps: int = 8
     """PPO / A2C: steps per user per rollout (with a thousand users, short rollouts give
     many policy updates per million steps)."""
@@ -238,8 +241,9 @@ class TrainConfig(FrozenConfig):
         self._check_nonnegative("return_weight", "continuation_weight", "ent_coef")
         self._check_nonnegative("myopic_prior")
         object.__setattr__(self, "net_arch", tuple(self.net_arch))
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"TrainConfig.gamma must lie in (0, 1], got {self.gamma}.")
+        for name in ("gamma", "day_discount"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"TrainConfig.{name} must lie in (0, 1], got {getattr(self, name)}.")
         if not self.net_arch or any(w < 1 for w in self.net_arch):
             raise ValueError(f"TrainConfig.net_arch needs positive widths, got {self.net_arch!r}.")
 

@@ -49,6 +49,14 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
     candidates. Per user: ``log1p`` of the visit context, the simulator's ``user`` features
     where it has them (RecSim's), and, with a predictor, a learned projection of its user
     state to ``user_state_size`` dims.
+
+    Without a predictor, the observed history stands in for its user state (where the
+    observation has ``history_features``): per user, ``K = 4`` profiles of the history
+    items' features — weighted by shown, clicked, ``log1p`` watch minutes and completion,
+    each ``(F,)`` — and ``log1p`` of the four weights' totals; per candidate, its dot
+    product with each profile (how much it resembles what the user took to) and how often
+    it was shown in the window. Without these a network on the candidates alone cannot
+    tell one user's taste from another's.
     """
 
     def __init__(self, observation_space: gym.spaces.Dict, user_state_size: int = 16) -> None:
@@ -61,13 +69,22 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
                 "candidate_features and context)."
             )
         c, f = _shape(observation_space, "candidate_features")
-        self.has_scores = "candidate_scores" in observation_space.spaces
-        self.has_state = "user_state" in observation_space.spaces
+        keys = set(observation_space.spaces)
+        self.has_scores = "candidate_scores" in keys
+        self.has_state = "user_state" in keys
+        # The predictor's state already summarises a longer history than the window.
+        self.has_history = (
+            not self.has_state
+            and _HISTORY_KEYS <= keys
+            and _shape(observation_space, "history_features")[0] > 0
+        )
         raw = f + (_shape(observation_space, "candidate_scores")[1] if self.has_scores else 0)
+        raw += len(_PROFILE_WEIGHTS) + 1 if self.has_history else 0
         per_candidate = 2 * raw  # each input as it is and standardised within the user
-        self.has_user = "user" in observation_space.spaces
+        self.has_user = "user" in keys
         user = _shape(observation_space, "context")[0] + (user_state_size if self.has_state else 0)
         user += _shape(observation_space, "user")[0] if self.has_user else 0
+        user += len(_PROFILE_WEIGHTS) * (f + 1) if self.has_history else 0
         super().__init__(observation_space, c * per_candidate + user)
         self.num_candidates, self.candidate_size, self.user_size = c, per_candidate, user
         # Column of the standardised log1p(predicted watch minutes now): the myopic ranking
@@ -91,6 +108,10 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
             user.append(self.state_projection(observations["user_state"]))
         if self.has_user:
             user.append(observations["user"])
+        if self.has_history:
+            interactions, profile = self._history(observations)
+            candidates.append(interactions)
+            user.append(profile)
         inputs = torch.cat(candidates, -1)
         # Within-user z-scores: what matters is how a candidate compares with the others, and
         # small absolute spreads (a return probability differing by 0.05) become visible.
@@ -100,6 +121,30 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
         standardised = centred / (spread + 1e-3)
         per_candidate = torch.cat([inputs, standardised], -1).flatten(1)
         return torch.cat([per_candidate, *user], -1)
+
+    @staticmethod
+    def _history(observations: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-candidate ``(B, C, K + 1)`` and per-user ``(B, K·F + K)`` history inputs."""
+        items, features = observations["history_item_ids"], observations["history_features"]
+        feedback = observations["history_feedback"]
+        shown = (items >= 0).to(features.dtype)  # (B, H)
+        weights = torch.stack(  # (B, H, K), in _PROFILE_WEIGHTS' order
+            [shown, feedback[..., 0], torch.log1p(feedback[..., 1].clamp_min(0)), feedback[..., 2]],
+            -1,
+        ) * shown[..., None]
+        totals = weights.sum(1)  # (B, K)
+        profiles = torch.einsum("bhk,bhf->bkf", weights, features) / (totals[..., None] + 1e-6)
+        candidates = observations["candidate_features"]  # (B, C, F)
+        resemblance = torch.einsum("bcf,bkf->bck", candidates, profiles)
+        # SB3 hands ids over as floats; equal ids stay equal.
+        repeats = (observations["candidate_ids"][:, :, None] == items[:, None, :]).sum(-1)
+        per_candidate = torch.cat([resemblance, repeats[..., None].to(features.dtype)], -1)
+        return per_candidate, torch.cat([profiles.flatten(1), torch.log1p(totals)], -1)
+
+
+_HISTORY_KEYS = {"candidate_ids", "history_item_ids", "history_features", "history_feedback"}
+_PROFILE_WEIGHTS = ("shown", "clicked", "log1p_watch_minutes", "completion")
+"""How the history profiles of `CandidateFeaturesExtractor` weigh the history rows."""
 
 
 class CandidateScorer(nn.Module):

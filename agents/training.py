@@ -142,6 +142,7 @@ def _check_action_space(config: TrainRunConfig, env: Any) -> None:
 def _make_model(run: TrainRunConfig, env: Any, tensorboard: str | None) -> Any:
     import stable_baselines3 as sb3
 
+    from agents.discounting import ClockA2C, ClockPPO
     from agents.networks import CandidateActorCriticPolicy, CandidateDQNPolicy
 
     config = run.agent
@@ -151,6 +152,7 @@ def _make_model(run: TrainRunConfig, env: Any, tensorboard: str | None) -> Any:
         on_policy: dict[str, Any] = {
             "learning_rate": lr,
             "gamma": gamma,
+            "day_discount": config.day_discount,
             "n_steps": config.n_steps,
             "ent_coef": config.ent_coef,
             "policy_kwargs": {
@@ -160,14 +162,14 @@ def _make_model(run: TrainRunConfig, env: Any, tensorboard: str | None) -> Any:
             **common,
         }
         if config.algorithm == "ppo":
-            return sb3.PPO(
+            return ClockPPO(
                 CandidateActorCriticPolicy,
                 env,
                 batch_size=config.batch_size,
                 n_epochs=config.n_epochs,
                 **on_policy,
             )
-        return sb3.A2C(CandidateActorCriticPolicy, env, **on_policy)
+        return ClockA2C(CandidateActorCriticPolicy, env, **on_policy)
     off_policy: dict[str, Any] = {
         "learning_rate": lr,
         "gamma": gamma,
@@ -243,18 +245,24 @@ class SB3Policy:
         return f"SB3Policy({self.name!r})"
 
 
-def load_agent(run: str | Path, name: str | None = None) -> tuple[SB3Policy, TrainRunConfig, Any]:
-    """``(policy, config, predictor service or None)`` of a ``train_agent`` output folder."""
+def algorithm_class(algorithm: str) -> Any:
+    """The SB3 class of a `TrainConfig.algorithm` (PPO and A2C with the day discount)."""
     import stable_baselines3 as sb3
 
+    from agents.discounting import ClockA2C, ClockPPO
+
+    return {"ppo": ClockPPO, "a2c": ClockA2C}.get(algorithm) or getattr(sb3, algorithm.upper())
+
+
+def load_agent(run: str | Path, name: str | None = None) -> tuple[SB3Policy, TrainRunConfig, Any]:
+    """``(policy, config, predictor service or None)`` of a ``train_agent`` output folder."""
     folder = AgentRunFolder(Path(run))
     if not folder.config.is_file():
         raise FileNotFoundError(
             f"{folder.root} holds no config.json: pass a folder written by loe-gym train."
         )
     config = TrainRunConfig.from_dict(json.loads(folder.config.read_text()))
-    algorithm = getattr(sb3, config.agent.algorithm.upper())
-    model = algorithm.load(folder.model, device="cpu")
+    model = algorithm_class(config.agent.algorithm).load(folder.model, device="cpu")
     service = _service(str(config.predictor)) if config.agent.needs_predictor else None
     policy = _as_policy(model, config, name or config.agent.algorithm, service)
     return policy, config, service
@@ -316,9 +324,7 @@ def train_agent(
     folder.config.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     tensorboard = str(folder.tensorboard)
     if latest is not None:
-        import stable_baselines3 as sb3
-
-        model = getattr(sb3, agent.algorithm.upper()).load(
+        model = algorithm_class(agent.algorithm).load(
             latest, env=env, device="cpu", tensorboard_log=tensorboard
         )
     else:

@@ -1,7 +1,8 @@
 """Observation layouts: flat ``Dict`` spaces that SB3's ``MultiInputPolicy`` accepts.
 
 ``history`` (default): what a recommender platform sees — candidate ids and public
-features, the recent history of shown items with feedback, and the visit context.
+features, the recent history of shown items (ids, public features, feedback), and the
+visit context.
 ``recsim``: RecSim's observation content (``user``, ``doc``, ``response``) with fixed
 shapes, so that RecSim policies carry over.
 """
@@ -54,11 +55,15 @@ class ObservationLayout:
                 }
             )
         h = self.history_length
+        # A history row before the first step is all zeros, so 0 joins the features' range.
+        history_low = np.broadcast_to(np.minimum(low[0], 0.0), (h, f)).astype(np.float32)
+        history_high = np.broadcast_to(np.maximum(high[0], 0.0), (h, f)).astype(np.float32)
         feedback_high = np.broadcast_to(np.array([1.0, np.inf, 1.0], np.float32), (h, 3))
         layout: dict[str, spaces.Space[Any]] = {
             "candidate_ids": ids,
             "candidate_features": candidate_features,
             "history_item_ids": spaces.Box(-1, max_id, (h,), np.int64),
+            "history_features": spaces.Box(history_low, history_high, (h, f), np.float32),
             "history_feedback": spaces.Box(0.0, feedback_high, (h, 3), np.float32),
             "context": spaces.Box(0.0, np.inf, (len(CONTEXT),), np.float32),
         }

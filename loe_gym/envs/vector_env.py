@@ -81,6 +81,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
     | ``candidate_ids`` | catalog ids of the candidates | ``(C,)`` int64 | ``[0, num_items)`` |
     | ``candidate_features`` | public features of the candidates | ``(C, F)`` float32 | catalog min/max |
     | ``history_item_ids`` | last ``H`` shown items, oldest first; −1 = none yet | ``(H,)`` int64 | ``[−1, num_items)`` |
+    | ``history_features`` | public features of the history items; zeros where none yet | ``(H, F)`` float32 | catalog min/max and 0 |
     | ``history_feedback`` | clicked, watch_time (min), completion per history item | ``(H, 3)`` float32 | ``≥ 0`` |
     | ``context`` | day, step in session, days since the previous visit | ``(3,)`` float32 | ``≥ 0`` |
     | ``user`` | observable user features, only if the simulator has some | ``(U,)`` float32 | simulator's |
@@ -595,12 +596,22 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             "candidate_ids": self._candidates,
             "candidate_features": candidate_features,
             "history_item_ids": self._history_items,
+            "history_features": self._history_features(),
             "history_feedback": self._history_feedback,
             "context": context,
         }
         if self.layout.user_feature_size:
             obs["user"] = self.simulator.user_features(self._state).astype(np.float32, copy=False)
         return obs
+
+    def _history_features(self) -> np.ndarray:
+        """``(N, H, F)`` public features of the history items, zeros where there is none:
+        what a platform knows about what it showed, so policies without an item table
+        (SB3's networks) can relate candidates to the user's past."""
+        items = self._history_items
+        features = np.take(self._features, np.maximum(items, 0), axis=0)
+        features[items < 0] = 0.0
+        return features
 
     # -------------------------------------------------------- for baselines
 
