@@ -228,6 +228,13 @@ class TrainConfig(FrozenConfig):
     myopic_prior: float = 2.0
     """PPO / A2C with the predictor: initial weight of the predicted-watch ranking in the
     logits (learned from there; 0 = start uniform). See agents/networks.py."""
+    normalize_reward: bool = False
+    """PPO / A2C: divide the rewards by a running spread of the returns (SB3's
+    ``VecNormalize``), so that the critic's targets stay near unit scale whatever minutes a
+    life is worth."""
+    own_critic: bool = False
+    """PPO / A2C: the value head on a trunk of its own instead of the candidates' scoring MLP
+    (agents/networks.py)."""
     buffer_size: int = 200_000
     """DQN / SAC / TD3: replay buffer size."""
 
@@ -243,7 +250,9 @@ class TrainConfig(FrozenConfig):
         object.__setattr__(self, "net_arch", tuple(self.net_arch))
         for name in ("gamma", "day_discount"):
             if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"TrainConfig.{name} must lie in (0, 1], got {getattr(self, name)}.")
+                raise ValueError(
+                    f"TrainConfig.{name} must lie in (0, 1], got {getattr(self, name)}."
+                )
         if not self.net_arch or any(w < 1 for w in self.net_arch):
             raise ValueError(f"TrainConfig.net_arch needs positive widths, got {self.net_arch!r}.")
 

@@ -69,9 +69,7 @@ class ClockRolloutBuffer(DictRolloutBuffer):
         # A user who finished restarts at day 0; those rows are cut by the episode start.
         elapsed = np.maximum(following - self.days, 0.0)
         discounts = self.gamma * self.day_discount**elapsed  # (T, N)
-        next_values = np.concatenate(
-            [self.values[1:], last_values.cpu().numpy().reshape(1, -1)], 0
-        )
+        next_values = np.concatenate([self.values[1:], last_values.cpu().numpy().reshape(1, -1)], 0)
         next_non_terminal = np.concatenate(
             [1.0 - self.episode_starts[1:], (1.0 - dones.astype(np.float32))[None]], 0
         )

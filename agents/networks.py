@@ -50,13 +50,15 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
     where it has them (RecSim's), and, with a predictor, a learned projection of its user
     state to ``user_state_size`` dims.
 
-    Without a predictor, the observed history stands in for its user state (where the
-    observation has ``history_features``): per user, ``K = 4`` profiles of the history
-    items' features — weighted by shown, clicked, ``log1p`` watch minutes and completion,
-    each ``(F,)`` — and ``log1p`` of the four weights' totals; per candidate, its dot
-    product with each profile (how much it resembles what the user took to) and how often
-    it was shown in the window. Without these a network on the candidates alone cannot
-    tell one user's taste from another's.
+    Without a predictor, the observed history stands in for its user state. From the
+    window (``history_features``): per user, ``K = 4`` profiles of the window's items'
+    features — weighted by shown, clicked, ``log1p`` watch minutes and completion, each
+    ``(F,)`` — and ``log1p`` of the four weights' totals; per candidate, its dot product
+    with each profile (how much it resembles what the user took to) and how often it was
+    shown in the window. From the whole life (``history_profile``, the env's running
+    means under the same four weights, watch in minutes): the same per-user and
+    per-candidate inputs. Without these a network on the candidates alone cannot tell one
+    user's taste from another's.
     """
 
     def __init__(self, observation_space: gym.spaces.Dict, user_state_size: int = 16) -> None:
@@ -75,16 +77,18 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
         # The predictor's state already summarises a longer history than the window.
         self.has_history = (
             not self.has_state
-            and _HISTORY_KEYS <= keys
+            and keys >= _HISTORY_KEYS
             and _shape(observation_space, "history_features")[0] > 0
         )
+        self.has_profile = not self.has_state and "history_profile" in keys
+        k = len(_PROFILE_WEIGHTS)
         raw = f + (_shape(observation_space, "candidate_scores")[1] if self.has_scores else 0)
-        raw += len(_PROFILE_WEIGHTS) + 1 if self.has_history else 0
+        raw += (k + 1 if self.has_history else 0) + (k if self.has_profile else 0)
         per_candidate = 2 * raw  # each input as it is and standardised within the user
         self.has_user = "user" in keys
         user = _shape(observation_space, "context")[0] + (user_state_size if self.has_state else 0)
         user += _shape(observation_space, "user")[0] if self.has_user else 0
-        user += len(_PROFILE_WEIGHTS) * (f + 1) if self.has_history else 0
+        user += k * (f + 1) * (int(self.has_history) + int(self.has_profile))
         super().__init__(observation_space, c * per_candidate + user)
         self.num_candidates, self.candidate_size, self.user_size = c, per_candidate, user
         # Column of the standardised log1p(predicted watch minutes now): the myopic ranking
@@ -112,6 +116,11 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
             interactions, profile = self._history(observations)
             candidates.append(interactions)
             user.append(profile)
+        if self.has_profile:
+            life = observations["history_profile"]  # (B, K, F + 1)
+            means, totals = life[..., :-1], life[..., -1]
+            candidates.append(torch.einsum("bcf,bkf->bck", candidates[0], means))
+            user.append(torch.cat([means.flatten(1), torch.log1p(totals.clamp_min(0))], -1))
         inputs = torch.cat(candidates, -1)
         # Within-user z-scores: what matters is how a candidate compares with the others, and
         # small absolute spreads (a return probability differing by 0.05) become visible.
@@ -128,10 +137,18 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
         items, features = observations["history_item_ids"], observations["history_features"]
         feedback = observations["history_feedback"]
         shown = (items >= 0).to(features.dtype)  # (B, H)
-        weights = torch.stack(  # (B, H, K), in _PROFILE_WEIGHTS' order
-            [shown, feedback[..., 0], torch.log1p(feedback[..., 1].clamp_min(0)), feedback[..., 2]],
-            -1,
-        ) * shown[..., None]
+        weights = (
+            torch.stack(  # (B, H, K), in _PROFILE_WEIGHTS' order
+                [
+                    shown,
+                    feedback[..., 0],
+                    torch.log1p(feedback[..., 1].clamp_min(0)),
+                    feedback[..., 2],
+                ],
+                -1,
+            )
+            * shown[..., None]
+        )
         totals = weights.sum(1)  # (B, K)
         profiles = torch.einsum("bhk,bhf->bkf", weights, features) / (totals[..., None] + 1e-6)
         candidates = observations["candidate_features"]  # (B, C, F)
@@ -170,6 +187,7 @@ class CandidateScorer(nn.Module):
         slate_size: int = 1,
         prior_column: int | None = None,
         prior_scale: float = 0.0,
+        own_critic: bool = False,
     ) -> None:
         super().__init__()
         self.prior_column = prior_column
@@ -183,7 +201,15 @@ class CandidateScorer(nn.Module):
             width = size
         self.candidate_net = nn.Sequential(*layers)
         self.logit = nn.Linear(width, 1)
-        self.critic_net = nn.Sequential(nn.Linear(width + user_size, 64), nn.Tanh())
+        # The own critic reads the user's inputs and the candidates' mean inputs through a
+        # trunk of its own: the value of a long life (hundreds of minutes) then trains no
+        # weight that the candidates' scores use.
+        self.own_critic = own_critic
+        critic_in = candidate_size + user_size if own_critic else width + user_size
+        critic: list[nn.Module] = [nn.Linear(critic_in, 64), nn.Tanh()]
+        if own_critic:
+            critic += [nn.Linear(64, 64), nn.Tanh()]
+        self.critic_net = nn.Sequential(*critic)
         self.latent_dim_pi = num_candidates * slate_size
         self.latent_dim_vf = 64
 
@@ -207,22 +233,25 @@ class CandidateScorer(nn.Module):
             logits = logits + self.prior_scale * candidates[..., self.prior_column]
         return logits.repeat(1, self.slate_size) if self.slate_size > 1 else logits
 
-    def _critic(self, hidden: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
-        return self.critic_net(torch.cat([hidden.mean(1), user], -1))
+    def _critic(
+        self, candidates: torch.Tensor, hidden: torch.Tensor, user: torch.Tensor
+    ) -> torch.Tensor:
+        pooled = candidates.mean(1) if self.own_critic else hidden.mean(1)
+        return self.critic_net(torch.cat([pooled, user], -1))
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         candidates, hidden, _ = self._split(features)
         return self._actor(candidates, hidden)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
-        _, hidden, user = self._split(features)
-        return self._critic(hidden, user)
+        candidates, hidden, user = self._split(features)
+        return self._critic(candidates, hidden, user)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # One pass of the per-candidate MLP serves both heads (SB3 calls this in rollouts
         # and in every PPO minibatch; the MLP is most of the update's cost).
         candidates, hidden, user = self._split(features)
-        return self._actor(candidates, hidden), self._critic(hidden, user)
+        return self._actor(candidates, hidden), self._critic(candidates, hidden, user)
 
 
 def _scorer(
@@ -230,6 +259,7 @@ def _scorer(
     action_space: gym.Space[Any],
     hidden: tuple[int, ...],
     prior_scale: float = 0.0,
+    own_critic: bool = False,
 ) -> CandidateScorer:
     c = extractor.num_candidates
     if isinstance(action_space, gym.spaces.Discrete) and int(action_space.n) == c:
@@ -250,6 +280,7 @@ def _scorer(
         slate,
         prior_column=extractor.watch_column if prior_scale else None,
         prior_scale=prior_scale,
+        own_critic=own_critic,
     )
 
 
@@ -266,10 +297,12 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):  # type: ignore[misc]
         *args: Any,
         net_arch: tuple[int, ...] = (64, 64),
         myopic_prior: float = 0.0,
+        own_critic: bool = False,
         **kwargs: Any,
     ) -> None:
         self.candidate_net_arch = tuple(net_arch)
         self.myopic_prior = float(myopic_prior)
+        self.own_critic = bool(own_critic)
         kwargs.setdefault("features_extractor_class", CandidateFeaturesExtractor)
         super().__init__(*args, **kwargs)
 
@@ -278,6 +311,7 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):  # type: ignore[misc]
             **super()._get_constructor_parameters(),
             "net_arch": self.candidate_net_arch,
             "myopic_prior": self.myopic_prior,
+            "own_critic": self.own_critic,
         }
 
     def _build_mlp_extractor(self) -> None:
@@ -286,6 +320,7 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):  # type: ignore[misc]
             self.action_space,
             self.candidate_net_arch,
             self.myopic_prior,
+            self.own_critic,
         )
 
     def _build(self, lr_schedule: Any) -> None:

@@ -158,6 +158,7 @@ def _make_model(run: TrainRunConfig, env: Any, tensorboard: str | None) -> Any:
             "policy_kwargs": {
                 "net_arch": config.net_arch,
                 "myopic_prior": config.myopic_prior if config.encoder != "none" else 0.0,
+                "own_critic": config.own_critic,
             },
             **common,
         }
@@ -195,15 +196,26 @@ def _make_model(run: TrainRunConfig, env: Any, tensorboard: str | None) -> Any:
 
 
 def make_training_env(config: TrainRunConfig, service: Any, *, num_users: int | None = None) -> Any:
-    """The SB3 ``VecEnv`` (monitored) that ``config`` trains on."""
+    """The SB3 ``VecEnv`` (monitored) that ``config`` trains on.
+
+    With ``agent.normalize_reward`` (PPO, A2C) SB3's ``VecNormalize`` divides the rewards by
+    a running spread of the returns, outside the monitor, so that logged episode returns
+    stay in minutes. A resumed run starts that statistic afresh."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
     from agents.sb3_vec_env import make_sb3_env
 
-    return make_sb3_env(
+    env = make_sb3_env(
         config.env_id,
         num_users or config.agent.num_users,
         wrappers=predictor_wrappers(config, service, for_training=True),
         **dict(config.env_options or {}),
     )
+    if config.agent.normalize_reward and config.agent.algorithm in ("ppo", "a2c"):
+        # The statistic is a scale, not an objective: a fixed horizon of about 100 steps
+        # whatever the agent's discount (an undiscounted one would grow with the life).
+        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=0.99)
+    return env
 
 
 class SB3Policy:

@@ -760,3 +760,29 @@ def test_docstring_example_shapes() -> None:
     obs, _ = envs.reset(seed=0)
     assert obs["candidate_features"].shape == (4, 20, 13)
     assert re.search(r"\(4, 20, 13\)", RecommendationVectorEnv.__doc__ or "")
+
+
+@pytest.mark.parametrize("env_id", ["loe_gym/Engagement-v0", "loe_gym/EngagementSlate-v0"])
+def test_history_profile_is_the_weighted_mean_of_the_whole_life(env_id: str) -> None:
+    # Recomputed from the info of every step: shown items' features, averaged with weights
+    # 1, clicked, watch minutes and completion; reset users start from zeros.
+    env = gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point")
+    core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
+    obs, _ = env.reset(seed=4)
+    features, weights = [], []
+    for _ in range(40):
+        obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+        assert not (terminated | truncated).any()
+        shown = core.catalog.features[info["slate"][0]]  # (S, F)
+        clicked, watch = info["clicked"][0], info["watch_time"][0]
+        features.append(shown)
+        weights.append(np.stack([np.ones_like(watch), clicked, watch, info["completion"][0]], 1))
+    shown_features, w = np.concatenate(features), np.concatenate(weights)  # (T·S, F), (T·S, 4)
+    profile = obs["history_profile"][0]
+    np.testing.assert_allclose(profile[:, -1], w.sum(0), rtol=1e-5)
+    for k in range(4):
+        expected = (w[:, k : k + 1] * shown_features).sum(0) / w[:, k].sum()
+        np.testing.assert_allclose(profile[k, :-1], expected, rtol=1e-4, atol=1e-5)
+    obs, _ = env.reset(options={"reset_mask": np.array([True, False, False])})
+    assert not obs["history_profile"][0].any()
+    assert obs["history_profile"][1, 0, -1] == 40 * core.config.slate_size

@@ -19,6 +19,8 @@ from loe_gym.catalog import Catalog
 
 HISTORY_FEEDBACK = ("clicked", "watch_time", "completion")
 """Columns of ``history_feedback``."""
+PROFILE_WEIGHTS = ("shown", "clicked", "watch_time", "completion")
+"""Rows of ``history_profile``: how each shown item of the life weighs in its average."""
 CONTEXT = ("day", "step_in_session", "days_since_last_visit")
 """Columns of ``context``."""
 
@@ -65,8 +67,49 @@ class ObservationLayout:
             "history_item_ids": spaces.Box(-1, max_id, (h,), np.int64),
             "history_features": spaces.Box(history_low, history_high, (h, f), np.float32),
             "history_feedback": spaces.Box(0.0, feedback_high, (h, 3), np.float32),
+            "history_profile": self._profile_space(history_low[0], history_high[0]),
             "context": spaces.Box(0.0, np.inf, (len(CONTEXT),), np.float32),
         }
         if self.user_feature_size:
             layout["user"] = user
         return spaces.Dict(layout)
+
+    @staticmethod
+    def _profile_space(low: np.ndarray, high: np.ndarray) -> spaces.Box:
+        """``(K, F + 1)``: per weight of `PROFILE_WEIGHTS`, the weighted mean of the shown
+        items' features (zeros before the first step), then the weights' total."""
+        k = len(PROFILE_WEIGHTS)
+        low = np.broadcast_to(np.append(low, 0.0), (k, low.size + 1)).astype(np.float32)
+        high = np.broadcast_to(np.append(high, np.inf), (k, high.size + 1)).astype(np.float32)
+        return spaces.Box(low, high, low.shape, np.float32)
+
+
+def history_features(features: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``(N, H, F)`` public features of the history ``items (N, H)`` (−1 = none: zeros):
+    what a platform knows about what it showed, so that policies without an item table
+    (SB3's networks) can relate candidates to the user's past."""
+    shown = np.take(features, np.maximum(items, 0), axis=0)
+    shown[items < 0] = 0.0
+    return shown
+
+
+def updated_profile(profile: np.ndarray, features: np.ndarray, responses: Any) -> np.ndarray:
+    """A new ``(N, K, F + 1)`` profile after showing items with ``features (N, S, F)``: each
+    weighted mean moves towards this step's items by their weight's share of the new total."""
+    weights = np.stack(  # (N, S, K), in PROFILE_WEIGHTS' order
+        [
+            np.ones(responses.clicked.shape, np.float32),
+            responses.clicked,
+            responses.watch_time,
+            responses.completion,
+        ],
+        -1,
+    ).astype(np.float32)
+    totals = profile[..., -1] + weights.sum(1)  # (N, K)
+    added = np.einsum("nsk,nsf->nkf", weights, features)
+    means = profile[..., :-1]
+    share = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)[..., None]
+    new = np.empty_like(profile)
+    new[..., :-1] = means + (added - weights.sum(1)[..., None] * means) * share
+    new[..., -1] = totals
+    return new

@@ -15,7 +15,12 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from loe_gym.envs.config import AUTORESET_MODES, EnvConfig
-from loe_gym.envs.observations import ObservationLayout
+from loe_gym.envs.observations import (
+    PROFILE_WEIGHTS,
+    ObservationLayout,
+    history_features,
+    updated_profile,
+)
 from loe_gym.envs.simulators import make_simulator
 from loe_gym.errors import did_you_mean
 from loe_gym.simulator import Responses, replace_users, row_sum
@@ -32,6 +37,7 @@ PER_USER_ARRAYS = (
     "_episode_steps",
     "_history_items",
     "_history_feedback",
+    "_history_profile",
     "_last_response",
     "_needs_reset",
     "_candidates",
@@ -83,6 +89,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
     | ``history_item_ids`` | last ``H`` shown items, oldest first; −1 = none yet | ``(H,)`` int64 | ``[−1, num_items)`` |
     | ``history_features`` | public features of the history items; zeros where none yet | ``(H, F)`` float32 | catalog min/max and 0 |
     | ``history_feedback`` | clicked, watch_time (min), completion per history item | ``(H, 3)`` float32 | ``≥ 0`` |
+    | ``history_profile`` | the whole life's shown items: per weight (shown, clicked, watch minutes, completion) their features' weighted mean, then the weight's total | ``(4, F + 1)`` float32 | catalog min/max and 0; totals ``≥ 0`` |
     | ``context`` | day, step in session, days since the previous visit | ``(3,)`` float32 | ``≥ 0`` |
     | ``user`` | observable user features, only if the simulator has some | ``(U,)`` float32 | simulator's |
 
@@ -203,7 +210,8 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         recorded = (
             {"_last_response"}
             if cfg.observation == "recsim"
-            else ({"_history_items", "_history_feedback"} if cfg.history_length else set())
+            else {"_history_profile"}
+            | ({"_history_items", "_history_feedback"} if cfg.history_length else set())
         )
         self._fresh_after_step = frozenset(
             {
@@ -314,6 +322,9 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         self._episode_steps = np.zeros(n, np.int64)
         self._history_items: np.ndarray = np.full((n, cfg.history_length), -1, np.int64)
         self._history_feedback = np.zeros((n, cfg.history_length, 3), np.float32)
+        self._history_profile = np.zeros(
+            (n, len(PROFILE_WEIGHTS), self.catalog.num_features + 1), np.float32
+        )
         self._last_response = np.zeros(
             (n, cfg.slate_size, len(self.layout.response_fields)), np.float32
         )
@@ -346,6 +357,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             ("_episode_steps", 0),
             ("_history_items", -1),
             ("_history_feedback", 0.0),
+            ("_history_profile", 0.0),
             ("_last_response", 0.0),
             ("_needs_reset", False),
         ):
@@ -561,6 +573,9 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
                 response[..., column] = responses.extras[name]
             self._last_response = response
             return
+        self._history_profile = updated_profile(
+            self._history_profile, np.take(self._features, slates, axis=0), responses
+        )
         h, s = cfg.history_length, cfg.slate_size
         if h == 0:
             return
@@ -596,22 +611,14 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             "candidate_ids": self._candidates,
             "candidate_features": candidate_features,
             "history_item_ids": self._history_items,
-            "history_features": self._history_features(),
+            "history_features": history_features(self._features, self._history_items),
             "history_feedback": self._history_feedback,
+            "history_profile": self._history_profile,
             "context": context,
         }
         if self.layout.user_feature_size:
             obs["user"] = self.simulator.user_features(self._state).astype(np.float32, copy=False)
         return obs
-
-    def _history_features(self) -> np.ndarray:
-        """``(N, H, F)`` public features of the history items, zeros where there is none:
-        what a platform knows about what it showed, so policies without an item table
-        (SB3's networks) can relate candidates to the user's past."""
-        items = self._history_items
-        features = np.take(self._features, np.maximum(items, 0), axis=0)
-        features[items < 0] = 0.0
-        return features
 
     # -------------------------------------------------------- for baselines
 
