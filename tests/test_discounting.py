@@ -89,3 +89,51 @@ def test_clock_ppo_saves_and_loads_its_day_discount(tmp_path) -> None:
     assert isinstance(loaded.rollout_buffer, ClockRolloutBuffer)
     assert loaded.rollout_buffer.day_discount == 0.8
     loaded.learn(32)  # continues with its buffer's finish()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("gamma", "day_discount", "learns_to_bring_users_back"),
+    [
+        (1.0, 0.9, True),
+        (0.9, 1.0, False),
+    ],
+)
+def test_only_the_day_discount_sees_the_cost_of_absence(
+    gamma: float, day_discount: float, learns_to_bring_users_back: bool
+) -> None:
+    """On `trap_simulator.AbsenceUsers` item 0 pays 3 minutes a step and keeps the user away
+    5 days, item 1 pays 2 and brings the user back tomorrow: 120 minutes over 60 days
+    always taking item 1, 36 always taking item 0. The per-day discount learns item 1;
+    a per-step one, far from the horizon, learns item 0."""
+    from agents.evaluation import evaluate
+    from agents.networks import CandidateActorCriticPolicy
+    from agents.sb3_vec_env import make_sb3_env
+    from agents.training import SB3Policy
+
+    options = {"simulator": "trap_simulator:AbsenceUsers", "num_candidates": 2, "horizon_days": 60}
+    env = make_sb3_env("loe_gym/Recommendation-v0", num_users=64, **options)
+    model = ClockPPO(
+        CandidateActorCriticPolicy,
+        env,
+        n_steps=16,
+        batch_size=256,
+        n_epochs=4,
+        learning_rate=3e-3,
+        gamma=gamma,
+        day_discount=day_discount,
+        policy_kwargs={"own_critic": True},
+        seed=0,
+    )
+    model.learn(12_288)
+    agent = SB3Policy(model, "ppo", uses_predictor=False, fusion=False)
+    result = evaluate(
+        "loe_gym/Recommendation-v0",
+        [agent],
+        num_users=32,
+        seeds=(0,),
+        env_options=options,
+        progress=False,
+    )
+    watch = result.metric("ppo", "total_watch").mean
+    assert (watch > 100) if learns_to_bring_users_back else (watch < 50), watch

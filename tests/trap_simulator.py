@@ -64,3 +64,44 @@ class TrapUsers:
             "watch_time": self.minutes[items],
             "quality": np.array([0.0, 1.0, 2.0, 3.0])[items],  # the trap has none
         }
+
+
+class AbsenceUsers:
+    """Where only a discount on the clock sees the cost of absence (tests only).
+
+    Every visit is one step. Item 0 gives 3 minutes (±10 %) and the next visit comes in 5
+    days; item 1 gives 2 minutes and the user is back tomorrow. Per step item 0 pays more,
+    so a per-step discount far from the horizon prefers it; per day item 1 earns 2 minutes
+    and item 0 0.6. The features show each item's minutes and days away.
+    """
+
+    response_extras: tuple[str, ...] = ()
+    user_feature_size = 0
+    minutes = np.array([3.0, 2.0])
+    days_away = np.array([5, 1])
+
+    def __init__(self) -> None:
+        features = np.column_stack([self.minutes / 3.0, self.days_away / 5.0])
+        self.catalog = Catalog(
+            features=features.astype(np.float32), feature_names=("minutes", "days_away")
+        )
+
+    def reset(self, num_users: int, rng: Any) -> TrapState:
+        return TrapState(steps=np.zeros(num_users, np.int64))
+
+    def respond(self, state: TrapState, slates: np.ndarray, rng: Any) -> Responses:
+        n = slates.shape[0]
+        return Responses(
+            clicked=np.ones(slates.shape, bool),
+            watch_time=self.minutes[slates] * (0.9 + 0.2 * rng.random((n, 1))),
+            completion=np.ones(slates.shape),
+            session_end=np.ones(n, bool),
+            gap_days=self.days_away[slates[:, 0]],
+            churned=np.zeros(n, bool),
+        )
+
+    def update(self, state: TrapState, slates: Any, responses: Responses, rng: Any) -> TrapState:
+        return state
+
+    def user_features(self, state: TrapState) -> np.ndarray:
+        return np.zeros((state.steps.shape[0], 0), np.float32)
