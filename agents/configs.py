@@ -363,9 +363,7 @@ class ExperimentConfig(FrozenConfig):
     """The logs the predictor learns from."""
     predictor: FitPredictorConfig = field(default_factory=_experiment_predictor)
     """The predictor: state encoder and reward model of the agent."""
-    agent: TrainConfig = field(
-        default_factory=lambda: reward_model_agent(total_steps=900_000)
-    )
+    agent: TrainConfig = field(default_factory=lambda: reward_model_agent(total_steps=900_000))
     """The agent (PPO by default, on the reward model)."""
     evaluation: EvaluationConfig = field(default_factory=lambda: EvaluationConfig(num_users=300))
     """The evaluation populations (the logs use seed 100, training users seed 0 + …)."""
