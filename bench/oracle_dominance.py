@@ -111,10 +111,15 @@ def main() -> None:
     parser.add_argument(
         "--agent", default="{}", help="TrainConfig overrides as JSON, e.g. '{\"gamma\": 0.999}'"
     )
-    parser.add_argument("--output", type=Path, default=ROOT / "docs/agents_results/dominance")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "docs/agents_results/dominance",
+        help="keeps the rows of other simulators run there with the same settings",
+    )
     args = parser.parse_args()
     load_notebook_simulator()
-    rows, work = {}, Path(tempfile.mkdtemp(prefix="dominance_"))
+    rows, work = earlier_rows(args), Path(tempfile.mkdtemp(prefix="dominance_"))
     for name in args.envs:
         env_id, options = ENVS[name]
         started = time.perf_counter()
@@ -152,6 +157,33 @@ def main() -> None:
     write(rows, args)
 
 
+def earlier_rows(args: argparse.Namespace) -> dict:
+    """The rows of simulators that ``--output`` already holds from a run with the same
+    users, seeds, PPO budget and settings: so simulators can run as separate calls (on
+    separate cores) into one table. A simulator run again replaces its row."""
+    path = args.output / "dominance.json"
+    if not path.is_file():
+        return {}
+    saved = json.loads(path.read_text())
+    if saved.get("settings") != _settings(args):
+        return {}
+    return {name: row for name, row in saved["rows"].items() if name not in args.envs}
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    keys = ("users", "seeds", "ppo_steps", "train_seeds", "agent")
+    return {key: getattr(args, key) for key in keys}
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The options other than ``--envs`` as a command line."""
+    words = ["--users", str(args.users), "--seeds", *map(str, args.seeds)]
+    if args.ppo_steps:
+        words += ["--ppo-steps", str(args.ppo_steps), "--train-seeds", *map(str, args.train_seeds)]
+        words += ["--agent", args.agent] if json.loads(args.agent) else []
+    return shlex.join(words)
+
+
 def write(rows: dict, args: argparse.Namespace, final: bool = True) -> None:
     names = sorted(
         {p for row in rows.values() for p in row["policies"]},
@@ -160,7 +192,7 @@ def write(rows: dict, args: argparse.Namespace, final: bool = True) -> None:
     cell = lambda v: "—" if v is None else f"{v[0]:.1f} ± {v[1]:.1f}"  # noqa: E731
     lines = [
         f"Total watch minutes per user, {args.users} users × seeds {args.seeds} (95 % t CIs over "
-        "seeds); `python bench/oracle_dominance.py " + shlex.join(sys.argv[1:]) + "`.",
+        "seeds); `python bench/oracle_dominance.py --envs <column> " + _command(args) + "`.",
         "",
         "| policy | " + " | ".join(rows) + " |",
         "|---|" + "---|" * len(rows),
@@ -177,7 +209,8 @@ def write(rows: dict, args: argparse.Namespace, final: bool = True) -> None:
     ]
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "dominance.md").write_text("\n".join(lines) + "\n")
-    (args.output / "dominance.json").write_text(json.dumps(rows, indent=1) + "\n")
+    record = {"settings": _settings(args), "rows": rows}
+    (args.output / "dominance.json").write_text(json.dumps(record, indent=1) + "\n")
     if final:
         print("\n".join(lines))
 

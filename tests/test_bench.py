@@ -19,10 +19,20 @@ def test_the_dominance_bench_judges_notebook_04s_simulator(tmp_path: Path) -> No
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads((tmp_path / "dominance.json").read_text())
+    rows = json.loads((tmp_path / "dominance.json").read_text())["rows"]
     assert set(rows) == {"notebook04", "LongTermSatisfaction-v0"}
     novelty = rows["notebook04"]["policies"]
     # The notebook's model exposes expected responses but no quality: max_quality cannot act.
     assert {"random", "myopic", "oracle_planner", "lookahead_oracle"} <= set(novelty)
     assert "max_quality" not in novelty
     assert "| lookahead_oracle |" in (tmp_path / "dominance.md").read_text()
+    # A later call on one simulator with the same settings replaces that row, keeps the other.
+    again = [*command[:2], "--envs", "LongTermSatisfaction-v0", *command[5:]]
+    done = subprocess.run(again, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    merged = json.loads((tmp_path / "dominance.json").read_text())["rows"]
+    assert set(merged) == {"notebook04", "LongTermSatisfaction-v0"}
+    assert merged["notebook04"] == rows["notebook04"]
+    assert (
+        merged["LongTermSatisfaction-v0"]["seconds"] != rows["LongTermSatisfaction-v0"]["seconds"]
+    )
