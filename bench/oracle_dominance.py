@@ -119,7 +119,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     load_notebook_simulator()
-    rows, work = earlier_rows(args), Path(tempfile.mkdtemp(prefix="dominance_"))
+    rows, work = {}, Path(tempfile.mkdtemp(prefix="dominance_"))
     for name in args.envs:
         env_id, options = ENVS[name]
         started = time.perf_counter()
@@ -185,6 +185,7 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def write(rows: dict, args: argparse.Namespace, final: bool = True) -> None:
+    rows = {**earlier_rows(args), **rows}  # read now: another call may have added rows
     names = sorted(
         {p for row in rows.values() for p in row["policies"]},
         key=lambda p: (p == "lookahead_oracle", p),
