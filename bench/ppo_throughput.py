@@ -4,7 +4,8 @@ time goes: simulation, predictor encoding, policy inference during rollouts, pol
     python bench/ppo_throughput.py                      # 64 and 1024 users, medians of 3
     python bench/ppo_throughput.py --users 1024 --n-epochs 4 --batch-size 4096
 
-PPO's settings default to ``loe-gym train``'s (`TrainConfig`).
+PPO's settings default to the experiment's agent on the reward model
+(`agents.configs.reward_model_agent`), the PPO that runs with the predictor encoder.
 
 The predictor has the size ``loe-gym fit-predictor`` trains by default (hidden 64, two
 layers; weights do not change the timing) unless ``--predictor DIR`` names a trained one.
@@ -29,7 +30,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import loe_gym  # noqa: F401
-from agents.configs import TrainConfig
+from agents.configs import reward_model_agent
 from agents.networks import CandidateActorCriticPolicy
 from agents.predictor_env import PredictorObservations, PredictorReward
 from agents.sb3_vec_env import make_sb3_env
@@ -116,7 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, nargs="+", default=[64, 1024])
     parser.add_argument("--repeats", type=int, default=3)
-    defaults = TrainConfig(encoder="none")  # the PPO defaults; the encoder is set below
+    defaults = reward_model_agent()
     parser.add_argument("--rollouts", type=int, default=10)
     parser.add_argument("--n-steps", type=int, default=defaults.n_steps)
     parser.add_argument("--n-epochs", type=int, default=defaults.n_epochs)

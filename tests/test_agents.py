@@ -23,7 +23,7 @@ from agents.predictor_env import (
 )
 from agents.ranking import SCORE_NAMES, top_slates
 from agents.reference_policies import MyopicPredictedPolicy, PopularityPolicy
-from agents.sb3_vec_env import RecommendationSB3VecEnv
+from agents.sb3_vec_env import RecommendationSB3VecEnv, make_sb3_env
 from agents.training import train_agent
 from loe_gym.predictor import PredictorConfig, PredictorModel
 from loe_gym.predictor.serving import PredictorService
@@ -538,3 +538,17 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path: Any) -> None:
     assert resumed.steps == 512
     assert resumed.resumed_from.endswith("agent_256_steps.zip")
     assert (tmp_path / "run" / "checkpoints" / "agent_512_steps.zip").is_file()
+
+
+def test_the_own_critic_trains_no_weight_of_the_candidates_logits() -> None:
+    """With ``own_critic`` the value's gradient reaches only the critic's trunk and the value
+    head; the logits do not depend on the critic's weights."""
+    env = make_sb3_env("loe_gym/Engagement-v0", num_users=4)
+    model = PPO(CandidateActorCriticPolicy, env, n_steps=4, policy_kwargs={"own_critic": True})
+    policy = model.policy
+    obs, _ = policy.obs_to_tensor(env.reset())
+    policy.predict_values(obs).sum().backward()
+    scorer = policy.mlp_extractor
+    touched = {n for n, p in policy.named_parameters() if p.grad is not None and p.grad.any()}
+    assert touched and all(n.startswith(("mlp_extractor.critic_net", "value_net")) for n in touched)
+    assert all(p.grad is None for p in scorer.candidate_net.parameters())
