@@ -117,7 +117,14 @@ def main() -> None:
         default=ROOT / "docs/agents_results/dominance",
         help="keeps the rows of other simulators run there with the same settings",
     )
+    parser.add_argument(
+        "--rewrite", action="store_true", help="only render dominance.md from dominance.json"
+    )
     args = parser.parse_args()
+    if args.rewrite:
+        args.envs = []  # keep every saved row
+        write({}, args)
+        return
     load_notebook_simulator()
     rows, work = {}, Path(tempfile.mkdtemp(prefix="dominance_"))
     for name in args.envs:
@@ -184,6 +191,35 @@ def _command(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
+def _ppo_rows(rows: dict) -> list[str]:
+    """The trained agents over training seeds: the mean of their means with a 95 % t
+    interval over the seeds, and that mean against ``myopic`` and the oracle."""
+    seeds = {
+        name: [v[0] for p, v in row["policies"].items() if p.startswith("ppo_seed")]
+        for name, row in rows.items()
+    }
+    if not any(seeds.values()):
+        return []
+    summaries = {name: summarise(values) if values else None for name, values in seeds.items()}
+
+    def ratio(name: str, reference: str) -> str:
+        base = rows[name]["policies"].get(reference)
+        summary = summaries[name]
+        return "—" if summary is None or base is None else f"{summary.mean / base[0]:.2f}×"
+
+    cells = [
+        "—" if m is None else f"{m.mean:.1f} ± {m.half_width:.1f} ({len(seeds[n])})"
+        for n, m in summaries.items()
+    ]
+    return [
+        "| **PPO over training seeds** | " + " | ".join(cells) + " |",
+        "| PPO / myopic | " + " | ".join(ratio(n, "myopic") for n in rows) + " |",
+        "| PPO / lookahead_oracle | "
+        + " | ".join(ratio(n, "lookahead_oracle") for n in rows)
+        + " |",
+    ]
+
+
 def write(rows: dict, args: argparse.Namespace, final: bool = True) -> None:
     rows = {**earlier_rows(args), **rows}  # read now: another call may have added rows
     names = sorted(
@@ -206,6 +242,7 @@ def write(rows: dict, args: argparse.Namespace, final: bool = True) -> None:
         + " | ".join(cell(r["gain_over_best_other"]) for r in rows.values())
         + " |",
         "| oracle highest | " + " | ".join(str(r["highest"]) for r in rows.values()) + " |",
+        *_ppo_rows(rows),
         "| seconds | " + " | ".join(f"{r['seconds']:.0f}" for r in rows.values()) + " |",
     ]
     args.output.mkdir(parents=True, exist_ok=True)
