@@ -36,3 +36,8 @@ def test_the_dominance_bench_judges_notebook_04s_simulator(tmp_path: Path) -> No
     assert (
         merged["LongTermSatisfaction-v0"]["seconds"] != rows["LongTermSatisfaction-v0"]["seconds"]
     )
+    table = (tmp_path / "dominance.md").read_text()
+    rewrite = [*command[:2], *command[5:], "--rewrite"]
+    done = subprocess.run(rewrite, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "dominance.md").read_text() == table
