@@ -222,6 +222,7 @@ def _ppo_rows(rows: dict) -> list[str]:
 
 def write(rows: dict, args: argparse.Namespace, final: bool = True) -> None:
     rows = {**earlier_rows(args), **rows}  # read now: another call may have added rows
+    rows = {name: rows[name] for name in ENVS if name in rows}  # columns in ENVS' order
     names = sorted(
         {p for row in rows.values() for p in row["policies"]},
         key=lambda p: (p == "lookahead_oracle", p),
