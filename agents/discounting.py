@@ -91,8 +91,9 @@ class _ClockDiscounting:
 
     def _setup_model(self) -> None:
         # Set here, not in __init__: SB3's load() restores the saved attributes first.
-        self.rollout_buffer_class = ClockRolloutBuffer
-        self.rollout_buffer_kwargs = {"day_discount": self.day_discount}
+        algorithm: Any = self
+        algorithm.rollout_buffer_class = ClockRolloutBuffer
+        algorithm.rollout_buffer_kwargs = {"day_discount": self.day_discount}
         super()._setup_model()  # type: ignore[misc]
 
     def collect_rollouts(

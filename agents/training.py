@@ -205,7 +205,7 @@ def make_training_env(config: TrainRunConfig, service: Any, *, num_users: int | 
 
     from agents.sb3_vec_env import make_sb3_env
 
-    env = make_sb3_env(
+    env: Any = make_sb3_env(
         config.env_id,
         num_users or config.agent.num_users,
         wrappers=predictor_wrappers(config, service, for_training=True),
