@@ -217,6 +217,9 @@ class TrainConfig(FrozenConfig):
     """PPO / A2C: discount per simulated day (1 = per step only): a day without a visit
     costs this factor on all that follows (agents/discounting.py). A one-session env
     never changes day and is discounted by ``gamma`` alone."""
+    gae_lambda: float = 0.95
+    """PPO / A2C: GAE's λ (per step): how far the advantage looks ahead before it trusts the
+    critic."""
     n_steps: int = 64
     """PPO / A2C: steps per user per rollout (``n_steps · num_users`` transitions per
     update; 64 × 256 learned faster per step than 16 × 1024 on the simulator's reward)."""
@@ -251,7 +254,7 @@ class TrainConfig(FrozenConfig):
         self._check_nonnegative("return_weight", "continuation_weight", "ent_coef")
         self._check_nonnegative("myopic_prior")
         object.__setattr__(self, "net_arch", tuple(self.net_arch))
-        for name in ("gamma", "day_discount"):
+        for name in ("gamma", "day_discount", "gae_lambda"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(
                     f"TrainConfig.{name} must lie in (0, 1], got {getattr(self, name)}."

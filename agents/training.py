@@ -153,6 +153,7 @@ def _make_model(run: TrainRunConfig, env: Any, tensorboard: str | None) -> Any:
             "learning_rate": lr,
             "gamma": gamma,
             "day_discount": config.day_discount,
+            "gae_lambda": config.gae_lambda,
             "n_steps": config.n_steps,
             "ent_coef": config.ent_coef,
             "policy_kwargs": {

@@ -58,8 +58,9 @@ class ObservationLayout:
             )
         h = self.history_length
         # A history row before the first step is all zeros, so 0 joins the features' range.
-        history_low = np.broadcast_to(np.minimum(low[0], 0.0), (h, f)).astype(np.float32)
-        history_high = np.broadcast_to(np.maximum(high[0], 0.0), (h, f)).astype(np.float32)
+        row_low, row_high = np.minimum(low[0], 0.0), np.maximum(high[0], 0.0)
+        history_low = np.broadcast_to(row_low, (h, f)).astype(np.float32)
+        history_high = np.broadcast_to(row_high, (h, f)).astype(np.float32)
         feedback_high = np.broadcast_to(np.array([1.0, np.inf, 1.0], np.float32), (h, 3))
         layout: dict[str, spaces.Space[Any]] = {
             "candidate_ids": ids,
@@ -67,7 +68,7 @@ class ObservationLayout:
             "history_item_ids": spaces.Box(-1, max_id, (h,), np.int64),
             "history_features": spaces.Box(history_low, history_high, (h, f), np.float32),
             "history_feedback": spaces.Box(0.0, feedback_high, (h, 3), np.float32),
-            "history_profile": self._profile_space(history_low[0], history_high[0]),
+            "history_profile": self._profile_space(row_low, row_high),
             "context": spaces.Box(0.0, np.inf, (len(CONTEXT),), np.float32),
         }
         if self.user_feature_size:

@@ -24,7 +24,7 @@ class RecommendationEnv(Env):  # type: ignore[type-arg]
         >>> env = gym.make("loe_gym/Engagement-v0")
         >>> obs, info = env.reset(seed=0)
         >>> sorted(obs)
-        ['candidate_features', 'candidate_ids', 'context', 'history_features', 'history_feedback', 'history_item_ids']
+        ['candidate_features', 'candidate_ids', 'context', 'history_features', 'history_feedback', 'history_item_ids', 'history_profile']
         >>> obs, reward, terminated, truncated, info = env.step(0)
         >>> sorted(info["reward_parts"])
         ['click', 'watch_time']
