@@ -65,7 +65,7 @@ FUSION_ALGORITHMS = ("sac", "td3")
 ENCODERS = ("frozen", "none")
 """``frozen``: the trained predictor encodes each user (state and per-candidate task scores)
 and is not updated; ``none``: the policy sees the environment's observation only."""
-REWARD_SOURCES = ("simulator", "predictor")
+REWARD_SOURCES = ("simulator", "predictor", "hybrid")
 """``simulator``: the environment's reward (minutes watched); ``predictor``: the reward model
 (`agents.predictor_env.PredictorReward`), so the agent never reads the simulator's reward."""
 REFITS = ("full", "lora")
@@ -191,8 +191,9 @@ class TrainConfig(FrozenConfig):
     encoder: str = "frozen"
     """How the predictor encodes users: ``frozen`` or ``none`` (no predictor)."""
     reward_source: str = "simulator"
-    """``simulator`` (the environment's reward, minutes watched) or ``predictor`` (the
-    reward model)."""
+    """``simulator`` (the environment's reward, minutes watched), ``predictor`` (the
+    reward model) or ``hybrid`` (the environment's reward plus the reward model's centred
+    return and continuation terms)."""
     encoder_history_length: int = 10
     """History rows the predictor's transformer sees per step when it encodes a user (older
     rows reach it through its long-term profile); shorter is faster."""
@@ -267,7 +268,7 @@ class TrainConfig(FrozenConfig):
         """The agent reads the predictor (encoder, reward model or fusion weights)."""
         return (
             self.encoder != "none"
-            or self.reward_source == "predictor"
+            or self.reward_source != "simulator"
             or self.algorithm in FUSION_ALGORITHMS
         )
 

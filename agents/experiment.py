@@ -264,11 +264,10 @@ def _report(
     table: str,
 ) -> str:
     options = " ".join(_options(config)) or "the defaults"
-    reward = (
-        "the predictor's reward model (it never reads the simulator's reward)"
-        if config.agent.reward_source == "predictor"
-        else "the simulator's watch minutes"
-    )
+    reward = {
+        "predictor": "the predictor's reward model (it never reads the simulator's reward)",
+        "hybrid": "the simulator's watch minutes plus the reward model's long-term terms",
+    }.get(config.agent.reward_source, "the simulator's watch minutes")
     return "\n".join(
         [
             f"# Long-term engagement experiment on `{config.env_id}`",

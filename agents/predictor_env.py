@@ -256,11 +256,18 @@ class PredictorReward(_ActsOnDecisionScores):
 
     The estimates are those in ``candidate_scores`` at decision time. The simulator's own
     reward stays in ``info["true_reward"]`` for monitoring only; nothing the agent learns
-    from reads it. Wrap a `PredictorObservations` env.
+    from reads it — unless ``observed_reward``, where it replaces ``E[watch]`` (the
+    ``hybrid`` reward source: what happened now, plus the predictor's long-term terms).
+    Wrap a `PredictorObservations` env.
     """
 
     def __init__(
-        self, env: VectorEnv, return_weight: float = 30.0, continuation_weight: float = 20.0
+        self,
+        env: VectorEnv,
+        return_weight: float = 30.0,
+        continuation_weight: float = 20.0,
+        *,
+        observed_reward: bool = False,
     ) -> None:
         super().__init__(env, "PredictorReward(PredictorObservations(env, service))")
         for name, value in (
@@ -271,6 +278,7 @@ class PredictorReward(_ActsOnDecisionScores):
                 raise ValueError(f"{name} must be finite and ≥ 0, got {value}.")
         self.return_weight = float(return_weight)
         self.continuation_weight = float(continuation_weight)
+        self.observed_reward = observed_reward
 
     def step(
         self, actions: Any
@@ -283,12 +291,15 @@ class PredictorReward(_ActsOnDecisionScores):
             values = scores[..., index[name]]
             return _chosen(values, actions) - values.mean(axis=1, keepdims=True)
 
-        watch = _chosen(scores[..., index["watch_time"]], actions)
+        # What happens now: the simulator's reward, or the minutes the predictor expects.
+        now = 0.0 if self.observed_reward else _chosen(scores[..., index["watch_time"]], actions)
         reward = (
-            watch
+            now
             + self.return_weight * gain("return_probability")
             + self.continuation_weight * gain("continuation_probability")
         ).sum(axis=1)
+        if self.observed_reward:
+            reward = reward + true_reward
         if "acted" in info:
             reward = np.where(info["acted"], reward, 0.0)
         info["true_reward"] = true_reward

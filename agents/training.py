@@ -121,9 +121,12 @@ def predictor_wrappers(
     wrappers: list[Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]] = [
         lambda env: PredictorObservations(env, service, agent.encoder_history_length)
     ]
-    if for_training and agent.reward_source == "predictor":
+    if for_training and agent.reward_source != "simulator":
+        observed = agent.reward_source == "hybrid"
         wrappers.append(
-            lambda env: PredictorReward(env, agent.return_weight, agent.continuation_weight)
+            lambda env: PredictorReward(
+                env, agent.return_weight, agent.continuation_weight, observed_reward=observed
+            )
         )
     if for_training and agent.algorithm in FUSION_ALGORITHMS:
         wrappers.append(FusionWeights)

@@ -206,6 +206,32 @@ def test_reward_model_is_computed_from_the_predictor_only(service: PredictorServ
         np.testing.assert_array_equal(info["true_reward"], info["reward_parts"]["watch_time"])
 
 
+def test_the_hybrid_reward_is_the_simulators_plus_the_long_term_terms(
+    service: PredictorService,
+) -> None:
+    """``observed_reward``: the simulator's reward replaces the predicted minutes; the
+    centred return and continuation terms are those of the reward model."""
+    env = PredictorReward(
+        PredictorObservations(_vector(4), service),
+        return_weight=3.0,
+        continuation_weight=2.0,
+        observed_reward=True,
+    )
+    obs, _ = env.reset(seed=0)
+    rng, watched = np.random.default_rng(1), 0.0
+    for _ in range(20):
+        actions = rng.integers(0, 20, 4)
+        before = obs["candidate_scores"]
+        chosen = before[np.arange(4), actions]
+        obs, reward, _, _, info = env.step(actions)
+        gains = 3.0 * (chosen[:, 4] - before[..., 4].mean(1))
+        gains += 2.0 * (chosen[:, 3] - before[..., 3].mean(1))
+        expected = np.where(info["acted"], info["true_reward"] + gains, 0.0)
+        np.testing.assert_allclose(reward, expected, rtol=1e-5, atol=1e-6)
+        watched += info["true_reward"].sum()
+    assert watched > 0  # the simulator's minutes did enter the reward
+
+
 def test_reward_model_needs_the_predictor_observations() -> None:
     with pytest.raises(TypeError, match="wrap a PredictorObservations"):
         PredictorReward(_vector())
