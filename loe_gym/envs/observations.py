@@ -97,20 +97,21 @@ def history_features(features: np.ndarray, items: np.ndarray) -> np.ndarray:
 def updated_profile(profile: np.ndarray, features: np.ndarray, responses: Any) -> np.ndarray:
     """A new ``(N, K, F + 1)`` profile after showing items with ``features (N, S, F)``: each
     weighted mean moves towards this step's items by their weight's share of the new total."""
+    shown = np.ones(responses.clicked.shape)
     weights = np.stack(  # (N, S, K), in PROFILE_WEIGHTS' order
-        [
-            np.ones(responses.clicked.shape, np.float32),
-            responses.clicked,
-            responses.watch_time,
-            responses.completion,
-        ],
-        -1,
+        [shown, responses.clicked, responses.watch_time, responses.completion], -1
     ).astype(np.float32)
-    totals = profile[..., -1] + weights.sum(1)  # (N, K)
+    step_totals = weights.sum(1)  # (N, K)
+    totals = profile[..., -1] + step_totals
     added = np.einsum("nsk,nsf->nkf", weights, features)
     means = profile[..., :-1]
     share = np.divide(1.0, totals, out=np.zeros_like(totals), where=totals > 0)[..., None]
     new = np.empty_like(profile)
-    new[..., :-1] = means + (added - weights.sum(1)[..., None] * means) * share
+    moved = means + (added - step_totals[..., None] * means) * share
+    # A weighted mean lies between the old mean and this step's items; clipping there keeps
+    # float32 rounding from stepping outside the catalog's range (the observation space).
+    low = np.minimum(means, features.min(1)[:, None, :])
+    high = np.maximum(means, features.max(1)[:, None, :])
+    new[..., :-1] = np.clip(moved, low, high)
     new[..., -1] = totals
     return new
