@@ -67,7 +67,8 @@ ENCODERS = ("frozen", "none")
 and is not updated; ``none``: the policy sees the environment's observation only."""
 REWARD_SOURCES = ("simulator", "predictor", "hybrid")
 """``simulator``: the environment's reward (minutes watched); ``predictor``: the reward model
-(`agents.predictor_env.PredictorReward`), so the agent never reads the simulator's reward."""
+(`agents.predictor_env.PredictorReward`), so the agent never reads the simulator's reward;
+``hybrid``: the environment's reward plus the reward model's centred long-term terms."""
 REFITS = ("full", "lora")
 """How the feedback loop refits its predictor on each round's logs."""
 TRAIN_WORLDS = ("learned", "ground_truth")

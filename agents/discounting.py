@@ -86,8 +86,11 @@ class ClockRolloutBuffer(DictRolloutBuffer):
 class _ClockDiscounting:
     """Mixin for SB3's on-policy algorithms: a `ClockRolloutBuffer` and its `finish`."""
 
-    day_discount: float
     _last_obs: Any
+
+    def __init__(self, *args: Any, day_discount: float = 1.0, **kwargs: Any) -> None:
+        self.day_discount = day_discount
+        super().__init__(*args, **kwargs)
 
     def _setup_model(self) -> None:
         # Set here, not in __init__: SB3's load() restores the saved attributes first.
@@ -110,14 +113,6 @@ class _ClockDiscounting:
 class ClockPPO(_ClockDiscounting, PPO):
     """SB3's PPO with ``day_discount`` (see the module docstring); the rest is PPO's."""
 
-    def __init__(self, *args: Any, day_discount: float = 1.0, **kwargs: Any) -> None:
-        self.day_discount = day_discount
-        super().__init__(*args, **kwargs)
-
 
 class ClockA2C(_ClockDiscounting, A2C):
     """SB3's A2C with ``day_discount`` (see the module docstring); the rest is A2C's."""
-
-    def __init__(self, *args: Any, day_discount: float = 1.0, **kwargs: Any) -> None:
-        self.day_discount = day_discount
-        super().__init__(*args, **kwargs)
