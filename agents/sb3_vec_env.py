@@ -30,9 +30,7 @@ class RecommendationSB3VecEnv(VecEnv):
         wrappers: Gymnasium vector wrappers applied to the core in order (e.g.
             ``lambda env: PredictorObservations(env, service)``); the adapter exposes the
             outermost one's spaces.
-        options: environment options (``simulator``, ``num_candidates``, …). Slates
-            default to ``duplicate_slate_items="replace"`` here, because SB3's
-            ``MultiDiscrete`` policies sample slate positions independently.
+        options: environment options (``simulator``, ``num_candidates``, …).
 
     Example:
         >>> from stable_baselines3 import PPO
@@ -49,9 +47,6 @@ class RecommendationSB3VecEnv(VecEnv):
         wrappers: Sequence[Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]] = (),
         **options: Any,
     ) -> None:
-        # SB3's MultiDiscrete policies sample slate positions independently, so repeats
-        # happen; repair them (documented on the env) unless the caller asks otherwise.
-        options.setdefault("duplicate_slate_items", "replace")
         if env_id is None:
             core = RecommendationVectorEnv(
                 num_envs=num_users, autoreset_mode="same_step", **options
@@ -102,18 +97,39 @@ class RecommendationSB3VecEnv(VecEnv):
     def close(self) -> None:
         self.env.close()
 
-    # SB3 asks the sub-environments for attributes; here all users share one core.
+    # SB3 asks each sub-environment for attributes and method results; here one batched
+    # env holds all users. A result with a leading ``num_users`` axis (an array or tuple,
+    # e.g. ``action_masks()``, ``candidates``, ``render()``) is split per user; anything
+    # else is shared by all users.
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self.core, attr_name)] * len(self._indices(indices))
+        return self._per_user(self._lookup(attr_name), indices)
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        if len(self._indices(indices)) != self.num_envs:
+            raise ValueError(
+                f"set_attr({attr_name!r}) for some users only: all {self.num_envs} users share "
+                "one environment, so its attributes are set for all (pass indices=None)."
+            )
         setattr(self.core, attr_name, value)
 
     def env_method(
         self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any
     ) -> list[Any]:
-        result = getattr(self.core, method_name)(*method_args, **method_kwargs)
-        return [result] * len(self._indices(indices))
+        result = self._lookup(method_name)(*method_args, **method_kwargs)
+        return self._per_user(result, indices)
+
+    def _lookup(self, name: str) -> Any:
+        """``name`` on the outermost wrapper that has it, down to the core."""
+        env: Any = self.env
+        while not hasattr(env, name) and hasattr(env, "env"):
+            env = env.env
+        return getattr(env, name)
+
+    def _per_user(self, value: Any, indices: Any) -> list[Any]:
+        users = self._indices(indices)
+        if isinstance(value, (np.ndarray, tuple)) and len(value) == self.num_envs:
+            return [value[user] for user in users]
+        return [value] * len(users)
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: Any = None) -> list[bool]:  # type: ignore[type-arg]
         return [False] * len(self._indices(indices))

@@ -76,6 +76,11 @@ class Catalog:
         object.__setattr__(self, "hidden", MappingProxyType(hidden))
         object.__setattr__(self, "topics", topics)
 
+    def __reduce__(self) -> tuple[type[Catalog], tuple[object, ...]]:
+        # A mappingproxy cannot be pickled: rebuild from a plain dict (pickle, deepcopy,
+        # subprocess vectorisers).
+        return (Catalog, (self.features, self.feature_names, dict(self.hidden), self.topics))
+
     @property
     def num_items(self) -> int:
         return int(self.features.shape[0])

@@ -140,7 +140,10 @@ class FrozenConfig:
         for key in values:
             if key not in known:
                 raise TypeError(
-                    f"{cls.__name__} got an unknown option {key!r}.{did_you_mean(key, known)} "
+                    # Python's own wording, which clients such as TorchRL's GymEnv match
+                    # to drop keywords they pass on speculation (frameskip, render_mode).
+                    f"{cls.__name__}.__init__() got an unexpected keyword argument {key!r}."
+                    f"{did_you_mean(key, known)} "
                     f"Known options: {', '.join(known)}."
                 )
 

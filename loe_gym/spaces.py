@@ -2,48 +2,59 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from copy import deepcopy
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import batch_differing_spaces, batch_space
 
 
 class SlateSpace(spaces.MultiDiscrete):
     """``slate_size`` distinct indices among ``num_candidates`` (per user when batched).
 
     It is a ``MultiDiscrete`` (so SB3 and other libraries accept it) whose ``sample``
-    draws distinct indices and whose ``contains`` rejects repeats.
+    draws distinct indices and whose ``contains`` rejects repeats. Gymnasium's
+    ``batch_space`` of a slate space is again a slate space (registered below), so
+    vectorisers and clients that batch it (SyncVectorEnv, AsyncVectorEnv, TorchRL)
+    sample valid slates.
 
     Args:
         num_candidates: C, indices lie in ``[0, C)``.
         slate_size: S ≤ C.
-        num_users: ``None`` for one user (shape ``(S,)``) or N for a batch (``(N, S)``).
+        num_users: ``None`` for one user (shape ``(S,)``), N for a batch (``(N, S)``), or
+            a tuple of leading batch dimensions (a batch of batches).
     """
 
     def __init__(
         self,
         num_candidates: int,
         slate_size: int,
-        num_users: int | None = None,
+        num_users: int | tuple[int, ...] | None = None,
         seed: int | np.random.Generator | None = None,
     ) -> None:
         if slate_size > num_candidates:
             raise ValueError(
                 f"slate_size={slate_size} cannot exceed num_candidates={num_candidates}."
             )
-        shape = (slate_size,) if num_users is None else (num_users, slate_size)
+        if num_users is None:
+            self.batch_shape: tuple[int, ...] = ()
+        elif isinstance(num_users, tuple):
+            self.batch_shape = tuple(int(n) for n in num_users)
+        else:
+            self.batch_shape = (int(num_users),)
+        shape = (*self.batch_shape, slate_size)
         super().__init__(np.full(shape, num_candidates, np.int64), dtype=np.int64, seed=seed)
         self.num_candidates = num_candidates
         self.slate_size = slate_size
-        self.num_users = num_users
+        self.num_users = self.batch_shape[0] if len(self.batch_shape) == 1 else num_users
 
     def sample(self, mask: Any = None, probability: Any = None) -> np.ndarray:
         if mask is not None or probability is not None:
             return super().sample(mask=mask, probability=probability)
-        rows = 1 if self.num_users is None else self.num_users
-        keys = self.np_random.random((rows, self.num_candidates))
-        slate = np.argsort(keys, axis=1)[:, : self.slate_size].astype(np.int64)
-        return slate[0] if self.num_users is None else slate
+        keys = self.np_random.random((*self.batch_shape, self.num_candidates))
+        return np.argsort(keys, axis=-1)[..., : self.slate_size].astype(np.int64)
 
     def contains(self, x: Any) -> bool:
         if not super().contains(x):
@@ -61,6 +72,29 @@ class SlateSpace(spaces.MultiDiscrete):
         return isinstance(other, SlateSpace) and super().__eq__(other)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+@batch_space.register(SlateSpace)
+def _batch_slate_space(space: SlateSpace, n: int = 1) -> SlateSpace:
+    """``n`` copies of a slate space: a slate space with one more leading dimension."""
+    return SlateSpace(
+        space.num_candidates,
+        space.slate_size,
+        (n, *space.batch_shape),
+        seed=deepcopy(space.np_random),
+    )
+
+
+@batch_differing_spaces.register(SlateSpace)
+def _batch_slate_spaces(spaces_: Sequence[SlateSpace]) -> SlateSpace:
+    """Batched slate spaces of several envs: they must agree (a slate is one shape)."""
+    first = spaces_[0]
+    if any(space != first for space in spaces_):
+        raise ValueError(
+            f"Cannot batch different slate spaces {list(spaces_)}; give every env the same "
+            "num_candidates and slate_size."
+        )
+    return _batch_slate_space(first, len(spaces_))
 
 
 def replace_repeats(slots: np.ndarray, num_candidates: int) -> np.ndarray:

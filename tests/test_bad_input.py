@@ -85,7 +85,7 @@ def test_bad_vector_action_is_rejected_and_changes_nothing(case: str) -> None:
 @pytest.mark.parametrize("case", BAD_SLATE_ACTIONS, ids=str)
 def test_bad_slate_action_is_rejected_and_changes_nothing(case: str) -> None:
     actions, message = BAD_SLATE_ACTIONS[case]
-    env, twin, rng = _twin_vectors(SLATE, 2)
+    env, twin, rng = _twin_vectors(SLATE, 2, duplicate_slate_items="error")
     with pytest.raises((ValueError, TypeError), match=message):
         env.step(actions)
     _assert_twins_agree(env, twin, rng)
@@ -117,7 +117,7 @@ def test_bad_single_action_is_rejected_and_changes_nothing(case: str) -> None:
 
 
 def test_single_slate_with_repeat_is_rejected() -> None:
-    env = gym.make(SLATE, **SMALL)
+    env = gym.make(SLATE, **SMALL, duplicate_slate_items="error")
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"distinct candidates.*\[0, 0, 1, 2, 3\]"):
         env.step(np.array([0, 0, 1, 2, 3]))
@@ -354,6 +354,9 @@ def test_bad_simulator_config_values(key: str, value: Any, message: str) -> None
 
 
 @pytest.mark.filterwarnings("ignore:.*not in the possible render_modes")
-def test_render_mode_is_rejected() -> None:
-    with pytest.raises(ValueError, match=r"render_mode='human' is not supported"):
-        gym.make(ENGAGEMENT, render_mode="human", **SMALL)
+def test_unsupported_render_mode_warns_and_does_not_render() -> None:
+    """Gymnasium lets clients ask for any mode (SB3's make_vec_env asks for rgb_array):
+    the env warns naming the supported one and renders nothing."""
+    with pytest.warns(UserWarning, match=r"render_mode='human' is not supported.*ansi"):
+        env = gym.make(ENGAGEMENT, render_mode="human", **SMALL)
+    assert env.unwrapped.render() is None

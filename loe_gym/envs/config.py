@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gymnasium.vector import AutoresetMode
+
 from loe_gym.config import FrozenConfig
 from loe_gym.errors import did_you_mean
 
@@ -38,9 +40,11 @@ class EnvConfig(FrozenConfig):
     """``watch_time`` (minutes watched) or ``click`` (clicks, for myopic training)."""
     observation: str = "history"
     """``history`` (ids, features, history, context) or ``recsim`` (RecSim's user/doc/response)."""
-    duplicate_slate_items: str = "error"
-    """``error``: reject a slate with a repeated candidate; ``replace``: replace each repeat
-    by the lowest unused candidate index."""
+    duplicate_slate_items: str = "replace"
+    """``replace``: replace each repeated candidate by the lowest unused candidate index
+    (policies of SB3, TorchRL and others sample a ``MultiDiscrete``'s positions
+    independently, so repeats happen; ``info["slate"]`` holds what was shown);
+    ``error``: reject a slate with a repeat."""
 
     def __post_init__(self) -> None:
         for name in ("num_candidates", "slate_size", "horizon_days"):
@@ -82,3 +86,16 @@ class EnvConfig(FrozenConfig):
                 f"simulator_kwargs must be a mapping of option names to values, "
                 f"got {type(self.simulator_kwargs).__name__}."
             )
+
+
+def parse_autoreset(mode: str | AutoresetMode) -> AutoresetMode:
+    """Gymnasium's `AutoresetMode` from itself or its name (``"next_step"`` …)."""
+    if isinstance(mode, AutoresetMode):
+        return mode
+    key = str(mode).lower()
+    if key not in AUTORESET_MODES:
+        raise ValueError(
+            f"Unknown autoreset_mode {mode!r}.{did_you_mean(key, AUTORESET_MODES)} "
+            f"Choose one of {', '.join(AUTORESET_MODES)}."
+        )
+    return AutoresetMode[key.upper()]

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from gymnasium import Env
 
+from loe_gym.envs.rendering import RENDER_FPS, RENDER_MODES
 from loe_gym.envs.vector_env import RecommendationVectorEnv
 
 
@@ -30,7 +31,7 @@ class RecommendationEnv(Env):  # type: ignore[type-arg]
         ['click', 'watch_time']
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 (declared so by Gymnasium)
+    metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES), "render_fps": RENDER_FPS}  # noqa: RUF012
 
     def __init__(self, render_mode: str | None = None, **options: Any) -> None:
         self.batch = RecommendationVectorEnv(
@@ -41,7 +42,7 @@ class RecommendationEnv(Env):  # type: ignore[type-arg]
         self.catalog = self.batch.catalog
         self.observation_space = self.batch.single_observation_space
         self.action_space = self.batch.single_action_space
-        self.render_mode = None
+        self.render_mode = self.batch.render_mode
         self._slate = self.config.slate_size > 1
         self._episode_over = False
 
@@ -75,6 +76,15 @@ class RecommendationEnv(Env):  # type: ignore[type-arg]
         obs, reward, terminated, truncated, info = self.batch.step(batched)
         self._episode_over = bool(terminated[0] or truncated[0])
         return _first(obs), float(reward[0]), bool(terminated[0]), bool(truncated[0]), _first(info)
+
+    def action_masks(self) -> np.ndarray:
+        """``(C,)`` (slates: ``(S·C,)``) True where a candidate may be chosen: all."""
+        return self.batch.action_masks()[0]
+
+    def render(self) -> str | None:
+        """With ``render_mode="ansi"``, a line of text about the user; else ``None``."""
+        lines = self.batch.render()
+        return None if lines is None else lines[0]
 
     @property
     def state(self) -> Any:

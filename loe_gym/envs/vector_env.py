@@ -14,13 +14,14 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from loe_gym.envs.config import AUTORESET_MODES, EnvConfig
+from loe_gym.envs.config import EnvConfig, parse_autoreset
 from loe_gym.envs.observations import (
     PROFILE_WEIGHTS,
     ObservationLayout,
     history_features,
     updated_profile,
 )
+from loe_gym.envs.rendering import RENDER_FPS, RENDER_MODES, check_render_mode, render_text
 from loe_gym.envs.simulators import make_simulator
 from loe_gym.errors import did_you_mean
 from loe_gym.simulator import Responses, replace_users, row_sum
@@ -45,12 +46,6 @@ PER_USER_ARRAYS = (
 """The env's arrays with leading axis ``num_users`` besides the simulator state: what a
 fork (`loe_gym.envs.forking.fork_env`) copies per user."""
 
-_AUTORESET = {
-    "next_step": AutoresetMode.NEXT_STEP,
-    "same_step": AutoresetMode.SAME_STEP,
-    "disabled": AutoresetMode.DISABLED,
-}
-
 
 class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
     """A batch of users, each living through sessions and days of recommendations.
@@ -72,10 +67,10 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
     candidate to show (batched: ``MultiDiscrete([num_candidates] * num_users)``).
     ``slate_size > 1``: `loe_gym.spaces.SlateSpace` per user, a ``MultiDiscrete`` of
     ``slate_size`` indices of *distinct* candidates (its ``sample`` draws distinct ones).
-    A slate with a repeated candidate is rejected, unless
-    ``duplicate_slate_items="replace"``, which replaces each repeat, left to right, by
-    the lowest unused candidate index (for policies that sample positions independently,
-    such as SB3's ``MultiDiscrete`` policies).
+    A repeated candidate is replaced, left to right, by the lowest unused candidate index
+    (policies of SB3, TorchRL and others sample a ``MultiDiscrete``'s positions
+    independently); ``info["slate"]`` holds the items shown. With
+    ``duplicate_slate_items="error"`` a repeat is rejected instead.
 
     ## Observation Space
 
@@ -143,7 +138,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
     | ``max_episode_steps`` | None | optional step cap per episode |
     | ``reward`` | ``"watch_time"`` | or ``"click"`` |
     | ``observation`` | ``"history"`` | or ``"recsim"`` |
-    | ``duplicate_slate_items`` | ``"error"`` | or ``"replace"`` (see Action Space) |
+    | ``duplicate_slate_items`` | ``"replace"`` | or ``"error"`` (see Action Space) |
     | ``autoreset_mode`` | ``"next_step"`` | or ``"same_step"``, ``"disabled"`` |
 
     ## Version History
@@ -164,7 +159,8 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
 
     metadata: dict[str, Any] = {  # noqa: RUF012 (Gymnasium declares it so)
         "autoreset_mode": AutoresetMode.NEXT_STEP,
-        "render_modes": [],
+        "render_modes": list(RENDER_MODES),
+        "render_fps": RENDER_FPS,
     }
 
     def __init__(
@@ -183,12 +179,8 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             raise ValueError(
                 f"num_envs (the number of users) must be a positive integer, got {num_envs!r}."
             )
-        if render_mode is not None:
-            raise ValueError(
-                f"render_mode={render_mode!r} is not supported; this environment does not render."
-            )
         self.config = EnvConfig.from_dict(options)
-        self.autoreset_mode = _parse_autoreset(autoreset_mode)
+        self.autoreset_mode = parse_autoreset(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.simulator = make_simulator(self.config.simulator, self.config.simulator_kwargs)
         self.catalog = self.simulator.catalog
@@ -200,7 +192,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             )
         self.num_envs = int(num_envs)
         self.num_users = self.num_envs
-        self.render_mode = None
+        self.render_mode = check_render_mode(render_mode)
         self._build_spaces()
 
         self._features = self.catalog.features  # (num_items, F) float32, read-only
@@ -620,6 +612,16 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             obs["user"] = self.simulator.user_features(self._state).astype(np.float32, copy=False)
         return obs
 
+    def action_masks(self) -> BoolArray:
+        """``(num_users, C)`` (slates: ``(num_users, S·C)``, a block per position): True
+        where a candidate may be chosen, which is every one (sb3-contrib's MaskablePPO
+        asks)."""
+        return np.ones((self.num_envs, self.config.num_candidates * self.config.slate_size), bool)
+
+    def render(self) -> tuple[str, ...] | None:
+        """With ``render_mode="ansi"``, one line of text per user; else ``None``."""
+        return render_text(self) if self.render_mode == "ansi" else None
+
     # -------------------------------------------------------- for baselines
 
     @property
@@ -666,18 +668,6 @@ def _put(array: np.ndarray, mask: BoolArray, values: Any) -> np.ndarray:
     out = array.copy()
     out[mask] = values
     return out
-
-
-def _parse_autoreset(mode: str | AutoresetMode) -> AutoresetMode:
-    if isinstance(mode, AutoresetMode):
-        return mode
-    key = str(mode).lower()
-    if key not in _AUTORESET:
-        raise ValueError(
-            f"Unknown autoreset_mode {mode!r}.{did_you_mean(key, AUTORESET_MODES)} "
-            f"Choose one of {', '.join(AUTORESET_MODES)}."
-        )
-    return _AUTORESET[key]
 
 
 def _silence(info: dict[str, Any], acted: np.ndarray) -> None:
