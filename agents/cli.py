@@ -100,10 +100,20 @@ class Calibrate(Command):
         from agents.evaluation import policy_table
 
         output = Path(self.output) if self.output else None
-        if output is not None and output.exists() and not self.overwrite:
-            raise FileExistsError(
-                f"{output} exists; pass --overwrite to replace it or choose another --output."
+        if output is not None and output.suffix == ".json":
+            raise ValueError(
+                f"--output {output} names the Markdown table; its JSON is written beside it "
+                f"({output.with_suffix('.json').name}). Pass e.g. --output "
+                f"{output.with_suffix('.md')}."
             )
+        if output is not None and not self.overwrite:
+            # The table and its JSON twin beside it: neither is replaced silently.
+            for path in (output, output.with_suffix(".json")):
+                if path.exists():
+                    raise FileExistsError(
+                        f"{path} exists; pass --overwrite to replace {output.name} and "
+                        f"{output.with_suffix('.json').name}, or choose another --output."
+                    )
         text, payload = policy_table(self.config, progress=self.progress)
         command = "loe-gym " + shlex.join(sys.argv[1:])
         print(text)
@@ -254,13 +264,20 @@ class Evaluate(Command):
     def run(self) -> int:
         from agents.evaluation import evaluate_runs, report_metrics
         from agents.report import write_evaluation
+        from loe_gym.run_folders import is_run_folder, prepare_run_folder, remove_run_folder
 
         output = Path(self.output)
-        if output.exists() and any(output.iterdir()) and not self.overwrite:
-            raise FileExistsError(
-                f"{output} exists and is not empty; choose another --output or pass --overwrite."
-            )
+        if output.exists() and any(output.iterdir()):
+            if not self.overwrite:
+                raise FileExistsError(
+                    f"{output} exists and is not empty; choose another --output or pass "
+                    "--overwrite."
+                )
+            if not is_run_folder(output):  # refused now, not after the evaluation
+                remove_run_folder(output)
         evaluation = evaluate_runs(self.config, progress=self.progress)
+        # Replaced only now that the evaluation succeeded.
+        prepare_run_folder(output, "evaluate", overwrite=self.overwrite)
         metrics = report_metrics(self.config.env_id)
         print(write_evaluation(evaluation, output, metrics=metrics))
         (output / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))

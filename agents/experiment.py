@@ -59,7 +59,7 @@ def run_experiment(
     ``overwrite``); return the metrics written to ``metrics.json``."""
 
     check_env_id(config.env_id)
-    folder = prepare_report_folder(output, overwrite)
+    folder = prepare_report_folder(output, overwrite, "experiment")
     (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     seconds: dict[str, float] = {}
 

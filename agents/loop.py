@@ -166,7 +166,7 @@ def run_loop(
     what ``metrics.json`` holds."""
 
     check_env_id(config.env_id)
-    folder = prepare_report_folder(output, overwrite)
+    folder = prepare_report_folder(output, overwrite, "loop")
     (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     started_loop = time.perf_counter()
     rounds = [_deploy(config, folder, 0, make_policy(config.round0_policy), (), progress)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from agents.evaluation import METRICS, Evaluation
+from loe_gym.run_folders import prepare_run_folder
 
 REPORT_METRICS = (
     "total_watch",
@@ -26,19 +26,11 @@ REPORT_METRICS = (
 """Columns of the report's main table."""
 
 
-def prepare_report_folder(folder: str | Path, overwrite: bool) -> Path:
-    """An empty ``folder`` for a report: an existing non-empty one is refused unless
-    ``overwrite`` (then replaced), so a finished report is never clobbered by accident."""
-    path = Path(folder)
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise FileExistsError(
-                f"{path} exists and is not empty; choose another --output or pass "
-                "--overwrite to replace it (a previous report is never clobbered otherwise)."
-            )
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def prepare_report_folder(folder: str | Path, overwrite: bool, command: str) -> Path:
+    """An empty run folder for ``command``'s report: an existing non-empty one is refused
+    unless ``overwrite``, and then replaced only if loe_gym wrote it (see
+    `loe_gym.run_folders.prepare_run_folder`)."""
+    return prepare_run_folder(folder, command, overwrite=overwrite)
 
 
 def stage(command: str, name: str, progress: bool) -> float:

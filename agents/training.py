@@ -29,6 +29,7 @@ import numpy as np
 
 from agents.configs import FUSION_ALGORITHMS, TrainRunConfig
 from loe_gym.errors import did_you_mean
+from loe_gym.run_folders import mark_run_folder, remove_run_folder
 
 __all__ = [
     "AgentRunFolder",
@@ -305,11 +306,9 @@ def _prepare_run_folder(folder: AgentRunFolder, overwrite: bool, resume: bool) -
         raise FileNotFoundError(
             f"resume: {folder.checkpoints} holds no checkpoint to continue from."
         )
-    if overwrite and folder.root.exists() and not resume:
-        import shutil
-
-        shutil.rmtree(folder.root)
-    folder.root.mkdir(parents=True, exist_ok=True)
+    if overwrite and not resume:
+        remove_run_folder(folder.root)  # refuses a folder that loe_gym did not write
+    mark_run_folder(folder.root, "train")
     return latest
 
 

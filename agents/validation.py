@@ -295,7 +295,7 @@ def validate_simulator(
     for run in config.agents:
         if not (Path(run) / "config.json").is_file():
             raise FileNotFoundError(f"{run} holds no config.json: pass loe-gym train folders.")
-    folder = prepare_report_folder(output, overwrite)
+    folder = prepare_report_folder(output, overwrite, "validate-simulator")
     (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     seconds: dict[str, float] = {}
     logs, predictor, test_metrics = _learned_world(config, folder, seconds, progress)

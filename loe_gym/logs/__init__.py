@@ -26,7 +26,7 @@ schema         `LOG_SCHEMA`, `PRIVILEGED_LOG_SCHEMA`, `PRIVILEGED_COLUMNS`, the 
 writer         `ParquetLogWriter` (atomic part files)
 recording      `LogInteractions` (a vector-env wrapper that logs every real step)
 reader         `read_log`, `read_catalog`, `read_public_catalog`, `read_log_metadata`,
-               `log_part_files`
+               `log_part_files`, `log_fingerprint`
 mapping        `ColumnMapping`, `PRESETS`, `resolve_mapping` (no pyarrow: light to import)
 importing      `import_logs`: your own CSV or Parquet logs as a log directory
 formats        reading the CSV and Parquet source files of an import, `LogImportError`
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         import_logs,
     )
     from loe_gym.logs.reader import (
+        log_fingerprint,
         log_part_files,
         read_catalog,
         read_log,
@@ -103,7 +104,14 @@ _LAZY: dict[str, str] = {
     "ParquetLogWriter": "writer",
     "LogInteractions": "recording",
     **dict.fromkeys(
-        ("log_part_files", "read_catalog", "read_log", "read_log_metadata", "read_public_catalog"),
+        (
+            "log_fingerprint",
+            "log_part_files",
+            "read_catalog",
+            "read_log",
+            "read_log_metadata",
+            "read_public_catalog",
+        ),
         "reader",
     ),
     **dict.fromkeys(
@@ -142,6 +150,7 @@ __all__ = [
     "ParquetLogWriter",
     "catalog_table",
     "import_logs",
+    "log_fingerprint",
     "log_part_files",
     "read_catalog",
     "read_log",

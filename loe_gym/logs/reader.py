@@ -4,6 +4,7 @@ files stored beside the parts."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -27,6 +28,7 @@ from loe_gym.logs.schema import (
 from loe_gym.logs.validation import _bound
 
 __all__ = [
+    "log_fingerprint",
     "log_part_files",
     "read_catalog",
     "read_log",
@@ -42,6 +44,22 @@ def _part_files(directory: Path) -> list[Path]:
         if (match := _PART_PATTERN.match(entry.name)) is not None
     ]
     return [entry for _, entry in sorted(parts)]
+
+
+def log_fingerprint(path: str | os.PathLike[str]) -> str:
+    """SHA-256 over the log's parts, catalog and metadata (names and bytes): equal for
+    the same log, different as soon as one byte of it differs."""
+    path = Path(path)
+    files = log_part_files(path)
+    if path.is_dir():
+        files += [path / name for name in (CATALOG_FILE, METADATA_FILE) if (path / name).is_file()]
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode() + b"\0")
+        with file.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def read_log_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:

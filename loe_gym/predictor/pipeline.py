@@ -10,8 +10,10 @@ ranking baselines, and writes the model, ``metrics.json`` and ``report.md``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from loe_gym.logs import read_public_catalog
+from loe_gym.logs import log_fingerprint, read_public_catalog
 from loe_gym.predictor.batches import MaskedItemBatches, TargetBatches
 from loe_gym.predictor.configs import FitPredictorConfig
 from loe_gym.predictor.configuration_predictor import PredictorConfig
@@ -31,6 +33,7 @@ from loe_gym.predictor.modeling_predictor import PredictorModel
 from loe_gym.predictor.ranking_baselines import PopularityRanker, ranking_scores, train_gru_ranker
 from loe_gym.predictor.sequences import UserSequences, item_popularity, load_sequences, split_users
 from loe_gym.predictor.training import FitResult, finetune, pretrain
+from loe_gym.run_folders import mark_run_folder, remove_run_folder
 
 __all__ = ["FitPredictorResult", "PredictorRunFolder", "build_model", "fit_predictor"]
 
@@ -58,6 +61,11 @@ class PredictorRunFolder:
     def config(self) -> Path:
         """The resolved `FitPredictorConfig` the run used."""
         return self.root / "config.json"
+
+    @property
+    def fingerprint(self) -> Path:
+        """The options' and the log's hashes: a checkpoint resumes only the same run."""
+        return self.root / "fingerprint.json"
 
     def stage(self, name: str) -> Path:
         """Checkpoints of a training stage (``pretrain``, ``finetune``)."""
@@ -133,6 +141,46 @@ def build_model(config: FitPredictorConfig, num_items: int, features: np.ndarray
     return model
 
 
+def _run_fingerprint(config: FitPredictorConfig, log_path: Path) -> dict[str, str]:
+    """What a checkpoint may resume: the same options and the same log, byte for byte."""
+    options = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    return {
+        "config": hashlib.sha256(options.encode()).hexdigest(),
+        "log": log_fingerprint(log_path),
+    }
+
+
+def _claim_folder(folder: PredictorRunFolder, fingerprint: dict[str, str], overwrite: bool) -> None:
+    """Start afresh (``overwrite``: the folder is deleted if loe_gym wrote it), or resume
+    only checkpoints of the same run: an unfinished run with other options or another log
+    is refused, so its epochs never leak into a new model."""
+    if overwrite:
+        remove_run_folder(folder.root)
+    elif folder.root.exists() and any(folder.root.iterdir()):
+        saved = json.loads(folder.fingerprint.read_text()) if folder.fingerprint.is_file() else None
+        if saved != fingerprint:
+            what = (
+                "no fingerprint of the run that wrote it"
+                if saved is None
+                else "an unfinished run with other "
+                + " and ".join(
+                    {"config": "options", "log": "logs"}[key]
+                    for key in fingerprint
+                    if saved.get(key) != fingerprint[key]
+                )
+            )
+            raise FileExistsError(
+                f"{str(folder.root)!r} holds {what}; its checkpoints would not resume this "
+                "run. Pass overwrite=True (--overwrite) to start afresh there, or choose "
+                "another output directory."
+            )
+    mark_run_folder(folder.root, "fit-predictor")
+    if not folder.fingerprint.is_file():
+        temporary = folder.fingerprint.with_name(f".{folder.fingerprint.name}.tmp")
+        temporary.write_text(json.dumps(fingerprint, indent=2) + "\n")
+        os.replace(temporary, folder.fingerprint)
+
+
 def _ranking_row(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     return {
         "ndcg_at_10": float(ndcg_at_k(scores, targets, k=10)),
@@ -158,6 +206,7 @@ def fit_predictor(
             "output directory or pass overwrite=True (--overwrite). An unfinished run there "
             "resumes from its checkpoints."
         )
+    _claim_folder(folder, _run_fingerprint(config, log_path), overwrite)
     start = time.perf_counter()
     num_items, features, feature_names = catalog_features(log_path)
     sequences, load_report = load_sequences(log_path, num_items=num_items)

@@ -1,0 +1,76 @@
+"""Run folders: which folders the project may replace.
+
+Every command that writes a folder of results (``train``, ``fit-predictor``, ``evaluate``,
+``experiment``, ``loop``, ``validate-simulator``) marks it with `MARKER` when it creates
+it. ``--overwrite`` deletes a folder only if it carries that marker: a folder the project
+did not write (a thesis, a home directory, a typo) is refused with a clear error, never
+deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+MARKER = ".loe_gym_run.json"
+"""File that marks a folder as written by a loe_gym command (JSON: the command's name)."""
+
+
+def is_run_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder that a loe_gym command wrote (it holds `MARKER`)."""
+    return (Path(path) / MARKER).is_file()
+
+
+def mark_run_folder(path: str | os.PathLike[str], command: str) -> None:
+    """Create ``path`` if needed and mark it as ``command``'s run folder (kept if marked)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / MARKER
+    if not marker.exists():
+        temporary = path / f".{MARKER}.tmp"
+        temporary.write_text(json.dumps({"written_by": "loe_gym", "command": command}) + "\n")
+        os.replace(temporary, marker)
+
+
+def remove_run_folder(path: str | os.PathLike[str]) -> None:
+    """Delete the run folder ``path``; refuse (``FileExistsError``) unless it holds `MARKER`."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise FileExistsError(
+            f"{str(path)!r} is a file, not a run folder; --overwrite does not delete it. "
+            "Choose another output folder."
+        )
+    if not any(path.iterdir()):
+        path.rmdir()
+        return
+    if not is_run_folder(path):
+        names = sorted(entry.name for entry in path.iterdir())
+        raise FileExistsError(
+            f"--overwrite refuses to delete {str(path)!r}: loe_gym did not write it (it has "
+            f"no {MARKER} marker) and it holds {len(names)} entries, e.g. {names[:3]}. "
+            "Choose another output folder, or move or delete its contents yourself. (A run "
+            "folder written by a loe_gym older than the marker: delete it yourself.)"
+        )
+    shutil.rmtree(path)
+
+
+def prepare_run_folder(path: str | os.PathLike[str], command: str, *, overwrite: bool) -> Path:
+    """An empty folder marked as ``command``'s run folder.
+
+    An existing non-empty folder is refused unless ``overwrite``; then it is deleted first
+    if (and only if) a loe_gym command wrote it (see `remove_run_folder`).
+    """
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if not overwrite:
+            raise FileExistsError(
+                f"{str(path)!r} exists and is not empty; choose another output folder or "
+                "pass --overwrite (overwrite=True) to replace a previous run there."
+            )
+        remove_run_folder(path)
+    mark_run_folder(path, command)
+    return path
