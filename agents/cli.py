@@ -222,7 +222,7 @@ class Train(Command):
     """Train an SB3 agent (PPO, A2C, DQN; SAC/TD3 on fusion weights)."""
 
     output: str
-    """Run folder: model.zip, config.json, training.json, checkpoints."""
+    """Run folder: agent.safetensors + agent.json, config.json, training.json, checkpoints."""
     config: Annotated[TrainRunConfig, tyro.conf.arg(name="")] = field(
         default_factory=TrainRunConfig
     )
@@ -230,6 +230,9 @@ class Train(Command):
     """Start over in --output."""
     resume: bool = False
     """Continue from --output's last checkpoint."""
+    trust_pickle: bool = False
+    """Also resume from SB3 zip checkpoints (cloudpickle: they can run code; only for
+    files you trust). Only a flag, never read from a --config file."""
 
     def run(self) -> int:
         from agents.training import train_agent
@@ -240,11 +243,12 @@ class Train(Command):
             output,
             overwrite=self.overwrite,
             resume=self.resume,
+            trust_pickle=self.trust_pickle,
             progress=self.progress,
         )
         print(
             f"trained {self.config.agent.algorithm} for {summary.steps} steps "
-            f"({summary.steps_per_second:.0f} steps/s); wrote {output}/model.zip"
+            f"({summary.steps_per_second:.0f} steps/s); wrote {output}/agent.safetensors"
         )
         return 0
 
@@ -260,6 +264,9 @@ class Evaluate(Command):
     )
     overwrite: bool = False
     """Replace an existing --output."""
+    trust_pickle: bool = False
+    """Also load agents saved as SB3's model.zip (cloudpickle: it can run code; only for
+    files you trust). Only a flag, never read from a --config file."""
 
     def run(self) -> int:
         from agents.evaluation import evaluate_runs, report_metrics
@@ -275,7 +282,9 @@ class Evaluate(Command):
                 )
             if not is_run_folder(output):  # refused now, not after the evaluation
                 remove_run_folder(output)
-        evaluation = evaluate_runs(self.config, progress=self.progress)
+        evaluation = evaluate_runs(
+            self.config, progress=self.progress, trust_pickle=self.trust_pickle
+        )
         # Replaced only now that the evaluation succeeded.
         prepare_run_folder(output, "evaluate", overwrite=self.overwrite)
         metrics = report_metrics(self.config.env_id)

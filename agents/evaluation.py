@@ -477,9 +477,10 @@ def policy_table(config: Any, *, progress: bool = True) -> tuple[str, dict[str, 
     return text, result.to_dict() | {"seconds": seconds}
 
 
-def evaluate_runs(config: Any, *, progress: bool = True) -> Evaluation:
+def evaluate_runs(config: Any, *, progress: bool = True, trust_pickle: bool = False) -> Evaluation:
     """Trained agents (``loe-gym train`` folders) and baselines of an `EvaluateConfig`,
-    on the same populations. Agents that read the predictor must share one."""
+    on the same populations. Agents that read the predictor must share one. SB3 zips of
+    older runs are loaded only with ``trust_pickle`` (see `agents.training.load_agent`)."""
     from agents.training import check_env_id, load_agent, predictor_wrappers
 
     check_env_id(config.env_id)
@@ -487,7 +488,9 @@ def evaluate_runs(config: Any, *, progress: bool = True) -> Evaluation:
     service, wrap_config = None, None
     env_options = config.env_options
     for run in config.agents:
-        policy, run_config, agent_service = load_agent(run, name=Path(run).name)
+        policy, run_config, agent_service = load_agent(
+            run, name=Path(run).name, trust_pickle=trust_pickle
+        )
         if run_config.env_id != config.env_id:
             raise ValueError(
                 f"{run} was trained on {run_config.env_id}, not --env-id {config.env_id}."

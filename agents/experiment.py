@@ -11,7 +11,7 @@ same user populations → write a report folder::
       *.png                engagement per day, retention, satisfaction, total watch
       logs/                the interaction logs (Parquet)
       predictor/           the fitted predictor (model/, metrics.json, report.md)
-      agent/               the trained agent (model.zip, config.json, TensorBoard)
+      agent/               the trained agent (agent.safetensors + .json, config.json)
 """
 
 from __future__ import annotations

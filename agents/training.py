@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,7 +49,13 @@ class AgentRunFolder:
     root: Path
 
     @property
+    def agent(self) -> Path:
+        """The trained agent, ``agent.safetensors`` + ``agent.json`` (`agents.agent_files`)."""
+        return self.root / "agent.json"
+
+    @property
     def model(self) -> Path:
+        """SB3's ``model.zip`` of runs written before `agent` (loaded only if trusted)."""
         return self.root / "model.zip"
 
     @property
@@ -271,18 +278,65 @@ def algorithm_class(algorithm: str) -> Any:
     return {"ppo": ClockPPO, "a2c": ClockA2C}.get(algorithm) or getattr(sb3, algorithm.upper())
 
 
-def load_agent(run: str | Path, name: str | None = None) -> tuple[SB3Policy, TrainRunConfig, Any]:
-    """``(policy, config, predictor service or None)`` of a ``train_agent`` output folder."""
+def load_agent(
+    run: str | Path, name: str | None = None, *, trust_pickle: bool = False
+) -> tuple[SB3Policy, TrainRunConfig, Any]:
+    """``(policy, config, predictor service or None)`` of a ``train_agent`` output folder.
+
+    The agent is rebuilt from ``config.json`` and its safetensors weights; SB3's
+    ``model.zip`` (cloudpickle: loading it can run code) only with ``trust_pickle``.
+    """
     folder = AgentRunFolder(Path(run))
     if not folder.config.is_file():
         raise FileNotFoundError(
             f"{folder.root} holds no config.json: pass a folder written by loe-gym train."
         )
     config = TrainRunConfig.from_dict(json.loads(folder.config.read_text()))
-    model = algorithm_class(config.agent.algorithm).load(folder.model, device="cpu")
     service = _service(str(config.predictor)) if config.agent.needs_predictor else None
+    model = _rebuild(config, service, folder.root, "agent", trust_pickle, folder.model)
     policy = _as_policy(model, config, name or config.agent.algorithm, service)
     return policy, config, service
+
+
+def _rebuild(
+    config: TrainRunConfig,
+    service: Any,
+    directory: Path,
+    stem: str,
+    trust_pickle: bool,
+    pickled: Path,
+    env: Any = None,
+    tensorboard: str | None = None,
+) -> Any:
+    """The agent ``stem`` of ``directory``: built from ``config`` and loaded from its
+    safetensors files, or from SB3's zip ``pickled`` if there are none and it is trusted."""
+    from agents.agent_files import agent_files, restore_agent
+
+    if agent_files(directory, stem)[1].is_file():
+        if env is None:
+            # Two users suffice to build the networks (the buffers are not needed).
+            run = config.replace(agent=config.agent.replace(num_users=2, buffer_size=1000))
+            env = make_training_env(run, service, num_users=2)
+            config = run
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SB3's advice on batch sizes of a 2-user env
+            model = _make_model(config, env, tensorboard)
+        restore_agent(model, directory, stem)
+        return model
+    if not pickled.is_file():
+        raise FileNotFoundError(
+            f"{directory} holds no agent ({stem}.json and {stem}.safetensors): pass a folder "
+            "written by loe-gym train."
+        )
+    if not trust_pickle:
+        raise ValueError(
+            f"{directory} holds only SB3's {pickled.name}, which is loaded with cloudpickle: "
+            "a crafted file runs code. Pass trust_pickle=True (--trust-pickle) only if you "
+            "trust whoever wrote it; `loe-gym train` writes safetensors agents."
+        )
+    return algorithm_class(config.agent.algorithm).load(
+        pickled, env=env, device="cpu", tensorboard_log=tensorboard
+    )
 
 
 def _as_policy(model: Any, config: TrainRunConfig, name: str, service: Any) -> SB3Policy:
@@ -294,17 +348,26 @@ def _as_policy(model: Any, config: TrainRunConfig, name: str, service: Any) -> S
     )
 
 
-def _prepare_run_folder(folder: AgentRunFolder, overwrite: bool, resume: bool) -> Path | None:
+def _prepare_run_folder(
+    folder: AgentRunFolder, overwrite: bool, resume: bool, trust_pickle: bool
+) -> Path | None:
     """Check ``folder`` against the mode; return the checkpoint to resume from."""
-    latest = _latest_checkpoint(folder.checkpoints) if resume else None
+    latest = _latest_checkpoint(folder.checkpoints, trust_pickle) if resume else None
     if folder.root.exists() and any(folder.root.iterdir()) and not (overwrite or resume):
         raise FileExistsError(
             f"{folder.root} exists and is not empty; pass overwrite=True (--overwrite) to start "
             "over or resume=True (--resume) to continue from its last checkpoint."
         )
     if resume and latest is None:
+        pickled = sorted(folder.checkpoints.glob("agent_*_steps.zip"))
+        hint = (
+            f" It holds SB3 zips ({pickled[-1].name}), loaded with cloudpickle: pass "
+            "trust_pickle=True (--trust-pickle) only if you trust whoever wrote them."
+            if pickled
+            else ""
+        )
         raise FileNotFoundError(
-            f"resume: {folder.checkpoints} holds no checkpoint to continue from."
+            f"resume: {folder.checkpoints} holds no checkpoint to continue from.{hint}"
         )
     if overwrite and not resume:
         remove_run_folder(folder.root)  # refuses a folder that loe_gym did not write
@@ -318,20 +381,23 @@ def train_agent(
     *,
     overwrite: bool = False,
     resume: bool = False,
+    trust_pickle: bool = False,
     callbacks: Sequence[Any] = (),
     progress: bool = True,
 ) -> TrainingSummary:
-    """Train ``config``'s agent; write the run folder (`AgentRunFolder`: ``model.zip``,
-    the resolved ``config.json``, ``training.json``, TensorBoard logs and checkpoints).
+    """Train ``config``'s agent; write the run folder (`AgentRunFolder`: the agent as
+    safetensors + JSON, the resolved ``config.json``, ``training.json``, TensorBoard logs
+    and checkpoints).
 
     An existing ``output`` is refused unless ``overwrite`` (start over) or ``resume``
-    (continue from its last checkpoint). Returns the training summary.
+    (continue from its last checkpoint; SB3 zip checkpoints of older runs only with
+    ``trust_pickle``). Returns the training summary.
     """
-    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+    from stable_baselines3.common.callbacks import CallbackList
 
     check_env_id(config.env_id)
     folder = AgentRunFolder(Path(output))
-    latest = _prepare_run_folder(folder, overwrite, resume)
+    latest = _prepare_run_folder(folder, overwrite, resume, trust_pickle)
     agent = config.agent
     service = _service(str(config.predictor)) if agent.needs_predictor else None
     env = make_training_env(config, service)
@@ -339,18 +405,15 @@ def train_agent(
     folder.config.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     tensorboard = str(folder.tensorboard)
     if latest is not None:
-        model = algorithm_class(agent.algorithm).load(
-            latest, env=env, device="cpu", tensorboard_log=tensorboard
+        stem = latest.name.removesuffix(latest.suffix)
+        model = _rebuild(
+            config, service, latest.parent, stem, trust_pickle, latest, env, tensorboard
         )
     else:
         model = _make_model(config, env, tensorboard)
     every = config.checkpoint_every or agent.total_steps
     callback_list: list[Any] = [
-        CheckpointCallback(
-            save_freq=max(1, every // agent.num_users),
-            save_path=str(folder.checkpoints),
-            name_prefix="agent",
-        ),
+        checkpoint_callback(max(1, every // agent.num_users), folder.checkpoints),
         *callbacks,
     ]
     if config.eval_every:
@@ -366,7 +429,9 @@ def train_agent(
             tb_log_name="run",
         )
     seconds = time.perf_counter() - started
-    model.save(folder.model)
+    from agents.agent_files import save_agent
+
+    save_agent(model, folder.root, "agent")
     summary = TrainingSummary(
         steps=int(model.num_timesteps),
         seconds=seconds,
@@ -378,9 +443,28 @@ def train_agent(
     return summary
 
 
-def _latest_checkpoint(folder: Path) -> Path | None:
-    files = sorted(folder.glob("agent_*_steps.zip"), key=lambda p: int(p.stem.split("_")[1]))
+def _latest_checkpoint(folder: Path, trust_pickle: bool) -> Path | None:
+    """The last checkpoint's ``agent_N_steps.json`` (or SB3 ``.zip``, if trusted)."""
+    suffixes = (".json", ".zip") if trust_pickle else (".json",)
+    files = [p for p in folder.glob("agent_*_steps.*") if p.suffix in suffixes]
+    files.sort(key=lambda p: (int(p.stem.split("_")[1]), p.suffix == ".json"))
     return files[-1] if files else None
+
+
+def checkpoint_callback(every_calls: int, folder: Path) -> Any:
+    """An SB3 callback writing the agent (`agents.agent_files`) to
+    ``folder/agent_<steps>_steps.{safetensors,json}`` every ``every_calls`` vector steps."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from agents.agent_files import save_agent
+
+    class SafetensorsCheckpoints(BaseCallback):  # type: ignore[misc]
+        def _on_step(self) -> bool:
+            if self.n_calls % every_calls == 0:
+                save_agent(self.model, folder, f"agent_{self.num_timesteps}_steps")
+            return True
+
+    return SafetensorsCheckpoints()
 
 
 def evaluation_callback(config: TrainRunConfig, service: Any, folder: AgentRunFolder) -> Any:

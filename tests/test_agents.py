@@ -3,6 +3,7 @@ candidate-scoring SB3 policies, the training config and its bad input, the basel
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import gymnasium as gym
@@ -492,8 +493,10 @@ def test_ppo_learns_to_beat_random_on_a_tiny_env(tmp_path: Any) -> None:
     summary = train_agent(config, tmp_path / "run", progress=False)
     assert summary.steps >= config.agent.total_steps
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
-        "agent_12288_steps.zip",
-        "agent_24576_steps.zip",
+        "agent_12288_steps.json",
+        "agent_12288_steps.safetensors",
+        "agent_24576_steps.json",
+        "agent_24576_steps.safetensors",
     ]
     from agents.training import load_agent
 
@@ -562,8 +565,11 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path: Any) -> None:
     longer = config.replace(agent=config.agent.replace(total_steps=512))
     resumed = train_agent(longer, tmp_path / "run", resume=True, progress=False)
     assert resumed.steps == 512
-    assert resumed.resumed_from.endswith("agent_256_steps.zip")
-    assert (tmp_path / "run" / "checkpoints" / "agent_512_steps.zip").is_file()
+    assert resumed.resumed_from.endswith("agent_256_steps.json")
+    assert (tmp_path / "run" / "checkpoints" / "agent_512_steps.safetensors").is_file()
+    # The reward normaliser's statistics are resumed too, not restarted.
+    layout = json.loads((tmp_path / "run" / "agent.json").read_text())
+    assert layout["reward_normalizer"]["count"] > 256
 
 
 def test_the_own_critic_trains_no_weight_of_the_candidates_logits() -> None:

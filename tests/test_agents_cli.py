@@ -42,7 +42,7 @@ def test_experiment_quick_writes_a_full_report(tmp_path: Path) -> None:
         "satisfaction.png",
         "total_watch.png",
         "learning_curve.png",
-        "agents/seed_3/model.zip",
+        "agents/seed_3/agent.safetensors",
         "agents/seed_4/evaluations.jsonl",
         "predictor/model/config.json",
     ):
@@ -132,7 +132,7 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
         "--no-progress",
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (run / "model.zip").is_file() and (run / "evaluations.jsonl").is_file()
+    assert (run / "agent.safetensors").is_file() and (run / "evaluations.jsonl").is_file()
     again = _cli(
         "train", "--output", str(run), "--agent.encoder", "none", "--agent.total-steps", "8"
     )

@@ -377,7 +377,7 @@ def test_loop_cli_quick(tmp_path: Path) -> None:
     )
     trainable = sum(value.numel() for value in adapted.parameters() if value.requires_grad)
     assert fit["stages"]["finetune"]["trainable_parameters"] == trainable
-    assert (out / "round_1" / "agent" / "model.zip").is_file()
+    assert (out / "round_1" / "agent" / "agent.safetensors").is_file()
     assert (out / "round_1" / "logs" / "_metadata.json").is_file()
     assert (out / "engagement_per_round.png").is_file()
     bad = _cli("loop", "--refit", "partial", "--output", str(tmp_path / "x"))

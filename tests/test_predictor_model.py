@@ -567,6 +567,18 @@ def test_corrupt_weights_file_raises_naming_it(checkpoint: Path) -> None:
         load_predictor(checkpoint)
 
 
+def test_non_finite_weights_are_refused_with_the_tensor_name(checkpoint: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = checkpoint / "model.safetensors"
+    tensors = load_file(str(weights))
+    name = sorted(key for key, value in tensors.items() if value.is_floating_point())[0]
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=rf"tensor '{name}' holds NaN or inf"):
+        load_predictor(checkpoint)
+
+
 def test_checkpoint_with_other_num_items_raises(checkpoint: Path) -> None:
     with pytest.raises(ValueError, match=r"trained for num_items=30, but num_items=40"):
         load_predictor(checkpoint, num_items=40)

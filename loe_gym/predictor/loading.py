@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from loe_gym.predictor.configuration_predictor import PredictorConfig
 from loe_gym.predictor.modeling_predictor import PredictorModel
+from loe_gym.tensors import check_finite
 
 __all__ = ["load_predictor"]
 
@@ -97,6 +98,7 @@ def load_predictor(
         unexpected=sorted(info.get("unexpected_keys", ())),
         mismatched=[str(item) for item in info.get("mismatched_keys", ())],
     )
+    check_finite(model.state_dict().items(), weights_file)
     return model.eval()
 
 
