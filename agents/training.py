@@ -29,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.configs import FUSION_ALGORITHMS, TrainRunConfig
+from loe_gym.envs.simulators import imported_module
 from loe_gym.errors import did_you_mean
 from loe_gym.run_folders import mark_run_folder, remove_run_folder
 
@@ -292,6 +293,15 @@ def load_agent(
             f"{folder.root} holds no config.json: pass a folder written by loe-gym train."
         )
     config = TrainRunConfig.from_dict(json.loads(folder.config.read_text()))
+    simulator = (config.env_options or {}).get("simulator")
+    if (module := imported_module(simulator)) is not None:
+        warnings.warn(
+            f"{folder.config} names the simulator {simulator!r}: building its environment "
+            f"imports the module {module!r}, which runs that module's code. Load run folders "
+            "from sources you trust only.",
+            UserWarning,
+            stacklevel=2,
+        )
     service = _service(str(config.predictor)) if config.agent.needs_predictor else None
     model = _rebuild(config, service, folder.root, "agent", trust_pickle, folder.model)
     policy = _as_policy(model, config, name or config.agent.algorithm, service)

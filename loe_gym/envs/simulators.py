@@ -22,6 +22,9 @@ BUILT_IN_SIMULATORS: dict[str, str] = {
 }
 
 _REQUIRED = ("catalog", "reset", "respond", "update", "user_features")
+_METHODS = ("reset", "respond", "update", "user_features")
+"""What a class named by a string must define before it is called (``catalog`` may be
+set in ``__init__``)."""
 
 
 def load_entry_point(entry_point: str) -> Any:
@@ -53,7 +56,9 @@ def make_simulator(
     """Build the simulator described by ``simulator`` (see `EnvConfig.simulator`)."""
     kwargs = dict(simulator_kwargs or {})
     if isinstance(simulator, str):
-        simulator = load_entry_point(BUILT_IN_SIMULATORS.get(simulator, simulator))
+        entry_point = BUILT_IN_SIMULATORS.get(simulator, simulator)
+        simulator = load_entry_point(entry_point)
+        _check_simulator_class(simulator, entry_point)
     if isinstance(simulator, type) or (callable(simulator) and not hasattr(simulator, "respond")):
         simulator = simulator(**kwargs)
     elif kwargs:
@@ -69,3 +74,33 @@ def make_simulator(
             "user_features, catalog) and run loe_gym.check_simulator on it."
         )
     return simulator
+
+
+def _check_simulator_class(value: Any, entry_point: str) -> None:
+    """Refuse, before calling it, anything a string names that is not a simulator class:
+    a string may come from a config file, and ``"os:system"`` must not run."""
+    if not isinstance(value, type):
+        raise ContractError(
+            f"Simulator entry point {entry_point!r} names a {type(value).__name__}, not a "
+            "class; a string may only name a class implementing loe_gym.UserSimulator "
+            "(pass other callables as Python objects, from your own code)."
+        )
+    missing = [name for name in _METHODS if not callable(getattr(value, name, None))]
+    if missing:
+        raise ContractError(
+            f"Simulator entry point {entry_point!r} names the class {value.__name__}, which "
+            f"lacks {', '.join(missing)}: it is not a loe_gym.UserSimulator, so it is not "
+            "called."
+        )
+
+
+def imported_module(simulator: Any) -> str | None:
+    """The module a simulator string would import that is not a built-in one, else None.
+
+    Readers of files that a user did not write themselves (a run folder's
+    ``config.json``) warn with it before building the simulator."""
+    if not isinstance(simulator, str) or simulator in BUILT_IN_SIMULATORS:
+        return None
+    if simulator in BUILT_IN_SIMULATORS.values():
+        return None
+    return simulator.partition(":")[0]
