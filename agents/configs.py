@@ -82,6 +82,13 @@ def _check_seeds(config: FrozenConfig, name: str = "seeds") -> None:
         raise ValueError(
             f"{type(config).__name__}.{name} must name at least one seed, e.g. (0, 1, 2)."
         )
+    repeated = sorted({seed for seed in seeds if list(seeds).count(seed) > 1})
+    if repeated:
+        raise ValueError(
+            f"{type(config).__name__}.{name} repeats {repeated} in {tuple(seeds)}: a repeated "
+            "seed repeats a population (or a training run), and the CIs would count it as "
+            "independent. Give distinct seeds, e.g. (0, 1, 2)."
+        )
 
 
 @dataclass(frozen=True)

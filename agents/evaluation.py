@@ -398,6 +398,11 @@ def evaluate(
         raise ValueError(f"num_users must be ≥ 1, got {num_users}.")
     if not seeds:
         raise ValueError("seeds must name at least one seed, e.g. seeds=(0, 1, 2, 3, 4).")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(
+            f"seeds repeat in {tuple(seeds)}: a repeated seed repeats a population, and the "
+            "CIs would count it as independent. Give distinct seeds, e.g. (0, 1, 2)."
+        )
     env = gym.make_vec(
         env_id,
         num_envs=num_users,

@@ -340,5 +340,19 @@ class FusionWeights(_ActsOnDecisionScores):
     def step(
         self, actions: Any
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        weights = np.asarray(actions)
+        expected = (self.num_envs, len(FUSION_TASKS))
+        if weights.shape != expected or weights.dtype.kind not in "fiu":
+            raise ValueError(
+                f"FusionWeights actions must be numbers of shape {expected} (num_users, one "
+                f"weight per task of {FUSION_TASKS}), got {weights.dtype} of shape "
+                f"{weights.shape}."
+            )
+        if not np.isfinite(weights).all():
+            user = int(np.flatnonzero(~np.isfinite(weights).all(axis=1))[0])
+            raise ValueError(
+                f"FusionWeights actions must be finite; user {user} got "
+                f"{weights[user].tolist()}. A NaN action usually means the agent diverged."
+            )
         slate_size = self.core.config.slate_size
-        return self._step(rank_by_weights(actions, self._decision_scores(), slate_size))
+        return self._step(rank_by_weights(weights, self._decision_scores(), slate_size))

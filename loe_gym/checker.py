@@ -16,7 +16,14 @@ import numpy as np
 
 from loe_gym.catalog import Catalog
 from loe_gym.errors import ContractError, ForkWarning
-from loe_gym.simulator import Responses, select_responses, select_users, state_fields, take_users
+from loe_gym.simulator import (
+    Responses,
+    replace_users,
+    select_responses,
+    select_users,
+    state_fields,
+    take_users,
+)
 
 
 def check_simulator(
@@ -48,17 +55,25 @@ def check_simulator(
     7. Inputs (state, slates, responses) are never mutated.
     8. ``expected_responses`` (if provided) gives ``click_probability`` in [0, 1] and
        ``watch_time ≥ 0`` of shape ``(n, k)``, and a batch equals its users one by one.
+    10. Sessions end within a few thousand random steps (a churned user is replaced; runs
+        on until a few users returned, unless every session ends in churn), and every response on the way keeps rule 3 (``gap_days ≥ 1`` where a
+        session ends without churn) and rule 5 (features finite, within the declared
+        ``user_feature_bounds``): short runs may see no session end at all.
     9. A state can be indexed by users (`loe_gym.simulator.take_users`, which forks of an
        env use), and two copies of a user shown the same slates under common random
        numbers (`loe_gym.envs.forking.CommonRandomNumbers`) respond and change alike:
        users do not influence each other and per-user draws have leading axis ``n``.
 
     Raises:
-        ContractError: the first of rules 1–8 the simulator breaks.
+        ContractError: the first of rules 1–8 and 10 the simulator breaks.
+        ValueError: ``num_users`` or ``num_steps`` below 1.
 
     Warns:
         ForkWarning: rule 9 does not hold (only `lookahead_oracle` needs it).
     """
+    for name, value in (("num_users", num_users), ("num_steps", num_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"check_simulator: {name} must be an int ≥ 1, got {value!r}.")
     _check_attributes(simulator)
     num_items = simulator.catalog.num_items
     for slate_size in slate_sizes:
@@ -73,6 +88,7 @@ def check_simulator(
                     f"(slate_size={slate_size}). Draw all randomness from the rng argument; "
                     "never use np.random.* module functions, Python's random, or hidden state."
                 )
+    _check_sessions(simulator, num_users, seed)
     _check_update_uses_its_arguments(simulator, num_users, seed)
     _check_privileged(simulator, num_users, seed)
     try:
@@ -104,6 +120,62 @@ def _check_attributes(simulator: Any) -> None:
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 0:
         raise ContractError(
             f"[rule 1: attributes] user_feature_size must be an int ≥ 0, got {size!r}."
+        )
+
+
+def _check_user_features(simulator: Any, state: Any, num_users: int) -> np.ndarray:
+    """Rule 5: shape, finiteness and the declared ``user_feature_bounds``."""
+    features = np.asarray(simulator.user_features(state))
+    if features.shape != (num_users, simulator.user_feature_size) or not np.all(
+        np.isfinite(features)
+    ):
+        raise ContractError(
+            f"[rule 5: user_features] expected finite values of shape "
+            f"({num_users}, {simulator.user_feature_size}), got shape {features.shape}."
+        )
+    low, high = getattr(simulator, "user_feature_bounds", (-np.inf, np.inf))
+    outside = (features < low) | (features > high)
+    if outside.any():
+        user, column = (int(i) for i in np.argwhere(outside)[0])
+        raise ContractError(
+            f"[rule 5: user_features] user {user}'s feature {column} is "
+            f"{features[user, column]}, outside the declared user_feature_bounds "
+            f"({low}, {high}); clip the features or widen the bounds."
+        )
+    return features
+
+
+def _check_sessions(
+    simulator: Any, num_users: int, seed: int, max_steps: int = 5000, wanted: int = 3
+) -> None:
+    """Rule 10: run users (a churned one is replaced by a new one) until ``wanted``
+    sessions have ended with a return, checking every response (gap_days ≥ 1 above all,
+    which short runs never reach) and feature; fail if no session ends."""
+    rng, slate_rng = np.random.default_rng(seed + 2), np.random.default_rng(seed + 3)
+    num_items = simulator.catalog.num_items
+    state = simulator.reset(num_users, rng)
+    ended = returned = 0
+    for _ in range(max_steps):
+        slates = _random_slates(slate_rng, num_users, num_items, 1)
+        responses = simulator.respond(state, slates, rng)
+        _check_responses(simulator, responses, num_users, 1)
+        state = _update(simulator, state, slates, responses, rng)
+        _check_user_features(simulator, state, num_users)
+        churned = np.asarray(responses.churned, bool)
+        ended += int(np.count_nonzero(responses.session_end))
+        returned += int(np.count_nonzero(responses.session_end & ~churned))
+        # Enough returns seen, or so many ends without one that users of this simulator
+        # live one session (RecSim's interest evolution): nothing more to exercise.
+        if returned >= wanted or (returned == 0 and ended >= 10 * wanted):
+            return
+        if churned.any():
+            state = replace_users(state, churned, simulator.reset(int(churned.sum()), rng))
+    if ended == 0:
+        raise ContractError(
+            f"[rule 10: sessions] no session ended in {max_steps} steps of {num_users} users "
+            "under random slates, so session ends and return gaps were never checked. The "
+            "env advances days only at session ends: end sessions (session_end) and bring "
+            "users back (gap_days ≥ 1) or let them churn."
         )
 
 
@@ -150,14 +222,7 @@ def _rollout(
                     f"{dtype} to shape {fields[name][0]} dtype {fields[name][1]}; keep each "
                     "field's shape and dtype fixed."
                 )
-        features = np.asarray(simulator.user_features(new_state))
-        if features.shape != (num_users, simulator.user_feature_size) or not np.all(
-            np.isfinite(features)
-        ):
-            raise ContractError(
-                f"[rule 5: user_features] expected finite values of shape "
-                f"({num_users}, {simulator.user_feature_size}), got shape {features.shape}."
-            )
+        features = _check_user_features(simulator, new_state, num_users)
         outputs.append((responses, state_fields(new_state), features))
         state = new_state
     return outputs

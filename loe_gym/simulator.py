@@ -240,6 +240,29 @@ def row_sum(values: np.ndarray) -> np.ndarray:
     return values[:, 0].copy() if values.shape[1] == 1 else values.sum(axis=1)
 
 
+def check_step(simulator: Any, responses: Responses, watch: np.ndarray) -> None:
+    """The cheap checks the env runs on every step, before it uses ``responses``: the
+    minutes (``watch``, ``(N,)``, their row sums) are finite, and a session that ends
+    without churn returns after ``gap_days ≥ 1`` (else days would run backwards).
+    Raises ``ValueError`` naming the simulator; `loe_gym.check_simulator` checks the rest."""
+    if not np.isfinite(watch.sum()):
+        users = np.flatnonzero(~np.isfinite(watch))[:5].tolist()
+        raise ValueError(
+            f"{simulator!r} returned NaN or inf watch_time for users {users}; the env does "
+            "not pass non-finite rewards to an agent. Fix the simulator (loe_gym."
+            "check_simulator finds such bugs)."
+        )
+    if np.count_nonzero(responses.session_end):
+        returning = responses.session_end & ~responses.churned
+        if np.count_nonzero(responses.gap_days[returning] < 1):
+            users = np.flatnonzero(returning & (responses.gap_days < 1))[:5].tolist()
+            raise ValueError(
+                f"{simulator!r} ended sessions without churn with gap_days < 1 for users "
+                f"{users} ({responses.gap_days[users].tolist()}); a returning user comes "
+                "back after gap_days ≥ 1 days. Fix the simulator."
+            )
+
+
 # --- sampling building blocks shared by user models -----------------------------------
 
 

@@ -59,8 +59,9 @@ class EnvConfig(FrozenConfig):
             raise ValueError(
                 f"history_length must be a non-negative integer, got {self.history_length!r}."
             )
-        if self.max_episode_steps is not None and (
-            not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 1
+        steps = self.max_episode_steps
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
         ):
             raise ValueError(
                 f"max_episode_steps must be a positive integer or None, got {self.max_episode_steps!r}."

@@ -9,6 +9,7 @@ shapes, so that RecSim policies carry over.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,3 +116,25 @@ def updated_profile(profile: np.ndarray, features: np.ndarray, responses: Any) -
     new[..., :-1] = np.clip(moved, low, high)
     new[..., -1] = totals
     return new
+
+
+def check_memory(num_users: int, single_space: spaces.Dict) -> None:
+    """Raise ``MemoryError`` with the fix before allocating for ``num_users`` users whose
+    observations alone (kept about three times over: observation, history, buffers)
+    would not fit in this machine's memory."""
+    per_user = sum(
+        int(np.prod(space.shape)) * np.dtype(space.dtype).itemsize
+        for space in single_space.spaces.values()
+    )
+    needed = 3 * num_users * per_user
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not POSIX: let numpy decide
+        return
+    if needed > available:
+        raise MemoryError(
+            f"num_envs={num_users} users need about {needed / 2**30:,.0f} GiB "
+            f"({per_user:,} bytes of observation each, kept ~3 times) but this machine has "
+            f"{available / 2**30:,.0f} GiB. Lower num_envs, or shard the population across "
+            "processes (agents.evaluation evaluates several seeds' populations in turn)."
+        )

@@ -18,13 +18,14 @@ from loe_gym.envs.config import EnvConfig, parse_autoreset
 from loe_gym.envs.observations import (
     PROFILE_WEIGHTS,
     ObservationLayout,
+    check_memory,
     history_features,
     updated_profile,
 )
 from loe_gym.envs.rendering import RENDER_FPS, RENDER_MODES, check_render_mode, render_text
 from loe_gym.envs.simulators import make_simulator
 from loe_gym.errors import did_you_mean
-from loe_gym.simulator import Responses, replace_users, row_sum
+from loe_gym.simulator import Responses, check_step, replace_users, row_sum
 from loe_gym.spaces import SlateSpace, replace_repeats
 from loe_gym.types import BoolArray, Generator, IntArray
 
@@ -240,6 +241,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         )
         user_bounds = tuple(getattr(self.simulator, "user_feature_bounds", (-np.inf, np.inf)))
         self.single_observation_space = self.layout.space(self.catalog, user_bounds)  # type: ignore[arg-type]
+        check_memory(self.num_envs, self.single_observation_space)  # before batching it
         if cfg.slate_size == 1:
             self.single_action_space: spaces.Space[Any] = spaces.Discrete(cfg.num_candidates)
             self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -268,6 +270,8 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
                     f"int seed, not a list of {len(seed)} seeds."
                 )
             raise TypeError(f"seed must be an int or None, got {seed!r}.")
+        if seed is not None and seed < 0:
+            raise ValueError(f"seed must be a non-negative int or None, got {seed}.")
         options = dict(options or {})
         unknown = [key for key in options if key != "reset_mask"]
         if unknown:
@@ -388,10 +392,11 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         slates = self._candidates[self._rows, slots]
         state = self._state
         responses = self.simulator.respond(state, slates, self._rng)
+        watch = row_sum(responses.watch_time)
+        check_step(self.simulator, responses, watch)  # before anything changes
         self._state = self.simulator.update(state, slates, responses, self._rng)
 
         clicks = row_sum(responses.clicked).astype(np.float64)
-        watch = row_sum(responses.watch_time)
         reward = watch if cfg.reward == "watch_time" else clicks
 
         terminated, truncated = self._advance_time(day, session, step_in_session, responses)
