@@ -230,8 +230,38 @@ def _with_horizon(options: dict[str, Any], horizon_days: int | None) -> dict[str
     return options
 
 
-def _logging_behaviour(policy: str | Policy, seed: int) -> Policy:
-    """The logging policy a name stands for (a `Policy` object is taken as it is)."""
+def deployable_probabilities(env: RecommendationVectorEnv) -> dict[str, float]:
+    """`DEPLOYABLE_POLICY` for ``env``'s catalog: the components whose public inputs the
+    catalog has (topics, ``ctr_estimate``, ``completion_estimate``), sharing the
+    non-random probability in their proportions; ``random`` keeps its own. Raises naming
+    the alternatives when the catalog supports none of them."""
+    supported, reasons = {}, []
+    for name, probability in DEPLOYABLE_POLICY.items():
+        if name == "random":
+            continue
+        try:
+            _make_policy(name, seed=0).check(env)  # type: ignore[attr-defined]
+        except ValueError as error:
+            reasons.append(str(error))
+        else:
+            supported[name] = probability
+    if not supported:
+        raise ValueError(
+            "The deployable logging policy reads public features this catalog lacks: "
+            + " ".join(reasons)
+            + " Choose another logging policy: random, a reference policy that reads your "
+            "catalog, or mixed / diverse (they read the simulator's state)."
+        )
+    random_share = DEPLOYABLE_POLICY["random"]
+    scale = (1.0 - random_share) / sum(supported.values())
+    return {"random": random_share, **{n: p * scale for n, p in supported.items()}}
+
+
+def _logging_behaviour(
+    policy: str | Policy, seed: int, env: RecommendationVectorEnv | None = None
+) -> Policy:
+    """The logging policy a name stands for (a `Policy` object is taken as it is);
+    ``deployable`` is fitted to ``env``'s catalog (`deployable_probabilities`)."""
     if not isinstance(policy, str):
         return policy
     if policy == "mixed":
@@ -240,7 +270,7 @@ def _logging_behaviour(policy: str | Policy, seed: int) -> Policy:
         return MixedPolicy(seed=seed, per_user_concentration=DIVERSE_CONCENTRATION)
     if policy == "deployable":
         return MixedPolicy(
-            DEPLOYABLE_POLICY,
+            DEPLOYABLE_POLICY if env is None else deployable_probabilities(env),
             seed=seed,
             per_user_concentration=DIVERSE_CONCENTRATION,
             name="deployable",
@@ -353,12 +383,17 @@ def collect_logs(
     num_users = check_positive_int("num_users", num_users)
     max_steps = check_positive_int("max_steps", max_steps)
     options = _with_horizon(dict(env_options or {}), horizon_days)
-    # Build the policy before the environment and the log: a bad name creates nothing.
-    behaviour = _logging_behaviour(policy, seed)
+    # Build the policy before the log: a bad name or catalog creates nothing.
+    _logging_behaviour(policy, seed)
     env = gym.make_vec(
         env_id, num_envs=num_users, vectorization_mode="vector_entry_point", **options
     )
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
+    try:
+        behaviour = _logging_behaviour(policy, seed, core)
+    except BaseException:
+        env.close()
+        raise
     started = time.perf_counter()
     try:
         logged = _open_log(core, behaviour, path, rows_per_group, overwrite, privileged)

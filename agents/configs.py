@@ -336,11 +336,32 @@ class TrainRunConfig(FrozenConfig):
         self._check_numbers()
         self._check_positive("eval_users")
         self._check_nonnegative("eval_every", "checkpoint_every")
-        if self.env_options is not None and not isinstance(self.env_options, dict):
-            raise TypeError(
-                f"env_options must be a dict of environment options, got {self.env_options!r}."
-            )
+        check_environment(self)
         self.agent.check_predictor(self.predictor)
+
+
+GENERIC_ENV = "loe_gym/Recommendation-v0"
+"""The id that hosts any simulator (``env_options["simulator"]``)."""
+
+
+def check_environment(config: Any, *, options_may_follow: bool = False) -> None:
+    """``config.env_options`` is a dict or None, and the generic id names its simulator
+    (without one it would silently run the default engagement simulator); with
+    ``options_may_follow`` (evaluate: the agents' options apply) the second is skipped."""
+    options = config.env_options
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"env_options must be a dict of environment options, got {options!r}.")
+    if (
+        config.env_id == GENERIC_ENV
+        and "simulator" not in (options or {})
+        and not options_may_follow
+    ):
+        raise ValueError(
+            f"{type(config).__name__}: {GENERIC_ENV} hosts your own simulator; name it "
+            """with --env-options '{"simulator": "my_package.module:MyUsers"}' (or use """
+            "a registered id such as loe_gym/Engagement-v0): without one it would "
+            "silently run the default engagement simulator."
+        )
 
 
 def _check_history(config: Any) -> None:
@@ -368,6 +389,9 @@ class ExperimentConfig(FrozenConfig):
 
     env_id: str = DEFAULT_ENV
     """Registered environment id: the world the logs come from and the agent acts in."""
+    env_options: dict[str, Any] | None = None
+    """Keyword options of that environment (JSON), e.g. your simulator:
+    ``{"simulator": "my_package.users:MyUsers", "simulator_kwargs": {...}}``."""
     collect: CollectConfig = field(
         # Seed 100: the logged population is not one of the evaluation populations.
         default_factory=lambda: CollectConfig(num_users=2000, policy="mixed", seed=100)
@@ -391,6 +415,7 @@ class ExperimentConfig(FrozenConfig):
     """Users of each learning-curve evaluation (population seed 10 000 + agent seed)."""
 
     def __post_init__(self) -> None:
+        check_environment(self)
         _check_history(self)
         object.__setattr__(self, "training_seeds", tuple(self.training_seeds))
         if len(set(self.training_seeds)) != len(self.training_seeds):
@@ -415,6 +440,9 @@ class LoopConfig(FrozenConfig):
 
     env_id: str = DEFAULT_ENV
     """The ground-truth environment."""
+    env_options: dict[str, Any] | None = None
+    """Keyword options of that environment (JSON), e.g. ``{"simulator": "pkg.mod:Users"}``
+    (``horizon_days`` is the loop's own option)."""
     rounds: int = 3
     """Rounds after round 0."""
     horizon_days: int = 30
@@ -447,6 +475,12 @@ class LoopConfig(FrozenConfig):
         self._check_unit_interval("exploration")
         self._check_choice("refit", REFITS)
         self._check_choice("train_on", TRAIN_WORLDS)
+        check_environment(self)
+        if "horizon_days" in (self.env_options or {}):
+            raise ValueError(
+                "LoopConfig.env_options sets horizon_days; give it as --horizon-days (the "
+                "loop's own option) instead."
+            )
         _check_history(self)
 
 
@@ -517,6 +551,7 @@ class ValidationConfig(FrozenConfig):
         self._check_numbers()
         self._check_positive("horizon_days")
         self._check_nonnegative("ctr_tolerance", "session_length_tolerance", "return_tolerance")
+        check_environment(self)
         object.__setattr__(self, "agents", tuple(self.agents))
         if self.fitted_predictor is not None and self.logs is None:
             raise ValueError(
@@ -581,6 +616,7 @@ class PolicyTableConfig(FrozenConfig):
     """Settings of ``lookahead_oracle`` where it is among the policies."""
 
     def __post_init__(self) -> None:
+        check_environment(self)
         object.__setattr__(self, "policies", tuple(self.policies))
 
 
@@ -615,6 +651,9 @@ class CollectLogsConfig(FrozenConfig):
     {"appeal_weight": 3.0}}`` for a shifted population."""
     collect: CollectConfig = field(default_factory=CollectConfig)
     """The logged population and policy."""
+
+    def __post_init__(self) -> None:
+        check_environment(self)
 
 
 EVALUATE_BASELINES = (
@@ -653,6 +692,7 @@ class EvaluateConfig(FrozenConfig):
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents", tuple(self.agents))
         object.__setattr__(self, "baselines", tuple(self.baselines))
+        check_environment(self, options_may_follow=bool(self.agents))
 
 
 @dataclass(frozen=True)

@@ -506,7 +506,9 @@ def evaluate_runs(config: Any, *, progress: bool = True, trust_pickle: bool = Fa
             _check_shared_predictor(wrap_config, run_config, run)
             service, wrap_config = agent_service, run_config
         policies.append(policy)
-    baselines, service, wrap_config = _baselines(config, service, wrap_config, policies)
+    baselines, service, wrap_config = _baselines(
+        config, service, wrap_config, policies, env_options
+    )
     policies += baselines
     wrappers = (
         predictor_wrappers(wrap_config, service, for_training=False)
@@ -549,7 +551,11 @@ def _check_shared_predictor(current: Any, new: Any, run: str) -> None:
 
 
 def _baselines(
-    config: Any, service: Any, wrap_config: Any, agents: Sequence[Any] = ()
+    config: Any,
+    service: Any,
+    wrap_config: Any,
+    agents: Sequence[Any] = (),
+    env_options: Mapping[str, Any] | None = None,
 ) -> tuple[list[Any], Any, Any]:
     """The baselines' policies, and the predictor ``myopic_predicted`` acts on; the
     lookahead oracle's portfolio also holds ``agents``, the runs it is judged against."""
@@ -573,7 +579,8 @@ def _baselines(
         if name == "popularity":
             if config.logs is None:
                 raise ValueError("The popularity baseline counts clicks in logs: pass --logs DIR.")
-            policies.append(PopularityPolicy(_item_clicks(config.logs, config.env_id)))
+            clicks = _item_clicks(config.logs, config.env_id, env_options)
+            policies.append(PopularityPolicy(clicks))
         elif name in ("myopic_predicted", "greedy_reward_model"):
             if service is None:
                 if config.predictor is None:
@@ -601,11 +608,12 @@ def _reference_policy(name: str, lookahead: Any, agents: Sequence[Any] = ()) -> 
     return make_policy(name)
 
 
-def _item_clicks(logs: str, env_id: str) -> np.ndarray:
-    """Clicks per catalog item in ``logs``, sized from ``env_id``'s catalog."""
+def _item_clicks(logs: str, env_id: str, env_options: Mapping[str, Any] | None) -> np.ndarray:
+    """Clicks per catalog item in ``logs``, sized from the catalog of the env evaluated
+    (``env_id`` with its ``env_options``: a custom simulator's catalog, not the default)."""
     from loe_gym.predictor.sequences import logged_item_popularity
 
-    env = gym.make(env_id)
+    env = gym.make(env_id, **dict(env_options or {}))
     num_items = int(env.unwrapped.catalog.num_items)  # type: ignore[attr-defined]
     env.close()
     return logged_item_popularity(logs, num_items)

@@ -44,6 +44,7 @@ from agents.training import (
 )
 from loe_gym.predictor.pipeline import fit_predictor
 from loe_gym.predictor.sequences import logged_item_popularity
+from loe_gym.run_folders import finish_run_folder
 
 __all__ = ["ExperimentConfig", "run_experiment"]
 
@@ -72,6 +73,7 @@ def run_experiment(
         policy=collect.policy,
         seed=collect.seed,
         progress=progress,
+        env_options=config.env_options,
     )
     seconds["logs"] = time.perf_counter() - started
 
@@ -85,6 +87,7 @@ def run_experiment(
     for agent in agent_runs(config, folder):
         run = TrainRunConfig(
             env_id=config.env_id,
+            env_options=config.env_options,
             predictor=str(fit.folder.model),
             agent=config.agent.replace(seed=agent.seed),
             eval_users=config.curve_users,
@@ -99,7 +102,9 @@ def run_experiment(
     started = stage("experiment", "evaluate", progress)
     evaluation = _evaluate(config, folder, progress)
     seconds["evaluation"] = time.perf_counter() - started
-    return _write_report(config, folder, evaluation, seconds, trainings, fit.test)
+    metrics = _write_report(config, folder, evaluation, seconds, trainings, fit.test)
+    finish_run_folder(folder, "experiment")
+    return metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +144,7 @@ def _evaluate(config: ExperimentConfig, folder: Path, progress: bool) -> Any:
     return evaluate(
         config.env_id,
         policies,
+        env_options=config.env_options,
         num_users=config.evaluation.num_users,
         seeds=config.evaluation.seeds,
         progress=progress,

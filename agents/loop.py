@@ -42,6 +42,7 @@ from agents.report import prepare_report_folder, stage
 from agents.training import check_env_id, load_agent, predictor_wrappers, train_agent
 from agents.validation import fit_learned_simulator, learned_env_options
 from loe_gym.logs import read_log
+from loe_gym.run_folders import finish_run_folder
 
 __all__ = ["ExplorationPolicy", "LoopConfig", "round_summary", "run_loop"]
 
@@ -179,6 +180,7 @@ def run_loop(
     payload = {"config": config.to_dict(), "rounds": rounds, "seconds": seconds}
     (folder / "metrics.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
     (folder / "report.md").write_text(_markdown(config, rounds, seconds))
+    finish_run_folder(folder, "loop")
     return payload
 
 
@@ -197,6 +199,7 @@ def _deploy(
         seed=100 + index,
         horizon_days=config.horizon_days,
         progress=progress,
+        env_options=config.env_options,
         wrappers=wrappers,
     )
     summary = {"policy": policy.name, **round_summary(logs)}
@@ -228,7 +231,10 @@ def _round(
     )
     fit = fit_learned_simulator(logs, round_folder / "predictor", fit_config, progress=progress)
     seconds_fit = time.perf_counter() - started
-    env_options: dict[str, Any] = {"horizon_days": config.horizon_days}
+    env_options: dict[str, Any] = {
+        **(config.env_options or {}),
+        "horizon_days": config.horizon_days,
+    }
     if config.train_on == "learned":
         env_options.update(
             learned_env_options(fit.folder.model, folder / "round_0" / "logs", fit.test)

@@ -317,20 +317,27 @@ class TopicAffinityPolicy(_ScoringPolicy):
     score is the user's smoothed click rate on its topic in the observed history,
     ``(clicks + 1) / (shown + 2)`` over ``obs["history_item_ids"]`` (topics from the
     public catalog), times the candidate's public ``weight_features`` (by default the
-    catalog's CTR and completion estimates: a crude expected completed click).
+    catalog's CTR and completion estimates, those of them it has: a crude expected
+    completed click).
 
     Args:
         weight_features: public item features multiplied into the score; ``()`` for the
-            topic click rate alone (which repeats topics until the user tires of them).
+            topic click rate alone (which repeats topics until the user tires of them);
+            None (default) for `DEFAULT_WEIGHT_FEATURES` that the catalog has.
     """
 
     name = "topic_affinity"
     privileged = False
 
-    def __init__(
-        self, weight_features: Sequence[str] = ("ctr_estimate", "completion_estimate")
-    ) -> None:
-        self.weight_features = tuple(weight_features)
+    DEFAULT_WEIGHT_FEATURES = ("ctr_estimate", "completion_estimate")
+
+    def __init__(self, weight_features: Sequence[str] | None = None) -> None:
+        self.weight_features = None if weight_features is None else tuple(weight_features)
+
+    def _weights(self, names: Sequence[str]) -> tuple[str, ...]:
+        if self.weight_features is None:
+            return tuple(f for f in self.DEFAULT_WEIGHT_FEATURES if f in names)
+        return self.weight_features
 
     def __repr__(self) -> str:
         return f"TopicAffinityPolicy(weight_features={self.weight_features!r})"
@@ -338,10 +345,10 @@ class TopicAffinityPolicy(_ScoringPolicy):
     def check(self, env: RecommendationVectorEnv) -> None:
         """Raise a clear error if ``env`` lacks topics, the weight features or the history."""
         names = env.catalog.feature_names
-        missing = [f for f in self.weight_features if f not in names]
+        missing = [f for f in self._weights(names) if f not in names]
         if missing:
             raise ValueError(
-                f"topic_affinity weighs by the public features {list(self.weight_features)}, "
+                f"topic_affinity weighs by the public features {list(self._weights(names))}, "
                 f"but this catalog lacks {missing}; pass weight_features=() or some of "
                 f"{', '.join(names)}."
             )
@@ -365,7 +372,7 @@ class TopicAffinityPolicy(_ScoringPolicy):
         same = history_topics[:, None, :] == topics[candidates][:, :, None]
         clicks = (same & clicked[:, None, :]).sum(axis=2)
         scores = (clicks + 1.0) / (same.sum(axis=2) + 2.0)
-        for feature in self.weight_features:
+        for feature in self._weights(names):
             scores = scores * obs["candidate_features"][..., names.index(feature)]
         return scores
 

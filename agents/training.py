@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +32,7 @@ import numpy as np
 from agents.configs import FUSION_ALGORITHMS, TrainRunConfig
 from loe_gym.envs.simulators import imported_module
 from loe_gym.errors import did_you_mean
-from loe_gym.run_folders import mark_run_folder, remove_run_folder
+from loe_gym.run_folders import finish_run_folder, mark_run_folder, remove_run_folder
 
 __all__ = [
     "AgentRunFolder",
@@ -100,7 +101,19 @@ class TrainingSummary:
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise on an unregistered env id, suggesting the near ones."""
+    """Raise on an unregistered env id, suggesting the near ones. ``"module:id"`` (the
+    form ``gym.make`` takes) imports ``module`` first, which registers ``id``."""
+    if ":" in env_id:
+        import importlib
+
+        module, _, env_id = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ImportError(
+                f"Cannot import {module!r} of the env id {module}:{env_id} ({error}); "
+                "check the module path and that its package is installed."
+            ) from error
     if env_id not in gym.registry:
         known = [n for n in gym.registry if n.startswith("loe_gym/")]
         raise ValueError(
@@ -419,6 +432,7 @@ def train_agent(
         model = _rebuild(
             config, service, latest.parent, stem, trust_pickle, latest, env, tensorboard
         )
+        _forget_evaluations_after(folder.evaluations, model.num_timesteps)
     else:
         model = _make_model(config, env, tensorboard)
     every = config.checkpoint_every or agent.total_steps
@@ -449,8 +463,22 @@ def train_agent(
         resumed_from=None if latest is None else str(latest),
     )
     folder.summary.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    finish_run_folder(folder.root, "train")
     env.close()
     return summary
+
+
+def _forget_evaluations_after(path: Path, steps: int) -> None:
+    """Drop the evaluations an interrupted run wrote after its last checkpoint: the
+    resumed run evaluates those steps again (without this they would appear twice)."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line)["steps"] <= steps]
+    if len(kept) < len(lines):
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_text("".join(line + "\n" for line in kept))
+        os.replace(temporary, path)
 
 
 def _latest_checkpoint(folder: Path, trust_pickle: bool) -> Path | None:

@@ -43,6 +43,7 @@ from loe_gym.predictor.configs import FitPredictorConfig
 from loe_gym.predictor.pipeline import FitPredictorResult, PredictorRunFolder, fit_predictor
 from loe_gym.predictor.sequences import logged_item_popularity
 from loe_gym.predictor.serving import PredictorService
+from loe_gym.run_folders import finish_run_folder
 
 __all__ = [
     "FIDELITY_METRICS",
@@ -326,6 +327,7 @@ def validate_simulator(
     }
     (folder / "metrics.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
     (folder / "report.md").write_text(_markdown(comparison, config, seconds))
+    finish_run_folder(folder, "validate-simulator")
     return comparison
 
 

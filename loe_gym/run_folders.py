@@ -23,15 +23,30 @@ def is_run_folder(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / MARKER).is_file()
 
 
-def mark_run_folder(path: str | os.PathLike[str], command: str) -> None:
-    """Create ``path`` if needed and mark it as ``command``'s run folder (kept if marked)."""
+def mark_run_folder(path: str | os.PathLike[str], command: str, *, finished: bool = False) -> None:
+    """Create ``path`` if needed and mark it as ``command``'s run folder (an existing
+    marker is kept, unless ``finished`` records that the run completed)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     marker = path / MARKER
-    if not marker.exists():
+    if finished or not marker.exists():
+        record = {"written_by": "loe_gym", "command": command, "finished": finished}
         temporary = path / f".{MARKER}.tmp"
-        temporary.write_text(json.dumps({"written_by": "loe_gym", "command": command}) + "\n")
+        temporary.write_text(json.dumps(record) + "\n")
         os.replace(temporary, marker)
+
+
+def finish_run_folder(path: str | os.PathLike[str], command: str) -> None:
+    """Record that ``command``'s run in ``path`` completed (see `prepare_run_folder`)."""
+    mark_run_folder(path, command, finished=True)
+
+
+def _unfinished_run_of(path: Path, command: str) -> bool:
+    try:
+        record = json.loads((path / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return record.get("command") == command and record.get("finished") is False
 
 
 def remove_run_folder(path: str | os.PathLike[str]) -> None:
@@ -62,15 +77,21 @@ def prepare_run_folder(path: str | os.PathLike[str], command: str, *, overwrite:
     """An empty folder marked as ``command``'s run folder.
 
     An existing non-empty folder is refused unless ``overwrite``; then it is deleted first
-    if (and only if) a loe_gym command wrote it (see `remove_run_folder`).
+    if (and only if) a loe_gym command wrote it (see `remove_run_folder`). A run of the
+    same command that failed or was killed before `finish_run_folder` never blocks its
+    own retry: its folder is replaced without ``overwrite``.
     """
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        if not overwrite:
+        if path.is_dir() and _unfinished_run_of(path, command):
+            print(f"[{command}] replacing the unfinished run in {path}", flush=True)
+            remove_run_folder(path)
+        elif not overwrite:
             raise FileExistsError(
                 f"{str(path)!r} exists and is not empty; choose another output folder or "
                 "pass --overwrite (overwrite=True) to replace a previous run there."
             )
-        remove_run_folder(path)
+        else:
+            remove_run_folder(path)
     mark_run_folder(path, command)
     return path

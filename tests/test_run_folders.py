@@ -18,7 +18,13 @@ from agents.configs import TrainConfig, TrainRunConfig
 from agents.training import train_agent
 from loe_gym.predictor.configs import FitPredictorConfig, ModelConfig, TrainingConfig
 from loe_gym.predictor.pipeline import fit_predictor
-from loe_gym.run_folders import MARKER, is_run_folder, prepare_run_folder, remove_run_folder
+from loe_gym.run_folders import (
+    MARKER,
+    finish_run_folder,
+    is_run_folder,
+    prepare_run_folder,
+    remove_run_folder,
+)
 
 
 def _thesis(tmp_path: Path) -> Path:
@@ -37,6 +43,12 @@ def test_overwrite_replaces_only_what_loe_gym_wrote(tmp_path: Path) -> None:
 
     run = prepare_run_folder(tmp_path / "run", "experiment", overwrite=False)
     (run / "report.md").write_text("old")
+    # A failed or killed run never blocks its own retry...
+    assert prepare_run_folder(run, "experiment", overwrite=False) == run
+    assert not (run / "report.md").exists()
+    # ...but a finished one is replaced only with overwrite.
+    (run / "report.md").write_text("old")
+    finish_run_folder(run, "experiment")
     with pytest.raises(FileExistsError, match="pass --overwrite"):
         prepare_run_folder(run, "experiment", overwrite=False)
     prepare_run_folder(run, "loop", overwrite=True)

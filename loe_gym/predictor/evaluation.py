@@ -308,5 +308,9 @@ def _evaluate(
     finally:
         model.train(was_training)
     if collector.rows == 0:
-        raise ValueError("evaluate got no batches; pass at least one batch of rows.")
+        raise ValueError(
+            "evaluate got no rows to score: the users of this split have no rows with a "
+            "target (too few users, or lives too short). Collect more users or longer "
+            "lives, or pass at least one batch of rows."
+        )
     return _metrics(collector)

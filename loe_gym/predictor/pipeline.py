@@ -33,7 +33,7 @@ from loe_gym.predictor.modeling_predictor import PredictorModel
 from loe_gym.predictor.ranking_baselines import PopularityRanker, ranking_scores, train_gru_ranker
 from loe_gym.predictor.sequences import UserSequences, item_popularity, load_sequences, split_users
 from loe_gym.predictor.training import FitResult, finetune, pretrain
-from loe_gym.run_folders import mark_run_folder, remove_run_folder
+from loe_gym.run_folders import finish_run_folder, mark_run_folder, remove_run_folder
 
 __all__ = ["FitPredictorResult", "PredictorRunFolder", "build_model", "fit_predictor"]
 
@@ -216,6 +216,14 @@ def fit_predictor(
         test_fraction=config.test_fraction,
         seed=config.training.seed,
     )
+    for name, part in (("training", train), ("validation", validation), ("test", test)):
+        if part.num_users == 0 and (name != "validation" or config.validation_fraction > 0):
+            raise ValueError(
+                f"The log {str(log_path)!r} holds {sequences.num_users} users, which leaves "
+                f"none for the {name} split (validation_fraction="
+                f"{config.validation_fraction}, test_fraction={config.test_fraction}); "
+                "collect more users or change the fractions."
+            )
     model = build_model(config, num_items, features)
     batches = _BatchBuilder(config, model.config, features)
     trained, stages, train_targets = _train(
@@ -249,6 +257,7 @@ def fit_predictor(
     folder.config.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     folder.metrics.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default))
     folder.report.write_text(render_report(result.to_dict()))
+    finish_run_folder(folder.root, "fit-predictor")
     return result
 
 
