@@ -170,6 +170,9 @@ class CollectLogs(Command):
     )
     overwrite: bool = False
     """Replace an existing log."""
+    resume: bool = False
+    """Continue the unfinished log in --output (a killed run) with the same options: it
+    ends with the rows an uninterrupted run writes."""
 
     def run(self) -> int:
         from agents.collect import collect_logs
@@ -183,6 +186,7 @@ class CollectLogs(Command):
             policy=self.config.collect.policy,
             seed=self.config.collect.seed,
             overwrite=self.overwrite,
+            resume=self.resume,
             progress=self.progress,
             env_options=self.config.env_options or {},
         )
@@ -202,7 +206,9 @@ class FitPredictor(Command):
         default_factory=FitPredictorConfig
     )
     overwrite: bool = False
-    """Replace a finished run in --output."""
+    """Start afresh in --output (a finished run there included)."""
+    allow_partial: bool = False
+    """Train on a log whose collection never finished (its last lives are cut short)."""
 
     def run(self) -> int:
         from loe_gym.predictor.pipeline import fit_predictor
@@ -214,6 +220,7 @@ class FitPredictor(Command):
             self.config,
             overwrite=self.overwrite,
             progress=self.progress,
+            allow_partial=self.allow_partial,
         )
         print(result.folder.report.read_text())
         print(f"wrote {output}/model, metrics.json, report.md ({result.seconds:.0f} s)")

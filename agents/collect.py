@@ -285,6 +285,8 @@ def _open_log(
     rows_per_group: int,
     overwrite: bool,
     privileged: bool,
+    run: Mapping[str, Any],
+    resume: bool,
 ) -> LogInteractions:
     """The logging wrapper, once the policy's needs of the catalog are checked."""
     # Policies that need features of the catalog say so before the log is created.
@@ -303,6 +305,8 @@ def _open_log(
         overwrite=overwrite,
         privileged=privileged,
         policy_components=components,
+        run=run,
+        resume=resume,
     )
 
 
@@ -354,6 +358,7 @@ def collect_logs(
     env_options: Mapping[str, Any] | None = None,
     max_steps: int = 100_000,
     wrappers: Sequence[Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]] = (),
+    resume: bool = False,
 ) -> LogSummary:
     """Run ``num_users`` users of ``env_id`` through their whole lives and log every step.
 
@@ -376,6 +381,9 @@ def collect_logs(
         wrappers: vector wrappers between the logged environment and the policy (e.g.
             `agents.training.predictor_wrappers` for an agent on the predictor); the
             log records what the environment did, whatever the wrappers add.
+        resume: continue the unfinished log at ``path`` (a killed run) written with the
+            same arguments: the run is replayed and only the rows its parts lack are
+            written, so the log ends as an uninterrupted run's (`loe_gym.logs.resume`).
 
     Returns:
         A `LogSummary` of the rows, users and sessions written.
@@ -395,8 +403,19 @@ def collect_logs(
         env.close()
         raise
     started = time.perf_counter()
+    # What makes the rows: a resumed log must have been started with the same.
+    run = {
+        "env_id": env_id,
+        "env_options": options,
+        "num_users": num_users,
+        "policy": policy if isinstance(policy, str) else repr(policy),
+        "seed": seed,
+        "max_steps": max_steps,
+    }
     try:
-        logged = _open_log(core, behaviour, path, rows_per_group, overwrite, privileged)
+        logged = _open_log(
+            core, behaviour, path, rows_per_group, overwrite, privileged, run, resume
+        )
     except BaseException:
         env.close()
         raise

@@ -50,7 +50,7 @@ def log_fingerprint(path: str | os.PathLike[str]) -> str:
     """SHA-256 over the log's parts, catalog and metadata (names and bytes): equal for
     the same log, different as soon as one byte of it differs."""
     path = Path(path)
-    files = log_part_files(path)
+    files = log_part_files(path, allow_partial=True)
     if path.is_dir():
         files += [path / name for name in (CATALOG_FILE, METADATA_FILE) if (path / name).is_file()]
     digest = hashlib.sha256()
@@ -62,12 +62,34 @@ def log_fingerprint(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def _parquet(read: Any, file: Path, **options: Any) -> Any:
+    """``read(file, **options)`` with pyarrow's errors on a corrupt, truncated or foreign
+    file turned into a `LogSchemaError` that names the file and the fix."""
+    try:
+        return read(file, **options)
+    except (pa.ArrowException, OSError) as error:
+        raise LogSchemaError(
+            f"{str(file)!r} is not a readable Parquet file ({error}): it is truncated, "
+            "corrupt or not Parquet. Remove it (and its entry in _metadata.json) or "
+            "write the log again."
+        ) from error
+
+
 def read_log_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The contents of a log's ``_metadata.json``, or None if it has none."""
     file = Path(path) / METADATA_FILE
     if not file.exists():
         return None
-    return json.loads(file.read_text())  # type: ignore[no-any-return]
+    try:
+        metadata = json.loads(file.read_text())
+    except ValueError as error:  # JSONDecodeError and bad UTF-8
+        raise LogSchemaError(
+            f"{str(file)!r} is not valid JSON ({error}): the log's metadata is corrupt. "
+            "Collect or import the log again (or delete that file to read the parts alone)."
+        ) from error
+    if not isinstance(metadata, dict):
+        raise LogSchemaError(f"{str(file)!r} must hold a JSON object, got {metadata!r:.80}.")
+    return metadata
 
 
 def _check_schema(file: Path, schema: pa.Schema) -> pa.Schema:
@@ -153,11 +175,13 @@ def _check_rows(file: Path, table: pa.Table) -> None:
         _first_bad_row(file, name, bad, values, "is outside [0, 1]")
 
 
-def log_part_files(path: str | os.PathLike[str]) -> list[Path]:
+def log_part_files(path: str | os.PathLike[str], *, allow_partial: bool = False) -> list[Path]:
     """The part files of the log at ``path`` in order (``[path]`` for a single part file).
 
     Raises `FileNotFoundError` when there is no log, and `LogSchemaError` when parts
-    listed in ``_metadata.json`` are missing or the log has a newer schema version.
+    listed in ``_metadata.json`` are missing, the log has a newer schema version, or its
+    writer never closed it (a killed run: its last lives are cut short) unless
+    ``allow_partial``.
     """
     path = Path(path)
     if path.is_file():
@@ -173,6 +197,13 @@ def log_part_files(path: str | os.PathLike[str]) -> list[Path]:
                 f"The log {str(path)!r} has schema version {version}, newer than this "
                 f"loe_gym's {LOG_SCHEMA_VERSION}; upgrade loe_gym to read it."
             )
+        if metadata.get("closed") is False and not allow_partial:
+            raise LogSchemaError(
+                f"The log {str(path)!r} was never closed: its writer stopped before the end "
+                "(killed or crashed), so its last lives are cut short. Finish it with "
+                "`loe-gym collect-logs --resume` (same options), or pass allow_partial=True "
+                "(--allow-partial) to use the rows it holds."
+            )
         missing = sorted(set(metadata.get("parts", {})) - {file.name for file in files})
         if missing:
             raise LogSchemaError(
@@ -186,7 +217,7 @@ def log_part_files(path: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
-def read_log(path: str | os.PathLike[str]) -> pa.Table:
+def read_log(path: str | os.PathLike[str], *, allow_partial: bool = False) -> pa.Table:
     """Read an interaction log directory (or one part file) as a table with `LOG_SCHEMA`,
     or `PRIVILEGED_LOG_SCHEMA` for a log written with ``privileged=True``.
 
@@ -194,14 +225,16 @@ def read_log(path: str | os.PathLike[str]) -> pa.Table:
     missing value or an out-of-range value raises `LogSchemaError` naming the file
     (and row and column). Parts listed in ``_metadata.json`` but absent are an error too,
     and so are parts that disagree on having the privileged columns. Logs of schema
-    version 1 (before the privileged columns) read unchanged.
+    version 1 (before the privileged columns) read unchanged. An unclosed log (a killed
+    writer) is refused unless ``allow_partial``; a file that is not readable Parquet
+    raises `LogSchemaError` naming it.
     """
-    files = log_part_files(path)
+    files = log_part_files(path, allow_partial=allow_partial)
     policy_field = LOG_SCHEMA.field("policy")
     tables = []
     schema: pa.Schema | None = None
     for file in files:
-        part_schema = _check_schema(file, pq.read_schema(file))
+        part_schema = _check_schema(file, _parquet(pq.read_schema, file))
         if schema is not None and part_schema is not schema:
             raise LogSchemaError(
                 f"{str(file)!r} {'has' if part_schema is PRIVILEGED_LOG_SCHEMA else 'lacks'} "
@@ -210,7 +243,7 @@ def read_log(path: str | os.PathLike[str]) -> pa.Table:
                 "of one log must share a schema."
             )
         schema = part_schema
-        table = pq.read_table(file, columns=schema.names)
+        table = _parquet(pq.read_table, file, columns=schema.names)
         _check_rows(file, table)
         policy = table.column("policy")
         if policy.type != policy_field.type:
@@ -230,7 +263,7 @@ def read_catalog(path: str | os.PathLike[str]) -> pa.Table | None:
     file = Path(path) / CATALOG_FILE
     if not Path(path).is_dir():
         raise FileNotFoundError(f"No interaction log directory at {str(path)!r}.")
-    return pq.read_table(file) if file.exists() else None
+    return _parquet(pq.read_table, file) if file.exists() else None
 
 
 def read_public_catalog(path: str | os.PathLike[str]) -> Catalog | None:

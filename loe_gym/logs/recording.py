@@ -118,6 +118,8 @@ class LogInteractions(VectorWrapper):
         catalog: Catalog | None = None,
         privileged: bool = False,
         policy_components: Sequence[str] = (),
+        run: Mapping[str, Any] | None = None,
+        resume: bool = False,
     ) -> None:
         super().__init__(env)
         self.policy_component: np.ndarray | None = None
@@ -133,6 +135,8 @@ class LogInteractions(VectorWrapper):
             overwrite=overwrite,
             privileged=privileged,
             policy_components=policy_components,
+            run=run,
+            resume=resume,
         )
 
     @property

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from loe_gym.catalog import Catalog
 from loe_gym.errors import check_positive_int
+from loe_gym.logs.resume import resumable_parts
 from loe_gym.logs.schema import (
     _NUMPY_TYPES,
     CATALOG_FILE,
@@ -167,6 +168,11 @@ class ParquetLogWriter:
         policy_components: names of the component policies of a mixture; a row whose
             step was chosen by component ``k`` gets the policy value ``"<policy>:<name>"``
             (`write_step`'s ``policy_component``), the others ``policy``.
+        run: a JSON-able description of what produces the rows (a collection's options),
+            kept in the metadata; a resume must give the same.
+        resume: continue the unclosed log at ``path`` of the same ``run`` (see
+            `loe_gym.logs.resume`): its parts are kept and the first rows written, which
+            they already hold, are dropped.
 
     Attributes:
         rows_written: rows accepted so far (flushed or buffered).
@@ -208,6 +214,8 @@ class ParquetLogWriter:
         overwrite: bool = False,
         privileged: bool = False,
         policy_components: Sequence[str] = (),
+        run: Mapping[str, Any] | None = None,
+        resume: bool = False,
     ) -> None:
         # Validate everything before touching the file system: never half-write.
         self.rows_per_group = check_positive_int("rows_per_group", rows_per_group)
@@ -251,13 +259,25 @@ class ParquetLogWriter:
         self._part_rows: dict[str, int] = {}
         self._closed = True  # until the directory is ready (see __del__)
         self._created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        self.run = None if run is None else dict(run)
+        self._skip = 0  # rows a resumed log already holds: dropped as they are written again
         # Row code 0 is the policy; code k > 0 its k-th component ("mixed:random", …).
         self._policy_dictionary = pa.array(
             [policy, *(f"{policy}:{c}" for c in components)], type=pa.string()
         )
         self._chunks["policy_code"] = []
 
-        _prepare_directory(self.path, overwrite)
+        if resume:
+            self._part_rows, self._created = resumable_parts(
+                self.path,
+                rows_per_group=self.rows_per_group,
+                policy=policy,
+                privileged=self.privileged,
+                run=self.run,
+            )
+            self.rows_flushed = self._skip = sum(self._part_rows.values())
+        else:
+            _prepare_directory(self.path, overwrite)
         if catalog_rows is not None:
             _replace_atomically(
                 self.path / CATALOG_FILE,
@@ -564,9 +584,20 @@ class ParquetLogWriter:
         added = num_acted * slate_size
         self._buffered += added
         self.rows_written += added
+        if self._skip:
+            self._drop_skipped_rows()
         if self._buffered >= self.rows_per_group:
             self._flush_full_groups()
         return added
+
+    def _drop_skipped_rows(self) -> None:
+        """Drop buffered rows that the parts of a resumed log already hold."""
+        dropped = min(self._skip, self._buffered)
+        columns = self._take_buffer()
+        for name, values in columns.items():
+            self._chunks[name].append(values[dropped:])
+        self._skip -= dropped
+        self._buffered -= dropped
 
     def _take_buffer(self) -> dict[str, np.ndarray]:
         columns = {name: np.concatenate(parts) for name, parts in self._chunks.items()}
@@ -621,6 +652,7 @@ class ParquetLogWriter:
             "closed": self._closed,
             "num_rows": self.rows_flushed,
             "rows_per_group": self.rows_per_group,
+            "run": self.run,
             "parts": dict(self._part_rows),
             "catalog": None
             if self.catalog is None

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from loe_gym.logs import log_fingerprint, read_public_catalog
+from loe_gym.logs import log_fingerprint, log_part_files, read_public_catalog
 from loe_gym.predictor.batches import MaskedItemBatches, TargetBatches
 from loe_gym.predictor.configs import FitPredictorConfig
 from loe_gym.predictor.configuration_predictor import PredictorConfig
@@ -195,9 +195,14 @@ def fit_predictor(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    allow_partial: bool = False,
 ) -> FitPredictorResult:
     """Train and evaluate a predictor on a log; write ``model/``, ``metrics.json``,
-    ``report.md`` and the resolved ``config.json`` (layout: `PredictorRunFolder`)."""
+    ``report.md`` and the resolved ``config.json`` (layout: `PredictorRunFolder`).
+
+    An unfinished run in ``output_dir`` with the same options and log resumes from its
+    checkpoints; ``overwrite`` starts afresh; an unclosed log (a killed collection) is
+    refused unless ``allow_partial``."""
     config = config or FitPredictorConfig()
     log_path, folder = Path(log_path), PredictorRunFolder(Path(output_dir))
     if folder.metrics.exists() and not overwrite:
@@ -206,10 +211,13 @@ def fit_predictor(
             "output directory or pass overwrite=True (--overwrite). An unfinished run there "
             "resumes from its checkpoints."
         )
+    log_part_files(log_path, allow_partial=allow_partial)  # a bad log claims no folder
     _claim_folder(folder, _run_fingerprint(config, log_path), overwrite)
     start = time.perf_counter()
     num_items, features, feature_names = catalog_features(log_path)
-    sequences, load_report = load_sequences(log_path, num_items=num_items)
+    sequences, load_report = load_sequences(
+        log_path, num_items=num_items, allow_partial=allow_partial
+    )
     train, validation, test = split_users(
         sequences,
         validation_fraction=config.validation_fraction,

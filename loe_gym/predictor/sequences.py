@@ -286,14 +286,14 @@ def _check_table(table: pa.Table, source: str, num_items: int) -> bool:
 
 
 def _read_parts(
-    log: str | os.PathLike[str] | pa.Table | Any, num_items: int
+    log: str | os.PathLike[str] | pa.Table | Any, num_items: int, allow_partial: bool
 ) -> tuple[str, list[pa.Table], bool]:
     """The checked tables of ``log`` (one per part file), its name and privileged flag."""
     if isinstance(log, (str, os.PathLike)):
         source = str(log)
         tables = []
         flags = []
-        for file in log_part_files(log):
+        for file in log_part_files(log, allow_partial=allow_partial):
             table = read_log(file)  # checks the log schema, naming the file
             flags.append(_check_table(table, repr(str(file)), num_items))
             tables.append(table)
@@ -318,6 +318,7 @@ def load_sequences(
     num_items: int,
     num_gap_buckets: int = 10,
     min_length: int = 2,
+    allow_partial: bool = False,
 ) -> tuple[UserSequences, LoadReport]:
     """Read an interaction log into per-user sequences.
 
@@ -330,6 +331,8 @@ def load_sequences(
         num_items: the catalog size; every item id must lie in ``[0, num_items)``.
         num_gap_buckets: gap buckets including padding (≥ 3; see the module docstring).
         min_length: users with fewer rows are dropped and counted in the report.
+        allow_partial: read a log whose writer never closed it (a killed run; refused
+            otherwise, see `loe_gym.logs.log_part_files`).
 
     Returns:
         The sequences, ordered by user id then ``(day, session, step, position)``,
@@ -348,7 +351,7 @@ def load_sequences(
             f"got {num_gap_buckets}."
         )
     min_length = check_positive_int("min_length", min_length)
-    source, tables, privileged = _read_parts(log, num_items)
+    source, tables, privileged = _read_parts(log, num_items, allow_partial)
     num_rows = sum(table.num_rows for table in tables)
     if num_rows == 0:
         raise LogSchemaError(f"{source} holds no interaction rows; there is nothing to learn.")
