@@ -82,6 +82,14 @@ def _check_seeds(config: FrozenConfig, name: str = "seeds") -> None:
         raise ValueError(
             f"{type(config).__name__}.{name} must name at least one seed, e.g. (0, 1, 2)."
         )
+    negative = [
+        seed for seed in seeds if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
+    ]
+    if negative:
+        raise ValueError(
+            f"{type(config).__name__}.{name} must be integers ≥ 0 (numpy's seeds), got "
+            f"{negative} in {tuple(seeds)}."
+        )
     repeated = sorted({seed for seed in seeds if list(seeds).count(seed) > 1})
     if repeated:
         raise ValueError(
@@ -186,6 +194,7 @@ class CollectConfig(FrozenConfig):
     def __post_init__(self) -> None:
         self._check_numbers()
         self._check_positive("num_users")
+        self._check_nonnegative("seed")
 
 
 @dataclass(frozen=True)
@@ -261,7 +270,7 @@ class TrainConfig(FrozenConfig):
         self._check_positive("total_steps", "num_users", "encoder_history_length", "n_steps")
         self._check_positive("batch_size", "n_epochs", "learning_rate", "buffer_size")
         self._check_nonnegative("return_weight", "continuation_weight", "ent_coef")
-        self._check_nonnegative("myopic_prior")
+        self._check_nonnegative("myopic_prior", "seed")
         object.__setattr__(self, "net_arch", tuple(self.net_arch))
         for name in ("gamma", "day_discount", "gae_lambda"):
             if not 0 < getattr(self, name) <= 1:
@@ -418,10 +427,8 @@ class ExperimentConfig(FrozenConfig):
         check_environment(self)
         _check_history(self)
         object.__setattr__(self, "training_seeds", tuple(self.training_seeds))
-        if len(set(self.training_seeds)) != len(self.training_seeds):
-            raise ValueError(
-                f"ExperimentConfig.training_seeds repeats a seed: {list(self.training_seeds)}."
-            )
+        if self.training_seeds:
+            _check_seeds(self, "training_seeds")
         self._check_nonnegative("curve_points")
         self._check_positive("curve_users")
 
@@ -472,6 +479,7 @@ class LoopConfig(FrozenConfig):
     def __post_init__(self) -> None:
         self._check_numbers()
         self._check_positive("rounds", "horizon_days", "users_per_round", "adapter_rank")
+        self._check_nonnegative("seed")
         self._check_unit_interval("exploration")
         self._check_choice("refit", REFITS)
         self._check_choice("train_on", TRAIN_WORLDS)

@@ -394,6 +394,9 @@ def evaluate(
     order, for the policies with ``uses_predictor = True``; the others act on the plain
     environment. The population and candidate stream of a seed are the same either way.
     """
+    from agents.training import check_env_id
+
+    check_env_id(env_id)
     if num_users < 1:
         raise ValueError(f"num_users must be ≥ 1, got {num_users}.")
     if not seeds:

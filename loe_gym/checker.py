@@ -316,7 +316,10 @@ def _check_responses(simulator: Any, responses: Any, num_users: int, slate_size:
             )
     for name in ("watch_time", "completion"):
         if not np.all(np.isfinite(getattr(responses, name))):
-            raise ContractError(f"[rule 3: responses] Responses.{name} has NaN or inf values.")
+            raise ContractError(
+                f"[rule 3: responses] Responses.{name} has NaN or inf values; every response "
+                "must be finite (look for a log of 0, a division by 0 or an overflow)."
+            )
     if np.any(responses.watch_time < 0):
         raise ContractError("[rule 3: responses] watch_time must be ≥ 0.")
     if np.any(responses.watch_time[~responses.clicked] != 0):

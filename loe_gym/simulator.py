@@ -248,7 +248,8 @@ def check_step(simulator: Any, responses: Responses, watch: np.ndarray) -> None:
     if not np.isfinite(watch.sum()):
         users = np.flatnonzero(~np.isfinite(watch))[:5].tolist()
         raise ValueError(
-            f"{simulator!r} returned NaN or inf watch_time for users {users}; the env does "
+            f"{type(simulator).__name__} ({simulator!r}) returned NaN or inf watch_time for "
+            f"users {users}; the env does "
             "not pass non-finite rewards to an agent. Fix the simulator (loe_gym."
             "check_simulator finds such bugs)."
         )
@@ -257,7 +258,8 @@ def check_step(simulator: Any, responses: Responses, watch: np.ndarray) -> None:
         if np.count_nonzero(responses.gap_days[returning] < 1):
             users = np.flatnonzero(returning & (responses.gap_days < 1))[:5].tolist()
             raise ValueError(
-                f"{simulator!r} ended sessions without churn with gap_days < 1 for users "
+                f"{type(simulator).__name__} ({simulator!r}) ended sessions without churn "
+                "with gap_days < 1 for users "
                 f"{users} ({responses.gap_days[users].tolist()}); a returning user comes "
                 "back after gap_days ≥ 1 days. Fix the simulator."
             )

@@ -320,5 +320,10 @@ class FitPredictorConfig(FrozenConfig):
         self._check_unit_interval(
             "validation_fraction", "test_fraction", "validation_target_fraction"
         )
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise ValueError(
+                "FitPredictorConfig: validation_fraction + test_fraction must be below 1 to "
+                f"leave training users, got {self.validation_fraction} + {self.test_fraction}."
+            )
         for name in ("target_policies", "click_target_policies"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
