@@ -397,22 +397,13 @@ def collect_logs(
         env_id, num_envs=num_users, vectorization_mode="vector_entry_point", **options
     )
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
-    try:
-        behaviour = _logging_behaviour(policy, seed, core)
-    except BaseException:
-        env.close()
-        raise
     started = time.perf_counter()
     # What makes the rows: a resumed log must have been started with the same.
-    run = {
-        "env_id": env_id,
-        "env_options": options,
-        "num_users": num_users,
-        "policy": policy if isinstance(policy, str) else repr(policy),
-        "seed": seed,
-        "max_steps": max_steps,
-    }
+    name = policy if isinstance(policy, str) else repr(policy)
+    run = {"env_id": env_id, "env_options": options, "num_users": num_users}
+    run |= {"policy": name, "seed": seed, "max_steps": max_steps}
     try:
+        behaviour = _logging_behaviour(policy, seed, core)
         logged = _open_log(
             core, behaviour, path, rows_per_group, overwrite, privileged, run, resume
         )

@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.config_checks import check_environment, check_history, check_seeds
 from loe_gym.config import FrozenConfig
 from loe_gym.predictor.configs import FitPredictorConfig, ModelConfig, TrainingConfig
 
@@ -75,30 +76,6 @@ TRAIN_WORLDS = ("learned", "ground_truth")
 """Where the feedback loop's agent trains."""
 
 
-def _check_seeds(config: FrozenConfig, name: str = "seeds") -> None:
-    seeds = getattr(config, name)
-    object.__setattr__(config, name, tuple(seeds))
-    if not seeds:
-        raise ValueError(
-            f"{type(config).__name__}.{name} must name at least one seed, e.g. (0, 1, 2)."
-        )
-    negative = [
-        seed for seed in seeds if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0
-    ]
-    if negative:
-        raise ValueError(
-            f"{type(config).__name__}.{name} must be integers ≥ 0 (numpy's seeds), got "
-            f"{negative} in {tuple(seeds)}."
-        )
-    repeated = sorted({seed for seed in seeds if list(seeds).count(seed) > 1})
-    if repeated:
-        raise ValueError(
-            f"{type(config).__name__}.{name} repeats {repeated} in {tuple(seeds)}: a repeated "
-            "seed repeats a population (or a training run), and the CIs would count it as "
-            "independent. Give distinct seeds, e.g. (0, 1, 2)."
-        )
-
-
 @dataclass(frozen=True)
 class EvaluationConfig(FrozenConfig):
     """How policies are judged: populations of users, one per seed, over their lives."""
@@ -111,7 +88,7 @@ class EvaluationConfig(FrozenConfig):
     def __post_init__(self) -> None:
         self._check_numbers()
         self._check_positive("num_users")
-        _check_seeds(self)
+        check_seeds(self)
 
 
 @dataclass(frozen=True)
@@ -349,41 +326,6 @@ class TrainRunConfig(FrozenConfig):
         self.agent.check_predictor(self.predictor)
 
 
-GENERIC_ENV = "loe_gym/Recommendation-v0"
-"""The id that hosts any simulator (``env_options["simulator"]``)."""
-
-
-def check_environment(config: Any, *, options_may_follow: bool = False) -> None:
-    """``config.env_options`` is a dict or None, and the generic id names its simulator
-    (without one it would silently run the default engagement simulator); with
-    ``options_may_follow`` (evaluate: the agents' options apply) the second is skipped."""
-    options = config.env_options
-    if options is not None and not isinstance(options, dict):
-        raise TypeError(f"env_options must be a dict of environment options, got {options!r}.")
-    if (
-        config.env_id == GENERIC_ENV
-        and "simulator" not in (options or {})
-        and not options_may_follow
-    ):
-        raise ValueError(
-            f"{type(config).__name__}: {GENERIC_ENV} hosts your own simulator; name it "
-            """with --env-options '{"simulator": "my_package.module:MyUsers"}' (or use """
-            "a registered id such as loe_gym/Engagement-v0): without one it would "
-            "silently run the default engagement simulator."
-        )
-
-
-def _check_history(config: Any) -> None:
-    """The agent's encoder sees no more history than its predictor was trained on."""
-    agent, trained = config.agent.encoder_history_length, config.predictor.model.max_history_length
-    if agent > trained:
-        raise ValueError(
-            f"{type(config).__name__}.agent.encoder_history_length={agent} exceeds "
-            f"predictor.model.max_history_length={trained}, the history the predictor is "
-            "trained on; lower the first or raise the second."
-        )
-
-
 def _experiment_predictor() -> FitPredictorConfig:
     return FitPredictorConfig(
         training=TrainingConfig(learning_rate=2e-3, max_epochs=1, steps_per_epoch=800),
@@ -425,10 +367,10 @@ class ExperimentConfig(FrozenConfig):
 
     def __post_init__(self) -> None:
         check_environment(self)
-        _check_history(self)
+        check_history(self)
         object.__setattr__(self, "training_seeds", tuple(self.training_seeds))
         if self.training_seeds:
-            _check_seeds(self, "training_seeds")
+            check_seeds(self, "training_seeds")
         self._check_nonnegative("curve_points")
         self._check_positive("curve_users")
 
@@ -489,7 +431,7 @@ class LoopConfig(FrozenConfig):
                 "LoopConfig.env_options sets horizon_days; give it as --horizon-days (the "
                 "loop's own option) instead."
             )
-        _check_history(self)
+        check_history(self)
 
 
 def _learned_simulator_predictor() -> FitPredictorConfig:

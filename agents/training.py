@@ -520,6 +520,10 @@ def evaluation_callback(config: TrainRunConfig, service: Any, folder: AgentRunFo
             self._next = config.eval_every
             self._env = evaluation_env(config, config.eval_users, service)
 
+        def _on_training_start(self) -> None:
+            # A resumed run evaluates from its checkpoint on, not from step 0 again.
+            self._next = (self.model.num_timesteps // config.eval_every + 1) * config.eval_every
+
         def _on_step(self) -> bool:
             if self.num_timesteps < self._next:
                 return True

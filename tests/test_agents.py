@@ -551,6 +551,27 @@ def test_ppo_plans_across_sessions_where_the_greedy_policy_is_trapped(tmp_path: 
     assert ppo > 4.0 * greedy, result.table()  # staying 5 days earns up to 60
 
 
+def test_a_resumed_run_evaluates_each_step_once(tmp_path: Any) -> None:
+    """A run stopped after an evaluation but before the next checkpoint evaluates those
+    steps again when resumed: evaluations.jsonl keeps each once."""
+    config = TrainRunConfig(
+        env_options=OPTIONS,
+        agent=TrainConfig(
+            encoder="none", total_steps=256, num_users=16, n_steps=4, batch_size=64, n_epochs=1
+        ),
+        eval_users=4,
+        eval_every=64,
+        checkpoint_every=128,
+    )
+    run = tmp_path / "run"
+    train_agent(config, run, progress=False)
+    for file in (run / "checkpoints").glob("agent_256_steps.*"):
+        file.unlink()  # as if killed between the evaluation at 256 and its checkpoint
+    train_agent(config, run, resume=True, progress=False)
+    lines = (run / "evaluations.jsonl").read_text().splitlines()
+    assert [json.loads(line)["steps"] for line in lines] == [64, 128, 192, 256]
+
+
 def test_training_resumes_from_its_last_checkpoint(tmp_path: Any) -> None:
     config = TrainRunConfig(
         env_options=OPTIONS,

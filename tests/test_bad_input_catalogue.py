@@ -124,34 +124,28 @@ def _engagement() -> Any:
     return EngagementUsers(num_items=50)
 
 
-class _NegativeGap:
-    """Engagement users whose returning sessions come back −2 days later."""
+def _broken(name: str, change: Callable[[Any], dict[str, Any]]) -> Any:
+    """Engagement users (class ``name``) whose responses get ``change(responses)``."""
+    from loe_gym.simulator import Responses
+    from simulators.engagement import EngagementUsers
 
-    def __new__(cls) -> Any:
-        from loe_gym.simulator import Responses
-        from simulators.engagement import EngagementUsers
+    def respond(self: Any, state: Any, slates: Any, rng: Any) -> Responses:
+        responses = EngagementUsers.respond(self, state, slates, rng)
+        return Responses(**{**vars(responses), **change(responses)})
 
-        class NegativeGap(EngagementUsers):  # type: ignore[misc]
-            def respond(self, state: Any, slates: Any, rng: Any) -> Responses:
-                responses = super().respond(state, slates, rng)
-                returning = responses.session_end & ~responses.churned
-                gaps = np.where(returning, -2, responses.gap_days)
-                return Responses(**{**vars(responses), "gap_days": gaps})
-
-        return NegativeGap(num_items=50)
+    return type(name, (EngagementUsers,), {"respond": respond})(num_items=50)
 
 
-class _NaNWatch:
-    def __new__(cls) -> Any:
-        from loe_gym.simulator import Responses
-        from simulators.engagement import EngagementUsers
+def _negative_gap() -> Any:
+    """Returning sessions come back −2 days later."""
+    return _broken(
+        "NegativeGap",
+        lambda r: {"gap_days": np.where(r.session_end & ~r.churned, -2, r.gap_days)},
+    )
 
-        class NaNWatch(EngagementUsers):  # type: ignore[misc]
-            def respond(self, state: Any, slates: Any, rng: Any) -> Responses:
-                responses = super().respond(state, slates, rng)
-                return Responses(**{**vars(responses), "watch_time": responses.watch_time * np.nan})
 
-        return NaNWatch(num_items=50)
+def _nan_watch() -> Any:
+    return _broken("NaNWatch", lambda r: {"watch_time": r.watch_time * np.nan})
 
 
 def _run(simulator: Any, steps: int = 200) -> None:
@@ -162,17 +156,17 @@ def _run(simulator: Any, steps: int = 200) -> None:
 
 
 case("simulator", "check_simulator: gap_days = −2 on a return",
-     lambda: loe_gym.check_simulator(_NegativeGap()), ContractError, "gap_days", "≥ 1")  # fmt: skip
+     lambda: loe_gym.check_simulator(_negative_gap()), ContractError, "gap_days", "≥ 1")  # fmt: skip
 case("simulator", "check_simulator: NaN watch time",
-     lambda: loe_gym.check_simulator(_NaNWatch()), ContractError, "watch_time has NaN",
+     lambda: loe_gym.check_simulator(_nan_watch()), ContractError, "watch_time has NaN",
      "must be finite")  # fmt: skip
 case("simulator", "check_simulator(num_steps=0)",
      lambda: loe_gym.check_simulator(_engagement(), num_steps=0), ValueError, "got 0", "int ≥ 1")  # fmt: skip
 case("simulator", "check_simulator on a non-simulator", lambda: loe_gym.check_simulator(object()),
      ContractError, "no attribute 'catalog'", "rule 1")  # fmt: skip
-case("simulator", "env step: gap_days = −2", lambda: _run(_NegativeGap()), ValueError,
+case("simulator", "env step: gap_days = −2", lambda: _run(_negative_gap()), ValueError,
      r"NegativeGap.*gap_days < 1", "Fix the simulator")  # fmt: skip
-case("simulator", "env step: NaN watch time", lambda: _run(_NaNWatch()), ValueError,
+case("simulator", "env step: NaN watch time", lambda: _run(_nan_watch()), ValueError,
      r"NaNWatch.*NaN or inf watch_time", "Fix the simulator")  # fmt: skip
 
 # ---------------------------------------------------------------------- catalog

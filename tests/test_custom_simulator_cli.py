@@ -90,3 +90,21 @@ def test_the_generic_id_without_a_simulator_is_refused(command: str, tmp_path: P
     assert done.returncode == 2
     assert "hosts your own simulator" in done.stderr and '"simulator":' in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_popularity_counts_are_sized_by_the_evaluated_catalog(tmp_path: Path) -> None:
+    """A catalog larger than the default 1000 items (MovieLens 100k has 1682)."""
+    from agents.collect import collect_logs
+    from agents.configs import EvaluateConfig, EvaluationConfig
+    from agents.evaluation import evaluate_runs
+
+    options = {"simulator_kwargs": {"num_items": 1200}, "horizon_days": 2}
+    collect_logs(num_users=30, path=tmp_path / "logs", env_options=options, progress=False)
+    config = EvaluateConfig(
+        env_options=options,
+        baselines=("random", "popularity"),
+        logs=str(tmp_path / "logs"),
+        evaluation=EvaluationConfig(num_users=4, seeds=(0,)),
+    )
+    result = evaluate_runs(config, progress=False)
+    assert result.metric("popularity", "total_watch").mean > 0

@@ -283,7 +283,7 @@ def test_the_automatic_portfolio_skips_what_cannot_act_and_says_why() -> None:
     policies, skipped = portfolio(("auto",), env, obs)
     names = [p.name for p in policies]
     assert "oracle_planner" in names and "max_quality" in names and "random" not in names
-    assert "topic_affinity" in skipped and "ctr_estimate" in skipped["topic_affinity"]
+    assert "topic_affinity" in skipped and "history_item_ids" in skipped["topic_affinity"]
     with pytest.raises(ValueError, match="'topic_affinity' cannot act here"):
         portfolio(("myopic", "topic_affinity"), env, obs)
 

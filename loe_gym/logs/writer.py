@@ -267,17 +267,7 @@ class ParquetLogWriter:
         )
         self._chunks["policy_code"] = []
 
-        if resume:
-            self._part_rows, self._created = resumable_parts(
-                self.path,
-                rows_per_group=self.rows_per_group,
-                policy=policy,
-                privileged=self.privileged,
-                run=self.run,
-            )
-            self.rows_flushed = self._skip = sum(self._part_rows.values())
-        else:
-            _prepare_directory(self.path, overwrite)
+        self._open_directory(overwrite, resume)
         if catalog_rows is not None:
             _replace_atomically(
                 self.path / CATALOG_FILE,
@@ -424,6 +414,20 @@ class ParquetLogWriter:
         )
 
     # ------------------------------------------------------------------ internals
+
+    def _open_directory(self, overwrite: bool, resume: bool) -> None:
+        """A fresh log directory, or the kept parts of an unclosed one to resume."""
+        if not resume:
+            _prepare_directory(self.path, overwrite)
+            return
+        self._part_rows, self._created = resumable_parts(
+            self.path,
+            rows_per_group=self.rows_per_group,
+            policy=self.policy,
+            privileged=self.privileged,
+            run=self.run,
+        )
+        self.rows_flushed = self._skip = sum(self._part_rows.values())
 
     def _privileged_arguments(self, privileged: Mapping[str, Any]) -> dict[str, Any]:
         """The privileged columns `write_step` got (all or none, as the log was opened)."""

@@ -331,8 +331,7 @@ def load_sequences(
         num_items: the catalog size; every item id must lie in ``[0, num_items)``.
         num_gap_buckets: gap buckets including padding (≥ 3; see the module docstring).
         min_length: users with fewer rows are dropped and counted in the report.
-        allow_partial: read a log whose writer never closed it (a killed run; refused
-            otherwise, see `loe_gym.logs.log_part_files`).
+        allow_partial: read an unclosed log (`loe_gym.logs.log_part_files`).
 
     Returns:
         The sequences, ordered by user id then ``(day, session, step, position)``,
@@ -340,8 +339,8 @@ def load_sequences(
 
     Raises:
         LogSchemaError: naming the file (or "the table"), row and column of a missing
-            column, a wrong type, a missing or NaN value, or an item id outside the
-            catalog; or when the log has no rows.
+            column, a wrong type, a missing or NaN value, an item id outside the catalog,
+            or a log without rows.
     """
     num_items = check_positive_int("num_items", num_items)
     num_gap_buckets = check_positive_int("num_gap_buckets", num_gap_buckets)
@@ -356,10 +355,7 @@ def load_sequences(
     if num_rows == 0:
         raise LogSchemaError(f"{source} holds no interaction rows; there is nothing to learn.")
     columns = _read_columns(tables, privileged)
-
-    policy, policy_names = _policies(tables)
-    columns["policy"] = policy
-
+    columns["policy"], policy_names = _policies(tables)
     # lexsort sorts by the last key first: user, day, session, step, then position.
     order = np.lexsort(
         tuple(columns[name] for name in ("position", "step", "session", "day", "user_id"))
@@ -377,8 +373,7 @@ def load_sequences(
     offsets = np.zeros(counts.size + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
 
-    day = columns["day"].astype(np.int64)
-    session = columns["session"].astype(np.int64)
+    day, session = columns["day"].astype(np.int64), columns["session"].astype(np.int64)
     gap = _gap_buckets(day, session, offsets, num_gap_buckets)
 
     sequences = _user_sequences(
