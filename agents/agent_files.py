@@ -133,5 +133,6 @@ def _decode(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
         return tensors[value["tensor"]]
     if "dict" in value:
         return {key: _decode(item, tensors) for key, item in value["dict"]}
-    items = [_decode(item, tensors) for item in value.get("list", value.get("tuple", []))]
+    encoded: list[Any] = value["list"] if "list" in value else value["tuple"]
+    items = [_decode(item, tensors) for item in encoded]
     return items if "list" in value else tuple(items)

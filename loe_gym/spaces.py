@@ -85,8 +85,9 @@ def _batch_slate_space(space: SlateSpace, n: int = 1) -> SlateSpace:
     )
 
 
+# Gymnasium dispatches batch_differing_spaces on the type of spaces[0], as here.
 @batch_differing_spaces.register(SlateSpace)
-def _batch_slate_spaces(spaces_: Sequence[SlateSpace]) -> SlateSpace:
+def _batch_slate_spaces(spaces_: Sequence[SlateSpace]) -> SlateSpace:  # type: ignore[misc]
     """Batched slate spaces of several envs: they must agree (a slate is one shape)."""
     first = spaces_[0]
     if any(space != first for space in spaces_):

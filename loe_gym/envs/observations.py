@@ -9,6 +9,7 @@ shapes, so that RecSim policies carry over.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -123,7 +124,7 @@ def check_memory(num_users: int, single_space: spaces.Dict) -> None:
     observations alone (kept about three times over: observation, history, buffers)
     would not fit in this machine's memory."""
     per_user = sum(
-        int(np.prod(space.shape)) * np.dtype(space.dtype).itemsize
+        math.prod(space.shape or ()) * np.dtype(space.dtype).itemsize
         for space in single_space.spaces.values()
     )
     needed = 3 * num_users * per_user
