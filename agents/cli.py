@@ -151,6 +151,7 @@ class TuneOracle(Command):
             iterations=config.iterations,
             population=config.population,
             progress=self.progress,
+            env_options=config.env_options,
         )
         weights = dict(zip(result.weights.features, result.weights.values, strict=True))
         print(f"best mean total watch per user on the tuning seeds: {result.score:.1f}")

@@ -576,6 +576,8 @@ class TuneOracleConfig(FrozenConfig):
 
     env_id: str = DEFAULT_ENV
     """Registered environment id."""
+    env_options: dict[str, Any] | None = None
+    """Keyword options of the environment (JSON), e.g. your simulator."""
     evaluation: EvaluationConfig = field(
         default_factory=lambda: EvaluationConfig(num_users=500, seeds=(1000, 1001))
     )
@@ -588,6 +590,7 @@ class TuneOracleConfig(FrozenConfig):
     def __post_init__(self) -> None:
         self._check_numbers()
         self._check_positive("iterations", "population")
+        check_environment(self)
 
 
 @dataclass(frozen=True)

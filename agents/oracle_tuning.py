@@ -8,8 +8,9 @@ that a search finds, tuned on populations (seeds) disjoint from evaluation seeds
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -46,6 +47,7 @@ def tune_oracle(
     initial_std: Sequence[float] | None = None,
     search_seed: int = 0,
     progress: bool = True,
+    env_options: Mapping[str, Any] | None = None,
 ) -> TuningResult:
     """Search oracle weights that maximise mean total watch minutes per user.
 
@@ -54,6 +56,7 @@ def tune_oracle(
         iterations, population, elite: CEM schedule (Gaussian over weights, refitted
             to the ``elite`` best of ``population`` samples each iteration).
         initial: starting mean (default: the reference spec's one-step planner).
+        env_options: options of the environment (your simulator, ``simulator_kwargs``).
     """
     if not 1 <= elite <= population:
         raise ValueError(f"elite must lie in [1, population={population}], got {elite}.")
@@ -66,7 +69,12 @@ def tune_oracle(
     if std.shape != mean.shape:
         raise ValueError(f"initial_std needs {mean.size} values (one per {names}), got {std.size}.")
     rng = np.random.default_rng(search_seed)
-    env = gym.make_vec(env_id, num_envs=num_users, vectorization_mode="vector_entry_point")
+    env = gym.make_vec(
+        env_id,
+        num_envs=num_users,
+        vectorization_mode="vector_entry_point",
+        **dict(env_options or {}),
+    )
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
 
     def score(values: np.ndarray) -> float:

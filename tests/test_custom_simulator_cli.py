@@ -37,6 +37,7 @@ def loe_gym(*args: str, path: Path = TESTS) -> subprocess.CompletedProcess[str]:
         ["collect-logs", "--collect.num-users", "20"],
         ["validate-simulator", "--quick", "--collect.policy", "random"],
         ["experiment", "--quick"],
+        ["tune-oracle", "--iterations", "1", "--population", "3", "--evaluation.num-users", "8"],
     ],
     ids=lambda command: command[0],
 )
@@ -44,6 +45,7 @@ def test_every_command_runs_a_custom_simulator(command: list[str], tmp_path: Pat
     output = {
         "calibrate": ["--output", str(tmp_path / "cal.md")],
         "simulate": [],
+        "tune-oracle": [],
     }.get(command[0], ["--output", str(tmp_path / "out")])
     done = loe_gym(*command, "--env-id", GENERIC, "--env-options", TRAP, *output)
     assert done.returncode == 0, done.stderr
