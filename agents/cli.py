@@ -285,26 +285,14 @@ class Evaluate(Command):
     def run(self) -> int:
         from agents.evaluation import evaluate_runs, report_metrics
         from agents.report import write_evaluation
-        from loe_gym.run_folders import (
-            finish_run_folder,
-            is_run_folder,
-            prepare_run_folder,
-            remove_run_folder,
-        )
+        from loe_gym.run_folders import check_run_folder, finish_run_folder, prepare_run_folder
 
         output = Path(self.output)
-        if output.exists() and any(output.iterdir()):
-            if not self.overwrite:
-                raise FileExistsError(
-                    f"{output} exists and is not empty; choose another --output or pass "
-                    "--overwrite."
-                )
-            if not is_run_folder(output):  # refused now, not after the evaluation
-                remove_run_folder(output)
+        # Refused now, not after the evaluation; replaced once the evaluation succeeded.
+        check_run_folder(output, "evaluate", overwrite=self.overwrite)
         evaluation = evaluate_runs(
             self.config, progress=self.progress, trust_pickle=self.trust_pickle
         )
-        # Replaced only now that the evaluation succeeded.
         prepare_run_folder(output, "evaluate", overwrite=self.overwrite)
         metrics = report_metrics(self.config.env_id)
         print(write_evaluation(evaluation, output, metrics=metrics))

@@ -34,7 +34,7 @@ from agents.reference_policies import (
     PopularityPolicy,
     make_policy,
 )
-from agents.report import plot_learning_curves, prepare_report_folder, stage, write_evaluation
+from agents.report import plot_learning_curves, stage, write_evaluation
 from agents.training import (
     AgentRunFolder,
     check_env_id,
@@ -44,7 +44,7 @@ from agents.training import (
 )
 from loe_gym.predictor.pipeline import fit_predictor
 from loe_gym.predictor.sequences import logged_item_popularity
-from loe_gym.run_folders import finish_run_folder
+from loe_gym.run_folders import finish_run_folder, prepare_run_folder
 
 __all__ = ["ExperimentConfig", "run_experiment"]
 
@@ -60,7 +60,7 @@ def run_experiment(
     ``overwrite``); return the metrics written to ``metrics.json``."""
 
     check_env_id(config.env_id)
-    folder = prepare_report_folder(output, overwrite, "experiment")
+    folder = prepare_run_folder(output, "experiment", overwrite=overwrite)
     (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     seconds: dict[str, float] = {}
 

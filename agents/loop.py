@@ -38,11 +38,11 @@ from scipy import stats
 from agents.collect import collect_logs
 from agents.configs import LoopConfig, TrainRunConfig
 from agents.reference_policies import make_policy
-from agents.report import prepare_report_folder, stage
+from agents.report import stage
 from agents.training import check_env_id, load_agent, predictor_wrappers, train_agent
 from agents.validation import fit_learned_simulator, learned_env_options
 from loe_gym.logs import read_log
-from loe_gym.run_folders import finish_run_folder
+from loe_gym.run_folders import finish_run_folder, prepare_run_folder
 
 __all__ = ["ExplorationPolicy", "LoopConfig", "round_summary", "run_loop"]
 
@@ -167,7 +167,7 @@ def run_loop(
     what ``metrics.json`` holds."""
 
     check_env_id(config.env_id)
-    folder = prepare_report_folder(output, overwrite, "loop")
+    folder = prepare_run_folder(output, "loop", overwrite=overwrite)
     (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     started_loop = time.perf_counter()
     rounds = [_deploy(config, folder, 0, make_policy(config.round0_policy), (), progress)]

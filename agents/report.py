@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from agents.evaluation import METRICS, Evaluation
-from loe_gym.run_folders import prepare_run_folder
 
 REPORT_METRICS = (
     "total_watch",
@@ -24,13 +23,6 @@ REPORT_METRICS = (
     "topic_diversity",
 )
 """Columns of the report's main table."""
-
-
-def prepare_report_folder(folder: str | Path, overwrite: bool, command: str) -> Path:
-    """An empty run folder for ``command``'s report: an existing non-empty one is refused
-    unless ``overwrite``, and then replaced only if loe_gym wrote it (see
-    `loe_gym.run_folders.prepare_run_folder`)."""
-    return prepare_run_folder(folder, command, overwrite=overwrite)
 
 
 def stage(command: str, name: str, progress: bool) -> float:

@@ -339,7 +339,7 @@ def _rebuild(
         if env is None:
             # Two users suffice to build the networks (the buffers are not needed).
             run = config.replace(agent=config.agent.replace(num_users=2, buffer_size=1000))
-            env = make_training_env(run, service, num_users=2)
+            env = make_training_env(run, service)
             config = run
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SB3's advice on batch sizes of a 2-user env

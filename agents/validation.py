@@ -36,14 +36,14 @@ from agents.configs import TrainConfig, ValidationConfig
 from agents.evaluation import Evaluation, evaluate
 from agents.predictor_env import PredictorObservations
 from agents.reference_policies import MyopicPredictedPolicy, PopularityPolicy, make_policy
-from agents.report import prepare_report_folder, stage
+from agents.report import stage
 from agents.training import check_env_id, load_agent, predictor_wrappers
 from loe_gym.logs import read_log, read_log_metadata
 from loe_gym.predictor.configs import FitPredictorConfig
 from loe_gym.predictor.pipeline import FitPredictorResult, PredictorRunFolder, fit_predictor
 from loe_gym.predictor.sequences import logged_item_popularity
 from loe_gym.predictor.serving import PredictorService
-from loe_gym.run_folders import finish_run_folder
+from loe_gym.run_folders import finish_run_folder, prepare_run_folder
 
 __all__ = [
     "FIDELITY_METRICS",
@@ -296,7 +296,7 @@ def validate_simulator(
     for run in config.agents:
         if not (Path(run) / "config.json").is_file():
             raise FileNotFoundError(f"{run} holds no config.json: pass loe-gym train folders.")
-    folder = prepare_report_folder(output, overwrite, "validate-simulator")
+    folder = prepare_run_folder(output, "validate-simulator", overwrite=overwrite)
     (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     seconds: dict[str, float] = {}
     logs, predictor, test_metrics = _learned_world(config, folder, seconds, progress)

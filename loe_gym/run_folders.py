@@ -52,17 +52,19 @@ def _unfinished_run_of(path: Path, command: str) -> bool:
 def remove_run_folder(path: str | os.PathLike[str]) -> None:
     """Delete the run folder ``path``; refuse (``FileExistsError``) unless it holds `MARKER`."""
     path = Path(path)
-    if not path.exists():
-        return
+    if path.exists():
+        _check_deletable(path)
+        shutil.rmtree(path)
+
+
+def _check_deletable(path: Path) -> None:
+    """Raise unless ``path`` is an empty folder or one that loe_gym wrote."""
     if not path.is_dir():
         raise FileExistsError(
             f"{str(path)!r} is a file, not a run folder; --overwrite does not delete it. "
             "Choose another output folder."
         )
-    if not any(path.iterdir()):
-        path.rmdir()
-        return
-    if not is_run_folder(path):
+    if any(path.iterdir()) and not is_run_folder(path):
         names = sorted(entry.name for entry in path.iterdir())
         raise FileExistsError(
             f"--overwrite refuses to delete {str(path)!r}: loe_gym did not write it (it has "
@@ -70,7 +72,6 @@ def remove_run_folder(path: str | os.PathLike[str]) -> None:
             "Choose another output folder, or move or delete its contents yourself. (A run "
             "folder written by a loe_gym older than the marker: delete it yourself.)"
         )
-    shutil.rmtree(path)
 
 
 def prepare_run_folder(path: str | os.PathLike[str], command: str, *, overwrite: bool) -> Path:
@@ -82,16 +83,27 @@ def prepare_run_folder(path: str | os.PathLike[str], command: str, *, overwrite:
     own retry: its folder is replaced without ``overwrite``.
     """
     path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        if path.is_dir() and _unfinished_run_of(path, command):
+    if check_run_folder(path, command, overwrite=overwrite):
+        if _unfinished_run_of(path, command):
             print(f"[{command}] replacing the unfinished run in {path}", flush=True)
-            remove_run_folder(path)
-        elif not overwrite:
-            raise FileExistsError(
-                f"{str(path)!r} exists and is not empty; choose another output folder or "
-                "pass --overwrite (overwrite=True) to replace a previous run there."
-            )
-        else:
-            remove_run_folder(path)
+        shutil.rmtree(path)
     mark_run_folder(path, command)
     return path
+
+
+def check_run_folder(path: str | os.PathLike[str], command: str, *, overwrite: bool) -> bool:
+    """Raise what `prepare_run_folder` would raise for ``path``, deleting nothing (so a
+    command can refuse before its work, not after); return whether it would replace an
+    existing non-empty folder."""
+    path = Path(path)
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+        return False
+    if path.is_dir() and _unfinished_run_of(path, command):
+        return True
+    if not overwrite:
+        raise FileExistsError(
+            f"{str(path)!r} exists and is not empty; choose another output folder or "
+            "pass --overwrite (overwrite=True) to replace a previous run there."
+        )
+    _check_deletable(path)
+    return True

@@ -38,6 +38,19 @@ def registry_options(**extra: Any) -> dict[str, Any]:
     return {"simulator_kwargs": {"num_items": REGISTRY_NUM_ITEMS}, "horizon_days": 2, **extra}
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Any:
+    """One torch thread for a module of tiny networks: with several, torch spends its time
+    synchronising them (seconds instead of milliseconds on a busy 2-core machine). Use it
+    with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=ENV_IDS)
 def env_id(request: pytest.FixtureRequest) -> str:
     return str(request.param)

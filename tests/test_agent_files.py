@@ -26,12 +26,7 @@ from agents.training import load_agent, train_agent
 OPTIONS = {"simulator_kwargs": {"num_items": NUM_ITEMS}, "horizon_days": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(algorithm: str = "ppo", **agent: Any) -> TrainRunConfig:

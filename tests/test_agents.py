@@ -32,12 +32,7 @@ from loe_gym.predictor.serving import PredictorService
 OPTIONS = {"simulator_kwargs": {"num_items": NUM_ITEMS}, "horizon_days": 4}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _service(num_items: int = NUM_ITEMS, catalog_seed: int = 0) -> PredictorService:

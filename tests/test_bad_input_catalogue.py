@@ -22,8 +22,11 @@ import pytest
 
 import loe_gym
 from agents import configs as agent_configs
+from agents.training import load_agent
 from loe_gym.errors import ContractError
+from loe_gym.logs import ParquetLogWriter, import_logs, read_log
 from loe_gym.predictor import configs as predictor_configs
+from loe_gym.predictor import load_predictor
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"simulator_kwargs": {"num_items": 50}, "horizon_days": 2}
@@ -308,21 +311,17 @@ def _tmp() -> Path:
     return Path(tempfile.mkdtemp())
 
 
-def _logs(name: str) -> Any:
-    return getattr(__import__("loe_gym.logs", fromlist=[name]), name)
-
-
-case("logs", "read_log of a missing path", lambda: _logs("read_log")("/nonexistent/log"),
+case("logs", "read_log of a missing path", lambda: read_log("/nonexistent/log"),
      FileNotFoundError, "/nonexistent/log", "No interaction log")  # fmt: skip
-case("logs", "a log writer on a file", lambda: _logs("ParquetLogWriter")(__file__, policy="x"),
+case("logs", "a log writer on a file", lambda: ParquetLogWriter(__file__, policy="x"),
      FileExistsError, "is a file", "Choose a directory")  # fmt: skip
-case("logs", "rows_per_group=0", lambda: _logs("ParquetLogWriter")(_tmp(), policy="x",
+case("logs", "rows_per_group=0", lambda: ParquetLogWriter(_tmp(), policy="x",
      rows_per_group=0), ValueError, "got 0", "positive integer")  # fmt: skip
-case("logs", "an empty policy name", lambda: _logs("ParquetLogWriter")(_tmp(), policy=""),
+case("logs", "an empty policy name", lambda: ParquetLogWriter(_tmp(), policy=""),
      ValueError, "got ''", "non-empty string")  # fmt: skip
-case("logs", "import preset 'movielen'", lambda: _logs("import_logs")(__file__, _tmp() / "o",
+case("logs", "import preset 'movielen'", lambda: import_logs(__file__, _tmp() / "o",
      "movielen"), ValueError, "'movielen'", "Did you mean 'movielens'")  # fmt: skip
-case("logs", "import a missing file", lambda: _logs("import_logs")("/nonexistent.csv",
+case("logs", "import a missing file", lambda: import_logs("/nonexistent.csv",
      _tmp() / "o", "kuairec"), FileNotFoundError, "/nonexistent.csv", "No input file")  # fmt: skip
 
 
@@ -361,10 +360,10 @@ case("evaluate", "an unregistered env id", lambda: _evaluate("random",
      env_id="loe_gym/Engagment-v0"), ValueError, "'loe_gym/Engagment-v0'",
      "Did you mean 'loe_gym/Engagement-v0'")  # fmt: skip
 case("evaluate", "load a folder that is not a run",
-     lambda: __import__("agents.training", fromlist=["load_agent"]).load_agent(_tmp()),
+     lambda: load_agent(_tmp()),
      FileNotFoundError, "holds no config.json", "loe-gym train")  # fmt: skip
 case("evaluate", "a predictor folder without weights",
-     lambda: __import__("loe_gym.predictor", fromlist=["load_predictor"]).load_predictor(_tmp()),
+     lambda: load_predictor(_tmp()),
      FileNotFoundError, "config.json is missing", "save_pretrained")  # fmt: skip
 
 

@@ -10,12 +10,10 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from conftest import SMALL
 
 from agents.sb3_vec_env import make_sb3_env
@@ -26,16 +24,7 @@ SINGLE, SLATE = "loe_gym/Engagement-v0", "loe_gym/EngagementSlate-v0"
 MATRIX: dict[tuple[str, str], str] = {}
 """(client, feature) → the test that shows it works; filled by `row`."""
 
-# The tiny networks run fastest on one thread (see tests/test_sb3_adapter.py).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def one_torch_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def row(client: str, feature: str) -> Callable[[Callable[..., None]], Callable[..., None]]:

@@ -38,6 +38,8 @@ FIT = FitPredictorConfig(
     gru_epochs=0,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _start(script: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(TESTS), "OMP_NUM_THREADS": "1"}
@@ -119,13 +121,7 @@ def test_fit_predictor_killed_then_resumed_equals_an_uninterrupted_run(
     first_epoch = killed / "finetune" / "checkpoints" / "epoch-001"
     _kill_when(process, lambda: (first_epoch / "training_state.pt").is_file())
     assert not (killed / "metrics.json").exists()
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        fit_predictor(log, killed, FIT, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    fit_predictor(log, killed, FIT, progress=False)  # one torch thread, as the script
     weights = "model/model.safetensors"
     assert (killed / weights).read_bytes() == (full / weights).read_bytes()
     metrics = [json.loads((run / "metrics.json").read_text())["test"] for run in (full, killed)]

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import NUM_ITEMS
 
 from agents.collect import collect_logs
@@ -25,6 +24,8 @@ from loe_gym.run_folders import (
     prepare_run_folder,
     remove_run_folder,
 )
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _thesis(tmp_path: Path) -> Path:
@@ -119,12 +120,7 @@ TINY = FitPredictorConfig(
 
 
 def _fit(log: Path, output: Path, *, overwrite: bool = False) -> bytes:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        fit_predictor(log, output, TINY, overwrite=overwrite, progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    fit_predictor(log, output, TINY, overwrite=overwrite, progress=False)
     return (output / "model" / "model.safetensors").read_bytes()
 
 

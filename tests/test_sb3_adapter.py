@@ -8,7 +8,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from conftest import (
     NUM_ITEMS,
     SMALL,
@@ -22,15 +21,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from agents.sb3_vec_env import RecommendationSB3VecEnv, make_sb3_env
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Any:
-    """The networks here are tiny: with several threads, torch spends its time
-    synchronising them (seconds instead of milliseconds on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _options(env_id: str) -> dict[str, Any]:
