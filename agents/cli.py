@@ -30,9 +30,6 @@ from typing import Annotated, Any, ClassVar
 import tyro
 
 from agents.configs import (
-    QUICK_EXPERIMENT,
-    QUICK_LOOP,
-    QUICK_VALIDATION,
     CollectLogsConfig,
     EvaluateConfig,
     EvaluationConfig,
@@ -44,6 +41,7 @@ from agents.configs import (
     TuneOracleConfig,
     ValidationConfig,
 )
+from agents.presets import QUICK_EXPERIMENT, QUICK_LOOP, QUICK_VALIDATION
 from loe_gym.config import FrozenConfig, checked, checks_deferred, field_docs
 from loe_gym.errors import did_you_mean
 from loe_gym.predictor.configs import FitPredictorConfig
@@ -59,6 +57,9 @@ class Command:
     threads: int = 0
     """torch threads (0 = the command's default: 1 for evaluate, whose networks are small
     enough that more threads only contend; torch's default elsewhere)."""
+    device: str = "auto"
+    """Where torch work runs: auto (a GPU where torch sees one), cpu, cuda or cuda:N; the
+    predictor's service, its training and the agents' networks together (loe_gym/devices.py)."""
 
     quick: ClassVar[FrozenConfig | None] = None
     """The ``--quick`` preset of the command's config, if it has one."""
@@ -70,7 +71,23 @@ class Command:
 
 
 @dataclass(kw_only=True)
-class Simulate(Command):
+class RayOptions:
+    """Where a command's populations run: here, or as Ray tasks (agents/populations.py)."""
+
+    ray: bool = False
+    """Run the populations' shards (--evaluation.users-per-shard) as Ray tasks on a local
+    Ray instance (pip install -e ".[rllib]"); the metrics are the same as without."""
+    address: str | None = None
+    """Run them on this Ray cluster instead (e.g. auto or 10.0.0.1:6379); implies --ray."""
+
+    def runner(self) -> Any:
+        from agents.populations import make_runner
+
+        return make_runner(self.ray, self.address)
+
+
+@dataclass(kw_only=True)
+class Simulate(Command, RayOptions):
     """A short simulation: long-term metrics per reference policy."""
 
     config: Annotated[PolicyTableConfig, tyro.conf.arg(name="")] = field(
@@ -80,13 +97,13 @@ class Simulate(Command):
     def run(self) -> int:
         from agents.evaluation import policy_table
 
-        text, _ = policy_table(self.config, progress=self.progress)
+        text, _ = policy_table(self.config, progress=self.progress, runner=self.runner())
         print(text)
         return 0
 
 
 @dataclass(kw_only=True)
-class Calibrate(Command):
+class Calibrate(Command, RayOptions):
     """The calibration table of an env (reference policies, CIs over seeds)."""
 
     config: Annotated[PolicyTableConfig, tyro.conf.arg(name="")] = field(
@@ -117,7 +134,7 @@ class Calibrate(Command):
                         f"{path} exists; pass --overwrite to replace {output.name} and "
                         f"{output.with_suffix('.json').name}, or choose another --output."
                     )
-        text, payload = policy_table(self.config, progress=self.progress)
+        text, payload = policy_table(self.config, progress=self.progress, runner=self.runner())
         command = "loe-gym " + shlex.join(sys.argv[1:])
         print(text)
         print(f"({payload['seconds']:.0f} s)")
@@ -161,7 +178,7 @@ class TuneOracle(Command):
 
 
 @dataclass(kw_only=True)
-class CollectLogs(Command):
+class CollectLogs(Command, RayOptions):
     """Simulate users under a logging policy and stream Parquet logs."""
 
     output: str
@@ -176,21 +193,30 @@ class CollectLogs(Command):
     ends with the rows an uninterrupted run writes."""
 
     def run(self) -> int:
-        from agents.collect import collect_logs
+        from agents.collect import collect_logs, collect_sharded
         from agents.training import check_env_id
 
         check_env_id(self.config.env_id)
-        summary = collect_logs(
-            self.config.env_id,
-            num_users=self.config.collect.num_users,
+        collect = self.config.collect
+        options: dict[str, Any] = dict(
+            num_users=collect.num_users,
             path=self.output,
-            policy=self.config.collect.policy,
-            seed=self.config.collect.seed,
+            policy=collect.policy,
+            seed=collect.seed,
             overwrite=self.overwrite,
             resume=self.resume,
             progress=self.progress,
             env_options=self.config.env_options or {},
         )
+        if collect.users_per_shard or self.ray or self.address:
+            summary = collect_sharded(
+                self.config.env_id,
+                users_per_shard=collect.users_per_shard,
+                runner=self.runner(),
+                **options,
+            )
+        else:
+            summary = collect_logs(self.config.env_id, **options)
         print(summary)
         return 0
 
@@ -244,6 +270,9 @@ class Train(Command):
     trust_pickle: bool = False
     """Also resume from SB3 zip checkpoints (cloudpickle: they can run code; only for
     files you trust). Only a flag, never read from a --config file."""
+    address: str | None = None
+    """--agent.backend rllib: the Ray cluster to join (e.g. 10.0.0.1:6379 or auto); default
+    a local Ray instance."""
 
     def run(self) -> int:
         from agents.training import train_agent
@@ -256,6 +285,7 @@ class Train(Command):
             resume=self.resume,
             trust_pickle=self.trust_pickle,
             progress=self.progress,
+            address=self.address,
         )
         print(
             f"trained {self.config.agent.algorithm} for {summary.steps} steps "
@@ -265,7 +295,7 @@ class Train(Command):
 
 
 @dataclass(kw_only=True)
-class Evaluate(Command):
+class Evaluate(Command, RayOptions):
     """Trained agents vs baselines over seeds: table, metrics.json, plots."""
 
     output: str
@@ -291,7 +321,10 @@ class Evaluate(Command):
         # Refused now, not after the evaluation; replaced once the evaluation succeeded.
         check_run_folder(output, "evaluate", overwrite=self.overwrite)
         evaluation = evaluate_runs(
-            self.config, progress=self.progress, trust_pickle=self.trust_pickle
+            self.config,
+            progress=self.progress,
+            trust_pickle=self.trust_pickle,
+            runner=self.runner(),
         )
         prepare_run_folder(output, "evaluate", overwrite=self.overwrite)
         metrics = report_metrics(self.config.env_id)
@@ -584,7 +617,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(threads)
-        return int(command.run())
+        from loe_gym.devices import using_device
+
+        with using_device(command.device):
+            return int(command.run())
     except (
         ValueError,
         TypeError,

@@ -422,3 +422,78 @@ def collect_logs(
         sessions=sessions,
         seconds=time.perf_counter() - started,
     )
+
+
+class CollectShardTask:
+    """One shard of a sharded collection (`collect_sharded`): a closed log of ``size`` users
+    at ``path``; picklable, so it runs as a Ray task too."""
+
+    def __init__(self, env_id: str, size: int, path: Path, seed: int, **options: Any) -> None:
+        self.env_id, self.size, self.path, self.seed, self.options = (
+            env_id,
+            size,
+            path,
+            seed,
+            options,
+        )
+
+    def __call__(self, envs: Any = None, progress: bool = False) -> LogSummary:
+        return collect_logs(
+            self.env_id,
+            num_users=self.size,
+            path=self.path,
+            seed=self.seed,
+            overwrite=True,
+            progress=progress,
+            **self.options,
+        )
+
+
+def collect_sharded(
+    env_id: str = "loe_gym/Engagement-v0",
+    *,
+    num_users: int,
+    path: str | os.PathLike[str],
+    users_per_shard: int,
+    runner: Any = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+    **options: Any,
+) -> LogSummary:
+    """`collect_logs` of a population simulated as shards of ``users_per_shard`` users
+    (`agents.populations`: shard ``k`` seeded ``shard_seed(seed, k)``), run by ``runner``
+    (in turn, or as Ray tasks) and merged (`loe_gym.logs.merging.merge_logs`): the same
+    rows wherever the shards run. ``options``: `collect_logs`' other arguments."""
+    import shutil
+
+    from agents.populations import LocalRunner, shard_seed, shard_sizes
+    from loe_gym.logs.merging import merge_logs, prepare_log_directory
+
+    if options.get("resume"):
+        raise ValueError(
+            "--resume continues a log written in one piece; a sharded collection "
+            "(--collect.users-per-shard) starts again with --overwrite."
+        )
+    options.pop("resume", None)
+    destination = Path(path)
+    staging = destination.parent / f".{destination.name}.shards"
+    started = time.perf_counter()
+    sizes = shard_sizes(num_users, users_per_shard)
+    tasks = [
+        CollectShardTask(env_id, size, staging / f"shard-{k:05d}", shard_seed(seed, k), **options)
+        for k, size in enumerate(sizes)
+    ]
+    prepare_log_directory(destination, overwrite)  # refused now, not after the work
+    shards = (runner or LocalRunner()).map(tasks, progress=progress)
+    run = {"num_users": num_users, "seed": seed, "users_per_shard": users_per_shard}
+    rows = merge_logs([task.path for task in tasks], destination, run=run, overwrite=True)
+    shutil.rmtree(staging)
+    return LogSummary(
+        path=destination,
+        policy=shards[0].policy,
+        rows=rows,
+        users=num_users,
+        sessions=sum(shard.sessions for shard in shards),
+        seconds=time.perf_counter() - started,
+    )

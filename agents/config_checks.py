@@ -64,3 +64,26 @@ def check_history(config: Any) -> None:
             f"predictor.model.max_history_length={trained}, the history the predictor is "
             "trained on; lower the first or raise the second."
         )
+
+
+def check_backend(agent: Any) -> None:
+    """A `TrainConfig`'s ``backend`` against the options it supports."""
+    if agent.backend != "rllib":
+        if agent.num_env_runners:
+            raise ValueError(
+                f"TrainConfig.num_env_runners={agent.num_env_runners} needs backend='rllib' "
+                "(--agent.backend rllib); the sb3 backend samples in one process."
+            )
+        return
+    if agent.algorithm != "ppo":
+        raise ValueError(
+            f"backend='rllib' trains ppo, not algorithm={agent.algorithm!r}: pass "
+            "--agent.algorithm ppo, or --agent.backend sb3 for the other algorithms."
+        )
+    runners = max(1, agent.num_env_runners)
+    if agent.num_users % runners:
+        raise ValueError(
+            f"num_users={agent.num_users} does not split evenly over num_env_runners="
+            f"{agent.num_env_runners}: pass a multiple of {runners}, e.g. "
+            f"{runners * max(1, agent.num_users // runners)}."
+        )

@@ -11,24 +11,21 @@ A light module: no torch, SB3 or gymnasium at import, so ``--help`` answers at o
 config does not hold: where a run writes (an argument of the workflow), progress bars and
 torch threads (they change no result), and the catalog's sizes (read from the logs when
 the model is built). The ``QUICK_*`` presets are plain instances: smoke-test sizes, numbers
-meaningless.
+meaningless (in `agents.presets`).
 """
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.config_checks import check_environment, check_history, check_seeds
+from agents.config_checks import check_backend, check_environment, check_history, check_seeds
 from loe_gym.config import FrozenConfig
 from loe_gym.predictor.configs import FitPredictorConfig, ModelConfig, TrainingConfig
 
 __all__ = [
     "ALGORITHMS",
+    "BACKENDS",
     "ENCODERS",
     "FUSION_ALGORITHMS",
-    "QUICK_EXPERIMENT",
-    "QUICK_LOOP",
-    "QUICK_VALIDATION",
     "REFITS",
     "REWARD_SOURCES",
     "SHARED_OPTIONS",
@@ -70,6 +67,8 @@ REWARD_SOURCES = ("simulator", "predictor", "hybrid")
 """``simulator``: the environment's reward (minutes watched); ``predictor``: the reward model
 (`agents.predictor_env.PredictorReward`), so the agent never reads the simulator's reward;
 ``hybrid``: the environment's reward plus the reward model's centred long-term terms."""
+BACKENDS = ("sb3", "rllib")
+"""Where `agents.training.train_agent` trains: SB3 in one process, or Ray RLlib."""
 REFITS = ("full", "lora")
 """How the feedback loop refits its predictor on each round's logs."""
 TRAIN_WORLDS = ("learned", "ground_truth")
@@ -84,10 +83,14 @@ class EvaluationConfig(FrozenConfig):
     """Users per population (simulated side by side)."""
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     """Population seeds; the 95 % CIs are over them."""
+    users_per_shard: int = 0
+    """Simulate each population as shards of this many users (0: one), in turn or as Ray
+    tasks (--ray): the metrics depend on this, not on where shards run (agents/populations.py)."""
 
     def __post_init__(self) -> None:
         self._check_numbers()
         self._check_positive("num_users")
+        self._check_nonnegative("users_per_shard")
         check_seeds(self)
 
 
@@ -167,11 +170,14 @@ class CollectConfig(FrozenConfig):
     reference policy's name."""
     seed: int = 0
     """Seeds the logged population and the policy's draws."""
+    users_per_shard: int = 0
+    """Simulate the population as shards of this many users (0: one), in turn or as Ray
+    tasks (--ray), merged into one log: the rows depend on this, not on where shards run."""
 
     def __post_init__(self) -> None:
         self._check_numbers()
         self._check_positive("num_users")
-        self._check_nonnegative("seed")
+        self._check_nonnegative("seed", "users_per_shard")
 
 
 @dataclass(frozen=True)
@@ -238,16 +244,24 @@ class TrainConfig(FrozenConfig):
     (agents/networks.py)."""
     buffer_size: int = 200_000
     """DQN / SAC / TD3: replay buffer size."""
+    backend: str = "sb3"
+    """``sb3`` (one process) or ``rllib`` (Ray RLlib's PPO, users split over env runners;
+    ``pip install -e ".[rllib]"``, agents/rllib_backend.py)."""
+    num_env_runners: int = 0
+    """``rllib``: Ray actors that sample, ``num_users / num_env_runners`` users each (0 =
+    sample in the driver)."""
 
     def __post_init__(self) -> None:
         self._check_choice("algorithm", ALGORITHMS)
         self._check_choice("encoder", ENCODERS)
         self._check_choice("reward_source", REWARD_SOURCES)
+        self._check_choice("backend", BACKENDS)
         self._check_numbers()
         self._check_positive("total_steps", "num_users", "encoder_history_length", "n_steps")
         self._check_positive("batch_size", "n_epochs", "learning_rate", "buffer_size")
         self._check_nonnegative("return_weight", "continuation_weight", "ent_coef")
-        self._check_nonnegative("myopic_prior", "seed")
+        self._check_nonnegative("myopic_prior", "seed", "num_env_runners")
+        check_backend(self)
         object.__setattr__(self, "net_arch", tuple(self.net_arch))
         for name in ("gamma", "day_discount", "gae_lambda"):
             if not 0 < getattr(self, name) <= 1:
@@ -510,42 +524,6 @@ class ValidationConfig(FrozenConfig):
             )
 
 
-def _quick_predictor(base: FitPredictorConfig, steps: int, history: int) -> FitPredictorConfig:
-    return dataclasses.replace(
-        base,
-        model=dataclasses.replace(
-            base.model, hidden_size=16, num_hidden_layers=1, max_history_length=history
-        ),
-        training=dataclasses.replace(base.training, max_epochs=1, steps_per_epoch=steps),
-    )
-
-
-QUICK_EXPERIMENT = ExperimentConfig(
-    collect=CollectConfig(num_users=150, policy="mixed", seed=100),
-    predictor=_quick_predictor(_experiment_predictor(), steps=25, history=20),
-    agent=reward_model_agent(total_steps=8192, num_users=64),
-    evaluation=EvaluationConfig(num_users=64, seeds=(0, 1)),
-)
-"""`ExperimentConfig` at smoke-test size: a couple of minutes on two CPU cores."""
-
-QUICK_LOOP = LoopConfig(
-    rounds=1,
-    horizon_days=3,
-    users_per_round=40,
-    predictor=_quick_predictor(_loop_predictor(), steps=10, history=10),
-    agent=reward_model_agent(total_steps=2048, num_users=32),
-)
-"""`LoopConfig` at smoke-test size: about a minute on two CPU cores."""
-
-QUICK_VALIDATION = ValidationConfig(
-    horizon_days=3,
-    collect=CollectConfig(num_users=60, policy="deployable", seed=100),
-    predictor=_quick_predictor(_learned_simulator_predictor(), steps=10, history=10),
-    evaluation=EvaluationConfig(num_users=24, seeds=(0, 1)),
-)
-"""`ValidationConfig` at smoke-test size: a minute or two on two CPU cores."""
-
-
 @dataclass(frozen=True)
 class PolicyTableConfig(FrozenConfig):
     """Reference policies' long-term metrics on an env (``loe-gym simulate`` and
@@ -667,15 +645,3 @@ class ImportLogsConfig(FrozenConfig):
         object.__setattr__(self, "source", tuple(self.source))
         if not self.source:
             raise ValueError("ImportLogsConfig.source names no file: pass CSV or Parquet files.")
-
-
-QUICK_LOOKAHEAD = LookaheadConfig(
-    switch_every=2,
-    switch_samples=2,
-    switch_horizon=4,
-    pilot_users=4,
-    top_k=2,
-    samples=2,
-    horizon=3,
-)
-"""Smoke-test sizes: numbers meaningless."""

@@ -8,6 +8,8 @@ differences between populations.
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import numpy as np
 from scipy import stats
 from tqdm import tqdm
 
+from agents.populations import LocalRunner, ShardTask, shard_seed, shard_sizes
 from agents.reference_policies import Policy, make_policy
 from loe_gym import RecommendationVectorEnv
 
@@ -135,6 +138,8 @@ def population_steps(
     """
     core = env.unwrapped
     n = core.num_envs
+    if callable(start := getattr(policy, "start_population", None)):
+        start(seed)  # state kept between populations restarts (agents/populations.py)
     obs, _ = env.reset(seed=seed)
     finished = np.zeros(n, bool)
     label = description or f"{policy.name} seed {seed}"
@@ -175,7 +180,7 @@ def run_population(
         max_steps: safety cap on vector steps (raises if reached).
     """
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
-    totals = _PopulationTotals(core)
+    totals = PopulationTotals(core)
     for info, live, _, _ in population_steps(
         env, policy, seed, max_steps=max_steps, progress=progress
     ):
@@ -196,7 +201,16 @@ _TOTALS = (
 )
 
 
-class _PopulationTotals:
+_SUMMED = (
+    "daily_watch",
+    "daily_active",
+    "satisfaction_sum",
+    "satisfaction_count",
+    "item_impressions",
+)
+
+
+class PopulationTotals:
     """Per-user and per-day sums over a population's steps (`run_population`)."""
 
     def __init__(self, core: RecommendationVectorEnv) -> None:
@@ -265,6 +279,31 @@ class _PopulationTotals:
                 self.satisfaction_sum += np.bincount(day[ended], satisfaction[ended], horizon)
                 self.satisfaction_count += np.bincount(day[ended], minlength=horizon)
         self.session_steps = np.where(info["session_end"], 0, self.session_steps)
+
+    def detached(self) -> PopulationTotals:
+        """These totals without their environment (to send them to another process)."""
+        self.core = None  # type: ignore[assignment]
+        return self
+
+    @staticmethod
+    def merge(parts: Sequence[PopulationTotals]) -> PopulationTotals:
+        """The totals of ``parts`` (shards of one population, in shard order) as one
+        population's: per-user arrays concatenated, the rest summed in order."""
+        merged = copy.copy(parts[0])
+        merged.n = sum(part.n for part in parts)
+        merged.totals = {
+            name: np.concatenate([part.totals[name] for part in parts]) for name in _TOTALS
+        }
+        for name in _SUMMED:
+            values = [getattr(part, name) for part in parts]
+            setattr(merged, name, functools.reduce(np.add, values))
+        for name in ("churn_day", "session_steps"):
+            setattr(merged, name, np.concatenate([getattr(part, name) for part in parts]))
+        if merged.topic_impressions is not None:
+            merged.topic_impressions = np.concatenate([p.topic_impressions for p in parts])
+        merged.session_lengths = [a for part in parts for a in part.session_lengths]
+        merged.return_gaps = [a for part in parts for a in part.return_gaps]
+        return merged
 
     def result(self, policy: str, seed: int) -> PopulationResult:
         n, horizon = self.n, self.horizon
@@ -387,8 +426,14 @@ def evaluate(
     progress: bool = True,
     policy_factory: Callable[[str], Policy] = make_policy,
     wrappers: Sequence[Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]] = (),
+    users_per_shard: int = 0,
+    runner: Any = None,
 ) -> Evaluation:
     """Evaluate ``policies`` on ``num_users`` users of ``env_id`` for each seed.
+
+    Each population runs as shards of ``users_per_shard`` users (0: one shard) on
+    ``runner`` (`agents.populations.LocalRunner` by default, `~agents.populations.RayRunner`
+    to spread them over a Ray cluster); the metrics do not depend on the runner.
 
     ``wrappers`` (e.g. `agents.predictor_env.PredictorObservations`) are applied, in
     order, for the policies with ``uses_predictor = True``; the others act on the plain
@@ -406,29 +451,28 @@ def evaluate(
             f"seeds repeat in {tuple(seeds)}: a repeated seed repeats a population, and the "
             "CIs would count it as independent. Give distinct seeds, e.g. (0, 1, 2)."
         )
-    env = gym.make_vec(
-        env_id,
-        num_envs=num_users,
-        vectorization_mode="vector_entry_point",
-        **dict(env_options or {}),
-    )
-    core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
-    wrapped: gym.vector.VectorEnv = core
-    for wrap in wrappers:
-        wrapped = wrap(wrapped)
-    results: dict[str, tuple[PopulationResult, ...]] = {}
-    for entry in policies:
-        policy = policy_factory(entry) if isinstance(entry, str) else entry
+    made = [policy_factory(entry) if isinstance(entry, str) else entry for entry in policies]
+    for policy in made:
         if getattr(policy, "uses_predictor", False) and not wrappers:
             raise ValueError(
                 f"Policy {policy.name!r} reads the predictor's observations; pass "
                 "wrappers=[lambda env: PredictorObservations(env, service)]."
             )
-        target = wrapped if getattr(policy, "uses_predictor", False) else core
-        results[policy.name] = tuple(
-            run_population(target, policy, seed, progress=progress) for seed in seeds
+    sizes = shard_sizes(num_users, users_per_shard)
+    tasks = [
+        ShardTask(env_id, env_options, policy, wrappers, shard_seed(seed, index), size)
+        for policy in made
+        for seed in seeds
+        for index, size in enumerate(sizes)
+    ]
+    parts = iter((runner or LocalRunner()).map(tasks, progress=progress))
+    results = {
+        policy.name: tuple(
+            PopulationTotals.merge([next(parts) for _ in sizes]).result(policy.name, seed)
+            for seed in seeds
         )
-    env.close()
+        for policy in made
+    }
     return Evaluation(env_id=env_id, num_users=num_users, seeds=tuple(seeds), results=results)
 
 
@@ -455,9 +499,11 @@ def report_metrics(env_id: str) -> tuple[str, ...]:
     return (*SESSION_METRICS, "coverage", "topic_diversity")
 
 
-def policy_table(config: Any, *, progress: bool = True) -> tuple[str, dict[str, Any]]:
+def policy_table(
+    config: Any, *, progress: bool = True, runner: Any = None
+) -> tuple[str, dict[str, Any]]:
     """The reference policies of a `PolicyTableConfig` over its populations:
-    ``(markdown table with legend, metrics as a JSON-able dict)``."""
+    ``(markdown table with legend, metrics as a JSON-able dict)``; ``runner`` as `evaluate`'s."""
     import time
 
     from loe_gym.registration import env_facts
@@ -470,6 +516,8 @@ def policy_table(config: Any, *, progress: bool = True) -> tuple[str, dict[str, 
         [_reference_policy(name, config.lookahead) for name in policies],
         num_users=config.evaluation.num_users,
         seeds=config.evaluation.seeds,
+        users_per_shard=config.evaluation.users_per_shard,
+        runner=runner,
         env_options=config.env_options,
         progress=progress,
     )
@@ -485,9 +533,12 @@ def policy_table(config: Any, *, progress: bool = True) -> tuple[str, dict[str, 
     return text, result.to_dict() | {"seconds": seconds}
 
 
-def evaluate_runs(config: Any, *, progress: bool = True, trust_pickle: bool = False) -> Evaluation:
+def evaluate_runs(
+    config: Any, *, progress: bool = True, trust_pickle: bool = False, runner: Any = None
+) -> Evaluation:
     """Trained agents (``loe-gym train`` folders) and baselines of an `EvaluateConfig`,
-    on the same populations. Agents that read the predictor must share one. SB3 zips of
+    on the same populations (run by ``runner``, as in `evaluate`). Agents that read the
+    predictor must share one. SB3 zips of
     older runs are loaded only with ``trust_pickle`` (see `agents.training.load_agent`)."""
     from agents.training import check_env_id, load_agent, predictor_wrappers
 
@@ -524,6 +575,8 @@ def evaluate_runs(config: Any, *, progress: bool = True, trust_pickle: bool = Fa
         env_options=env_options,
         num_users=config.evaluation.num_users,
         seeds=config.evaluation.seeds,
+        users_per_shard=config.evaluation.users_per_shard,
+        runner=runner,
         progress=progress,
         wrappers=wrappers,
     )

@@ -147,6 +147,7 @@ def _evaluate(config: ExperimentConfig, folder: Path, progress: bool) -> Any:
         env_options=config.env_options,
         num_users=config.evaluation.num_users,
         seeds=config.evaluation.seeds,
+        users_per_shard=config.evaluation.users_per_shard,
         progress=progress,
         wrappers=predictor_wrappers(run, service, for_training=False),
     )

@@ -45,6 +45,11 @@ class Policy(Protocol):
         ...
 
 
+# A policy may also define ``start_population(seed: int) -> None``: called before each
+# population (or shard of one), to restart any state kept between populations, so that a
+# population's result does not depend on what ran before (agents/populations.py).
+
+
 class _ScoringPolicy:
     """Shows the candidates with the highest ``score`` (ties broken by candidate order)."""
 
@@ -98,7 +103,12 @@ class RandomPolicy:
     privileged = False
 
     def __init__(self, seed: int | None = 0) -> None:
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
+
+    def start_population(self, seed: int) -> None:
+        """Restart the draws: a population's actions do not depend on those before it."""
+        self.rng = np.random.default_rng(self.seed)
 
     def act(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
         return top_slates(

@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.configs import FUSION_ALGORITHMS, TrainRunConfig
+from loe_gym.devices import current_device
 from loe_gym.envs.simulators import imported_module
 from loe_gym.errors import did_you_mean
 from loe_gym.run_folders import finish_run_folder, mark_run_folder, remove_run_folder
@@ -172,6 +173,7 @@ def _make_model(run: TrainRunConfig, env: Any, tensorboard: str | None) -> Any:
 
     config = run.agent
     common: dict[str, Any] = {"seed": config.seed, "tensorboard_log": tensorboard, "verbose": 0}
+    common["device"] = current_device()  # beside the predictor's service: no host copies
     lr, gamma = config.learning_rate, config.gamma
     if config.algorithm in ("ppo", "a2c"):
         on_policy: dict[str, Any] = {
@@ -254,18 +256,23 @@ class SB3Policy:
     privileged = False
 
     def __init__(self, model: Any, name: str, *, uses_predictor: bool, fusion: bool) -> None:
-        self.model, self.name = model, name
+        self.model, self.network, self.name = model, model.policy, name
         self.uses_predictor, self.fusion = uses_predictor, fusion
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy sent to a Ray task acts through the network alone; the algorithm holds its
+        # training env, which SB3's vec-env wrappers cannot copy.
+        return {**self.__dict__, "model": None}
 
     def act(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
         if self.fusion:
             from agents.predictor_env import rank_by_weights
 
-            action, _ = self.model.predict(dict(obs), deterministic=True)
+            action, _ = self.network.predict(dict(obs), deterministic=True)
             return rank_by_weights(action, obs["candidate_scores"], env.config.slate_size)
         slate_size = env.config.slate_size
         if slate_size == 1:
-            action, _ = self.model.predict(dict(obs), deterministic=True)
+            action, _ = self.network.predict(dict(obs), deterministic=True)
             return np.asarray(action)
         # A slate policy's positions share the candidates' logits (agents/networks.py): the
         # deterministic slate is the best slate_size distinct candidates, not one repeated.
@@ -273,7 +280,7 @@ class SB3Policy:
 
         from agents.ranking import top_slates
 
-        policy = self.model.policy
+        policy = self.network
         tensors, _ = policy.obs_to_tensor(dict(obs))
         with torch.no_grad():
             logits = policy.get_distribution(tensors).distribution[0].logits
@@ -336,14 +343,7 @@ def _rebuild(
     from agents.agent_files import agent_files, restore_agent
 
     if agent_files(directory, stem)[1].is_file():
-        if env is None:
-            # Two users suffice to build the networks (the buffers are not needed).
-            run = config.replace(agent=config.agent.replace(num_users=2, buffer_size=1000))
-            env = make_training_env(run, service)
-            config = run
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SB3's advice on batch sizes of a 2-user env
-            model = _make_model(config, env, tensorboard)
+        model = sb3_model(config, service) if env is None else _make_model(config, env, tensorboard)
         restore_agent(model, directory, stem)
         return model
     if not pickled.is_file():
@@ -358,8 +358,18 @@ def _rebuild(
             "trust whoever wrote it; `loe-gym train` writes safetensors agents."
         )
     return algorithm_class(config.agent.algorithm).load(
-        pickled, env=env, device="cpu", tensorboard_log=tensorboard
+        pickled, env=env, device=current_device(), tensorboard_log=tensorboard
     )
+
+
+def sb3_model(config: TrainRunConfig, service: Any) -> Any:
+    """``config``'s SB3 agent, untrained, on a 2-user env: enough to build its networks
+    (and no replay buffer) for weights loaded from a file or from another backend."""
+    run = config.replace(agent=config.agent.replace(num_users=2, buffer_size=1000))
+    env = make_training_env(run, service)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SB3's advice on batch sizes of a 2-user env
+        return _make_model(run, env, None)
 
 
 def _as_policy(model: Any, config: TrainRunConfig, name: str, service: Any) -> SB3Policy:
@@ -407,6 +417,7 @@ def train_agent(
     trust_pickle: bool = False,
     callbacks: Sequence[Any] = (),
     progress: bool = True,
+    address: str | None = None,
 ) -> TrainingSummary:
     """Train ``config``'s agent; write the run folder (`AgentRunFolder`: the agent as
     safetensors + JSON, the resolved ``config.json``, ``training.json``, TensorBoard logs
@@ -414,15 +425,28 @@ def train_agent(
 
     An existing ``output`` is refused unless ``overwrite`` (start over) or ``resume``
     (continue from its last checkpoint; SB3 zip checkpoints of older runs only with
-    ``trust_pickle``). Returns the training summary.
+    ``trust_pickle``). ``agent.backend == "rllib"`` trains with Ray RLlib instead
+    (`agents.rllib_backend`; ``address``: an existing Ray cluster). Returns the summary.
     """
     from stable_baselines3.common.callbacks import CallbackList
 
     check_env_id(config.env_id)
     folder = AgentRunFolder(Path(output))
+    if config.agent.backend == "rllib":
+        from agents.rllib_backend import check_rllib_run
+
+        check_rllib_run(config, resume, output)
     latest = _prepare_run_folder(folder, overwrite, resume, trust_pickle)
     agent = config.agent
     service = _service(str(config.predictor)) if agent.needs_predictor else None
+    if agent.backend == "rllib":
+        from agents.rllib_backend import train_rllib
+
+        folder.config.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        summary = train_rllib(config, folder, service, address=address, progress=progress)
+        folder.summary.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        finish_run_folder(folder.root, "train")
+        return summary
     env = make_training_env(config, service)
     _check_action_space(config, env)
     folder.config.write_text(json.dumps(config.to_dict(), indent=2) + "\n")

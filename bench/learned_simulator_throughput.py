@@ -14,12 +14,14 @@ Timings on a shared CPU are noisy: compare ratios within one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
 import numpy as np
 import torch
 
+from loe_gym.devices import using_device
 from simulators.engagement import EngagementUsers
 from simulators.learned import LearnedUsers
 
@@ -43,8 +45,12 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=[64, 1024, 4096])
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     args = parser.parse_args()
+    # The predictor and the networks on --device (loe_gym/devices.py), as --device does.
+    device = contextlib.ExitStack()
+    print("device:", device.enter_context(using_device(args.device)))
     if args.threads:
         torch.set_num_threads(args.threads)
     learned = LearnedUsers(args.predictor, catalog=args.logs)

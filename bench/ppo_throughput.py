@@ -18,6 +18,7 @@ reports medians and the spread.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 from collections import defaultdict
@@ -34,6 +35,7 @@ from agents.configs import reward_model_agent
 from agents.networks import CandidateActorCriticPolicy
 from agents.predictor_env import PredictorObservations, PredictorReward
 from agents.sb3_vec_env import make_sb3_env
+from loe_gym.devices import current_device, using_device
 from loe_gym.predictor.configs import FitPredictorConfig
 from loe_gym.predictor.pipeline import build_model
 from loe_gym.predictor.serving import PredictorService
@@ -64,6 +66,7 @@ def _ppo(env: Any, users: int, n_steps: int, n_epochs: int, batch_size: int) -> 
         batch_size=min(batch_size, n_steps * users),
         n_epochs=n_epochs,
         seed=0,
+        device=current_device(),
     )
 
 
@@ -124,9 +127,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--history-length", type=int, default=defaults.encoder_history_length)
     parser.add_argument("--predictor", default=None, help="trained predictor directory")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-peer", action="store_true", help="skip the DummyVecEnv peer")
     args = parser.parse_args()
+    # The predictor and the networks on --device (loe_gym/devices.py), as --device does.
+    device = contextlib.ExitStack()
+    print("device:", device.enter_context(using_device(args.device)))
     torch.set_num_threads(args.threads)
     service = (
         PredictorService.from_pretrained(args.predictor) if args.predictor else default_service()

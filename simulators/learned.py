@@ -103,7 +103,8 @@ class LearnedUsers:
         watch_log_std: std of the Gaussian noise on ``log1p(minutes)`` around the
             predicted watch time (0 = the prediction itself; the watch-time loss of the
             fit, √MSE, is the natural value).
-        device: where the predictor runs.
+        device: where the predictor runs (None: the command's ``--device``,
+            `loe_gym.devices.current_device`).
         batch_size: users per predictor call.
 
     Examples:
@@ -123,7 +124,7 @@ class LearnedUsers:
         history_length: int | None = None,
         churn_gap_days: int = 7,
         watch_log_std: float = 0.0,
-        device: str = "cpu",
+        device: str | None = None,
         batch_size: int = 4096,
     ) -> None:
         if isinstance(predictor, PredictorService):

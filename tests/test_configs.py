@@ -12,13 +12,8 @@ from pathlib import Path
 import pytest
 
 from agents.cli import COMMANDS, parse, read_config_file
-from agents.configs import (
-    QUICK_EXPERIMENT,
-    QUICK_LOOP,
-    QUICK_VALIDATION,
-    SHARED_OPTIONS,
-    ExperimentConfig,
-)
+from agents.configs import SHARED_OPTIONS, ExperimentConfig
+from agents.presets import QUICK_EXPERIMENT, QUICK_LOOP, QUICK_VALIDATION
 from loe_gym.config import FrozenConfig, checks_deferred
 
 

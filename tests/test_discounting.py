@@ -137,3 +137,21 @@ def test_only_the_day_discount_sees_the_cost_of_absence(
     )
     watch = result.metric("ppo", "total_watch").mean
     assert (watch > 100) if learns_to_bring_users_back else (watch < 50), watch
+
+
+def test_rllibs_gae_on_the_users_clock_discounts_the_days_between_steps() -> None:
+    """`agents.rllib_backend.clock_value_targets` by hand: a 2-day gap costs day_discount²."""
+    from agents.rllib_backend import clock_value_targets
+
+    gamma, lam, day = 0.9, 0.8, 0.5
+    targets = clock_value_targets(
+        np.zeros(3, np.float32),
+        np.array([0.0, 0.0, 1.0], np.float32),
+        np.zeros(3, np.float32),
+        np.array([0.0, 0.0, 1.0], np.float32),
+        np.array([0.0, 2.0, 2.0]),
+        gamma=gamma,
+        lambda_=lam,
+        day_discount=day,
+    )
+    np.testing.assert_allclose(targets, [gamma**2 * lam**2 * day**2, gamma * lam, 1.0], rtol=1e-6)

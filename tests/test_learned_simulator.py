@@ -18,8 +18,9 @@ from gymnasium.utils.env_checker import check_env
 
 import loe_gym
 from agents.collect import MixedPolicy, collect_logs
-from agents.configs import QUICK_VALIDATION, LoopConfig, ValidationConfig
+from agents.configs import LoopConfig, ValidationConfig
 from agents.loop import ExplorationPolicy, round_summary
+from agents.presets import QUICK_VALIDATION
 from agents.validation import compare_worlds, fit_learned_simulator, learned_env_options
 from loe_gym.predictor import load_predictor
 from loe_gym.predictor.configs import TrainingConfig

@@ -20,9 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trap_simulator import TrapUsers
 
-from agents.configs import QUICK_LOOKAHEAD, LookaheadConfig
+from agents.configs import LookaheadConfig
 from agents.evaluation import evaluate, run_population
 from agents.lookahead import LookaheadOracle, PolicySwitch, paired_choice, portfolio
+from agents.presets import QUICK_LOOKAHEAD
 from agents.reference_policies import MyopicPolicy, make_policy
 from loe_gym import RecommendationVectorEnv, Responses, check_simulator
 from loe_gym.envs.forking import CommonRandomNumbers

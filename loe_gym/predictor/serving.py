@@ -70,12 +70,13 @@ class PredictorService:
     """
 
     def __init__(
-        self, model: nn.Module, *, device: str | torch.device = "cpu", batch_size: int = 4096
+        self, model: nn.Module, *, device: str | torch.device | None = None, batch_size: int = 4096
     ) -> None:
         # Imported here: peft and accelerate are needed only when a model has adapters.
+        from loe_gym.devices import current_device
         from loe_gym.predictor.lora import merge_lora
 
-        self.device = torch.device(device)
+        self.device = torch.device(current_device() if device is None else device)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.model = cast(PredictorModel, merge_lora(model).to(self.device).eval())
         self.config: PredictorConfig = self.model.config
@@ -84,7 +85,11 @@ class PredictorService:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike[str], *, device: str | torch.device = "cpu", **kwargs: Any
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        device: str | torch.device | None = None,
+        **kwargs: Any,
     ) -> PredictorService:
         """Load a checkpoint written by ``save_pretrained`` (e.g. ``fit``'s ``best/``)."""
         return cls(load_predictor(path), device=device, **kwargs)

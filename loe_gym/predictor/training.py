@@ -42,6 +42,7 @@ from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
+from loe_gym.devices import current_device
 from loe_gym.errors import did_you_mean
 from loe_gym.predictor import checkpoints
 from loe_gym.predictor.configs import TrainingConfig
@@ -269,6 +270,7 @@ def fit(
     _check_task(task)
     directory = _output_directory(output_dir)
     accelerator = Accelerator(
+        cpu=current_device() == "cpu",  # --device (loe_gym/devices.py)
         mixed_precision=config.mixed_precision,
         # Under DDP: each task leaves some weights without gradient (masked-item
         # pre-training never uses the candidate heads; a batch without ranking labels
