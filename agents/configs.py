@@ -53,6 +53,7 @@ SHARED_OPTIONS: dict[str, str] = {
     "seed": "seeds the random draws of the part that declares it",
     "learning_rate": "the learning rate of the optimiser of the part that declares it",
     "batch_size": "the minibatch size of the optimiser of the part that declares it",
+    "users_per_shard": "users per shard of a population simulated as shards (0: one shard)",
 }
 """Option names declared in more than one config, each with its one meaning (no other name
 is: tests/test_configs.py walks the tree)."""

@@ -39,6 +39,11 @@ def shard_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint32)[0])
 
 
+Task = Callable[..., Any]
+"""A picklable unit of work: ``task(envs=None, progress=False)`` (``envs``: a cache of
+environments by size that a runner may share between its tasks)."""
+
+
 class ShardTask:
     """One shard of one population under one policy: picklable, so it runs anywhere.
 
@@ -91,7 +96,7 @@ class ShardTask:
 class LocalRunner:
     """Runs shard tasks one after the other in this process."""
 
-    def map(self, tasks: Sequence[ShardTask], progress: bool = False) -> list[Any]:
+    def map(self, tasks: Sequence[Task], progress: bool = False) -> list[Any]:
         envs: dict[int, Any] = {}
         try:
             return [task(envs, progress) for task in tasks]
@@ -120,7 +125,7 @@ class RayRunner:
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
 
-    def map(self, tasks: Sequence[ShardTask], progress: bool = False) -> list[Any]:
+    def map(self, tasks: Sequence[Task], progress: bool = False) -> list[Any]:
         remote = self.ray.remote(num_cpus=1)(_run_task)
         pending = [remote.remote(task) for task in tasks]
         order = {ref: i for i, ref in enumerate(pending)}
@@ -135,7 +140,7 @@ class RayRunner:
         return results
 
 
-def _run_task(task: ShardTask) -> Any:
+def _run_task(task: Task) -> Any:
     return task()
 
 

@@ -28,7 +28,6 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -393,21 +392,40 @@ def train_rllib(
 
 
 def _copy_weights(algo: Any, model: Any) -> None:
-    """The learner's module weights into the SB3 ``model`` (same network, same names)."""
+    """The learner's module weights (what it trained, not a runner's copy) into the SB3
+    ``model``: the same network under the same names."""
     import torch
 
-    module = algo.get_module()
-    state = {
-        name.removeprefix("candidate_policy."): value for name, value in module.state_dict().items()
-    }
-    model.policy.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+    weights = algo.learner_group.get_weights()["default_policy"]
+    prefix = "candidate_policy."
+    state = {name.removeprefix(prefix): torch.as_tensor(np.asarray(value))
+             for name, value in weights.items()}  # fmt: skip
+    model.policy.load_state_dict(state)
 
 
-def check_rllib_run(config: TrainRunConfig, resume: bool, output: str | Path) -> None:
-    """What the rllib backend does not do yet, refused before any work."""
+def train_rllib_run(
+    config: TrainRunConfig,
+    folder: Any,
+    overwrite: bool,
+    resume: bool,
+    address: str | None,
+    progress: bool,
+) -> Any:
+    """`agents.training.train_agent` with ``backend="rllib"``: the run ``folder``
+    (`AgentRunFolder`) written as the SB3 backend writes it, from the agent trained here."""
+    from agents.training import _prepare_run_folder, _service
+    from loe_gym.run_folders import finish_run_folder
+
     if resume:
         raise ValueError(
-            f"--resume: the rllib backend saves the final agent only, so {output} has no "
+            f"--resume: the rllib backend saves the final agent only, so {folder.root} has no "
             "checkpoint to continue from; train again with --overwrite, or use --agent.backend "
             "sb3 for resumable runs."
         )
+    _prepare_run_folder(folder, overwrite, resume=False, trust_pickle=False)
+    service = _service(str(config.predictor)) if config.agent.needs_predictor else None
+    folder.config.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    summary = train_rllib(config, folder, service, address=address, progress=progress)
+    folder.summary.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    finish_run_folder(folder.root, "train")
+    return summary

@@ -433,20 +433,12 @@ def train_agent(
     check_env_id(config.env_id)
     folder = AgentRunFolder(Path(output))
     if config.agent.backend == "rllib":
-        from agents.rllib_backend import check_rllib_run
+        from agents.rllib_backend import train_rllib_run
 
-        check_rllib_run(config, resume, output)
+        return train_rllib_run(config, folder, overwrite, resume, address, progress)
     latest = _prepare_run_folder(folder, overwrite, resume, trust_pickle)
     agent = config.agent
     service = _service(str(config.predictor)) if agent.needs_predictor else None
-    if agent.backend == "rllib":
-        from agents.rllib_backend import train_rllib
-
-        folder.config.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-        summary = train_rllib(config, folder, service, address=address, progress=progress)
-        folder.summary.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
-        finish_run_folder(folder.root, "train")
-        return summary
     env = make_training_env(config, service)
     _check_action_space(config, env)
     folder.config.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
