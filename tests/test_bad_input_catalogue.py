@@ -380,6 +380,67 @@ case("sb3", "set_attr for some users", lambda: _sb3().venv.set_attr("x", 1, indi
      ValueError, r"set_attr\('x'\)", "indices=None")  # fmt: skip
 
 
+# ------------------------------------------------------------------ scaling out
+def _no_ray(make: Callable[[], Any]) -> Callable[[], Any]:
+    """``make`` as on a machine without Ray (the main environment of the tests)."""
+
+    def run() -> Any:
+        saved = sys.modules.get("ray")
+        sys.modules["ray"] = None  # type: ignore[assignment]
+        try:
+            return make()
+        finally:
+            if saved is None:
+                sys.modules.pop("ray", None)
+            else:
+                sys.modules["ray"] = saved
+
+    return run
+
+
+def _train_config(**options: Any) -> Any:
+    return agent_configs.TrainConfig(**options)
+
+
+def _device(name: str) -> Any:
+    from loe_gym.devices import resolve_device
+
+    return resolve_device(name)
+
+
+def _rllib_without_ray() -> Any:
+    from agents.rllib_backend import ppo_config
+
+    agent = _train_config(backend="rllib", encoder="none")
+    return ppo_config(agent_configs.TrainRunConfig(agent=agent))
+
+
+def _ray_runner() -> Any:
+    from agents.populations import make_runner
+
+    return make_runner(ray=True)
+
+
+case("scaling", "an unknown backend", lambda: _train_config(backend="ray"), ValueError,
+     "got 'ray'", "one of 'sb3', 'rllib'")  # fmt: skip
+case("scaling", "backend rllib with dqn", lambda: _train_config(backend="rllib", algorithm="dqn"),
+     ValueError, "algorithm='dqn'", "--agent.algorithm ppo")  # fmt: skip
+case("scaling", "env runners without the rllib backend",
+     lambda: _train_config(num_env_runners=2), ValueError, "num_env_runners=2",
+     "--agent.backend rllib")  # fmt: skip
+case("scaling", "users that do not split over the env runners",
+     lambda: _train_config(backend="rllib", num_users=10, num_env_runners=3), ValueError,
+     "num_users=10", "multiple of 3")  # fmt: skip
+case("scaling", "backend rllib without Ray installed", _no_ray(_rllib_without_ray),
+     ImportError, "backend 'rllib'", r'pip install -e "\.\[rllib\]"')  # fmt: skip
+case("scaling", "--ray without Ray installed", _no_ray(_ray_runner), ImportError, "--ray",
+     r'pip install -e "\.\[rllib\]"')  # fmt: skip
+case("scaling", "negative users per shard",
+     lambda: agent_configs.EvaluationConfig(users_per_shard=-1), ValueError, "-1", "≥ 0")  # fmt: skip
+case("scaling", "an unknown device", lambda: _device("tpu"), ValueError, "'tpu'",
+     "auto, cpu, cuda or cuda:N")  # fmt: skip
+
+
 # ---------------------------------------------------------------------- the tests
 def _id(item: Case) -> str:
     return f"{item.area}: {item.what}"
