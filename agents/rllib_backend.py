@@ -285,7 +285,6 @@ def ppo_config(config: TrainRunConfig) -> Any:
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     agent = config.agent
-    runners = max(1, agent.num_env_runners)
     algorithm = rllib_environment(
         PPOConfig(),
         config.env_id,
@@ -328,7 +327,7 @@ def ppo_config(config: TrainRunConfig) -> Any:
         .reporting(min_sample_timesteps_per_iteration=0, metrics_num_episodes_for_smoothing=1)
         .resources(num_cpus_for_main_process=1)
         .learners(num_learners=0, num_gpus_per_learner=1 if _on_gpu() else 0)
-        .env_runners(num_cpus_per_env_runner=1 if runners else 0)
+        .env_runners(num_cpus_per_env_runner=1)
     )
 
 
