@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -41,3 +42,28 @@ def test_the_dominance_bench_judges_notebook_04s_simulator(tmp_path: Path) -> No
     done = subprocess.run(rewrite, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "dominance.md").read_text() == table
+
+
+def test_the_backend_comparison_aggregates_training_seeds(tmp_path: Path) -> None:
+    """Two groups of runs read from an evaluate report; the second scores 0.9× the first."""
+    per_seed = {
+        "a0": [100, 110, 90],
+        "a1": [105, 95, 100],
+        "b0": [90, 99, 81],
+        "b1": [94.5, 85.5, 90],
+    }
+    policies = {name: {"total_watch": {"per_seed": values}} for name, values in per_seed.items()}
+    metrics = {"num_users": 10, "seeds": [0, 1, 2], "policies": policies}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    command = [sys.executable, str(ROOT / "bench" / "backend_comparison.py"),
+               str(tmp_path / "metrics.json"), "--first", "sb3", "runs/a0", "runs/a1",
+               "--second", "rllib", "b0", "b1", "--reps", "200"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| sb3 | 2 | 100.0, 100.0 |" in done.stdout
+    ratio = re.search(r"rllib / sb3 \(means\): ([\d.]+) \[([\d.]+), ([\d.]+)\]", done.stdout)
+    assert ratio is not None and ratio[1] == "0.900"
+    assert float(ratio[2]) < 0.9 < float(ratio[3])  # training seeds resampled per group
+    missing = [*command[:3], "--first", "sb3", "nope", "--second", "rllib", "b0"]
+    done = subprocess.run(missing, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "['nope'] not in the report" in done.stderr
