@@ -31,15 +31,22 @@ def rllib_rate(config: TrainRunConfig, steps: int, repeats: int) -> list[float]:
     from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 
     algo = ppo_config(config).build_algo()
+
+    def sample(steps: int) -> int:
+        chunks = synchronous_parallel_sample(
+            worker_set=algo.env_runner_group,
+            max_env_steps=steps,
+            concat=False,
+            _uses_new_env_runners=True,
+        )
+        return sum(episode.env_steps() for chunk in chunks for episode in chunk)
+
     try:
-        synchronous_parallel_sample(worker_set=algo.env_runner_group, max_env_steps=steps // 4)
+        sample(steps // 4)  # warm-up: workers started, first resets done
         rates = []
         for _ in range(repeats):
             started = time.perf_counter()
-            episodes = synchronous_parallel_sample(
-                worker_set=algo.env_runner_group, max_env_steps=steps, concat=False
-            )
-            sampled = sum(len(episode) for episode in episodes)
+            sampled = sample(steps)
             rates.append(sampled / (time.perf_counter() - started))
         return rates
     finally:
