@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU path end to end, CPU and GPU side by side on one machine: predictor training,
-# PPO with the predictor encoder, and the learned simulator. One short run (about 5 minutes).
+# PPO with the predictor encoder, and the learned simulator. One short run (minutes on a GPU
+# machine; the CPU half takes about 15 minutes on a 2-core VM).
 #
 #   bash bench/gpu_end_to_end.sh [OUT]        # OUT (default /tmp/loe_gym_gpu): logs, predictor
 #   DEVICES=cpu bash bench/gpu_end_to_end.sh  # the CPU half only (machines without a GPU)
@@ -22,7 +23,7 @@ loe-gym fit-predictor --logs "$out/logs" --output "$out/predictor" --overwrite -
 for device in $devices; do
   echo "== predictor training and inference, $device"
   python3 bench/predictor_throughput.py --device "$device" --hidden 256 --layers 4 \
-    --batch-size 1024 --train-steps 30 --repeats 3
+    --batch-size 1024 --train-steps 10 --repeats 2
   echo "== PPO with the predictor encoder (the experiment's settings), $device"
   python3 bench/ppo_throughput.py --device "$device" --users 1024 --repeats 2 --rollouts 5 \
     --predictor "$out/predictor/model" --no-peer
