@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU path end to end, CPU and GPU side by side on one machine: predictor training,
-# PPO with the predictor encoder, and the learned simulator. One short run (minutes on a GPU
-# machine; the CPU half takes about 15 minutes on a 2-core VM).
+# PPO with the predictor encoder, and the learned simulator. One short run (the CPU half took
+# 7.5 minutes on a 2-core VM; docs/scaling.md has its figures).
 #
 #   bash bench/gpu_end_to_end.sh [OUT]        # OUT (default /tmp/loe_gym_gpu): logs, predictor
 #   DEVICES=cpu bash bench/gpu_end_to_end.sh  # the CPU half only (machines without a GPU)
