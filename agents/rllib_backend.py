@@ -24,6 +24,7 @@ environment keeps the newest gymnasium in the first).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -134,6 +135,7 @@ def rllib_environment(
     )
 
 
+@functools.cache
 def _module_class() -> Any:
     """`CandidateRLModule`, defined once RLlib is importable (this module imports without it)."""
     from ray.rllib.core.columns import Columns
@@ -217,6 +219,7 @@ def clock_value_targets(
     return (advantages + values).astype(np.float32)
 
 
+@functools.cache
 def _learner_class() -> Any:
     """RLlib's PPO learner whose GAE discounts by the users' clock (`clock_value_targets`)."""
     import torch
@@ -350,8 +353,13 @@ def train_rllib(
     from tqdm.auto import tqdm
 
     from agents.agent_files import save_agent
-    from agents.evaluation import run_population
-    from agents.training import TrainingSummary, _as_policy, evaluation_env, sb3_model
+    from agents.training import (
+        TrainingSummary,
+        _as_policy,
+        evaluation_env,
+        record_evaluation,
+        sb3_model,
+    )
 
     ray = _import_ray()
     started_ray = not ray.is_initialized()
@@ -375,9 +383,7 @@ def train_rllib(
                 if eval_env is not None and steps >= next_eval:
                     next_eval += config.eval_every
                     policy = _as_policy(model, config, agent.algorithm, service)
-                    summary = run_population(eval_env, policy, 10_000 + agent.seed).summary()
-                    with open(folder.evaluations, "a") as stream:
-                        stream.write(json.dumps({"steps": steps, **summary}) + "\n")
+                    record_evaluation(config, policy, eval_env, folder, steps)
         seconds = time.perf_counter() - started
     finally:
         algo.stop()

@@ -528,8 +528,6 @@ def evaluation_callback(config: TrainRunConfig, service: Any, folder: AgentRunFo
     SB3 and torch.)"""
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from agents.evaluation import run_population
-
     class EvaluationCallback(BaseCallback):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
@@ -545,15 +543,26 @@ def evaluation_callback(config: TrainRunConfig, service: Any, folder: AgentRunFo
                 return True
             self._next += config.eval_every
             policy = _as_policy(self.model, config, config.agent.algorithm, service)
-            # Seed 10_000: a population the training users (seed 0, 1, …) never are.
-            summary = run_population(self._env, policy, 10_000 + config.agent.seed).summary()
+            summary = record_evaluation(config, policy, self._env, folder, self.num_timesteps)
             for name in ("total_watch", "active_days", "ctr", "session_length"):
                 self.logger.record(f"eval/{name}", summary[name])
-            with open(folder.evaluations, "a") as stream:
-                stream.write(json.dumps({"steps": self.num_timesteps, **summary}) + "\n")
             return True
 
     return EvaluationCallback()
+
+
+def record_evaluation(
+    config: TrainRunConfig, policy: Any, env: Any, folder: AgentRunFolder, steps: int
+) -> dict[str, float]:
+    """The held-out evaluation of ``policy`` after ``steps`` training steps, appended to
+    ``folder.evaluations``; returns its summary. Population seed 10 000 + the agent's seed:
+    one the training users (seed 0, 1, …) never are."""
+    from agents.evaluation import run_population
+
+    summary = run_population(env, policy, 10_000 + config.agent.seed).summary()
+    with open(folder.evaluations, "a") as stream:
+        stream.write(json.dumps({"steps": steps, **summary}) + "\n")
+    return summary
 
 
 def evaluation_env(config: TrainRunConfig, num_users: int, service: Any) -> Any:

@@ -24,7 +24,7 @@ import torch
 
 from agents.configs import TrainConfig, TrainRunConfig
 from agents.rllib_backend import ppo_config
-from agents.training import SB3Policy, sb3_model
+from agents.training import sb3_model
 
 
 def rllib_rate(config: TrainRunConfig, steps: int, repeats: int) -> list[float]:
@@ -54,7 +54,7 @@ def rllib_rate(config: TrainRunConfig, steps: int, repeats: int) -> list[float]:
 
 
 def batched_rate(config: TrainRunConfig, users: int, steps: int, repeats: int) -> list[float]:
-    policy = SB3Policy(sb3_model(config, None), "peer", uses_predictor=False, fusion=False)
+    network = sb3_model(config, None).policy
     env = gym.make_vec(config.env_id, num_envs=users, vectorization_mode="vector_entry_point")
     obs, _ = env.reset(seed=0)
     rates = []
@@ -62,9 +62,9 @@ def batched_rate(config: TrainRunConfig, users: int, steps: int, repeats: int) -
         started = time.perf_counter()
         for _ in range(max(1, steps // users)):
             # Sampled as RLlib explores: from the policy's distribution, not its argmax.
-            tensors, _ = policy.network.obs_to_tensor(dict(obs))
+            tensors, _ = network.obs_to_tensor(dict(obs))
             with torch.no_grad():
-                action = policy.network.get_distribution(tensors).sample().numpy()
+                action = network.get_distribution(tensors).sample().numpy()
             obs, *_ = env.step(np.asarray(action))
         rates.append(max(1, steps // users) * users / (time.perf_counter() - started))
     return rates
