@@ -179,13 +179,20 @@ def run_population(
         seed: seeds the population, the candidates and the responses.
         max_steps: safety cap on vector steps (raises if reached).
     """
-    core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
-    totals = PopulationTotals(core)
+    totals = population_totals(env, policy, seed, progress=progress, max_steps=max_steps)
+    return totals.result(policy.name, seed)
+
+
+def population_totals(
+    env: Any, policy: Policy, seed: int, *, progress: bool = False, max_steps: int = 100_000
+) -> PopulationTotals:
+    """`run_population`'s totals before they become a result (a shard's, to be merged)."""
+    totals = PopulationTotals(env.unwrapped)
     for info, live, _, _ in population_steps(
         env, policy, seed, max_steps=max_steps, progress=progress
     ):
         totals.add(info, live)
-    return totals.result(policy.name, seed)
+    return totals
 
 
 _TOTALS = (

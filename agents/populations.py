@@ -67,7 +67,7 @@ class ShardTask:
 
     def __call__(self, envs: dict[int, Any] | None = None, progress: bool = False) -> Any:
         """Run the shard; ``envs`` caches environments by size between calls."""
-        from agents.evaluation import PopulationTotals, population_steps
+        from agents.evaluation import population_totals
 
         cache = {} if envs is None else envs
         if self.size not in cache:
@@ -79,15 +79,12 @@ class ShardTask:
             )
         core = cache[self.size].unwrapped
         target: gym.vector.VectorEnv = core
-        policy = self.policy
-        if getattr(policy, "uses_predictor", False):
+        if getattr(self.policy, "uses_predictor", False):
             for wrap in self.wrappers:
                 target = wrap(target)
-        totals = PopulationTotals(core)
-        for info, live, _, _ in population_steps(
-            target, policy, self.seed, max_steps=self.max_steps, progress=progress
-        ):
-            totals.add(info, live)
+        totals = population_totals(
+            target, self.policy, self.seed, progress=progress, max_steps=self.max_steps
+        )
         if envs is None:
             cache[self.size].close()
         return totals.detached()
