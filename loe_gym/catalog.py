@@ -27,12 +27,16 @@ class Catalog:
             baselines and diagnostics may read them.
         topics: ``(num_items,) int64`` topic of each item, or ``None`` if the catalog
             has no topics. Used for diversity metrics and topic-aware baselines.
+        texts: one text per item (title, caption, description), public like
+            ``features``, or ``None`` if the items have no text. A text encoder
+            (`loe_gym.predictor.text`) turns them into item vectors.
     """
 
     features: FloatArray
     feature_names: tuple[str, ...]
     hidden: Mapping[str, np.ndarray] = field(default_factory=dict)
     topics: IntArray | None = None
+    texts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         features = np.asarray(self.features, dtype=np.float32)
@@ -69,17 +73,29 @@ class Catalog:
                     f"({features.shape[0]},), got shape {topics.shape}."
                 )
             topics.setflags(write=False)
+        texts = None
+        if self.texts is not None:
+            texts = tuple(self.texts)
+            if len(texts) != features.shape[0] or not all(isinstance(t, str) for t in texts):
+                raise ValueError(
+                    f"Catalog.texts must hold one str per item ({features.shape[0]}), got "
+                    f"{len(texts)} values; use '' for an item without text."
+                )
         features.setflags(write=False)
         # Frozen dataclass: assign the normalised, read-only arrays once.
         object.__setattr__(self, "features", features)
         object.__setattr__(self, "feature_names", names)
         object.__setattr__(self, "hidden", MappingProxyType(hidden))
         object.__setattr__(self, "topics", topics)
+        object.__setattr__(self, "texts", texts)
 
     def __reduce__(self) -> tuple[type[Catalog], tuple[object, ...]]:
         # A mappingproxy cannot be pickled: rebuild from a plain dict (pickle, deepcopy,
         # subprocess vectorisers).
-        return (Catalog, (self.features, self.feature_names, dict(self.hidden), self.topics))
+        return (
+            Catalog,
+            (self.features, self.feature_names, dict(self.hidden), self.topics, self.texts),
+        )
 
     @property
     def num_items(self) -> int:

@@ -1091,3 +1091,19 @@ def test_privileged_columns_are_calibrated(tmp_path: Path) -> None:
     returned = ends["returned_next_day"].to_numpy(float)
     assert abs(returned.mean() - ends["true_return_probability"].mean()) < 2.5 / np.sqrt(len(ends))
     assert ends["true_return_probability"].notna().all()
+
+
+def test_catalog_texts_round_trip_and_stay_out_of_the_features(tmp_path: Path) -> None:
+    from loe_gym.logs import ParquetLogWriter, read_public_catalog
+
+    catalog = Catalog(
+        features=np.ones((3, 1)), feature_names=("length",), texts=("a cat", "", "news: rain")
+    )
+    with ParquetLogWriter(tmp_path / "log", policy="test", catalog=catalog):
+        pass
+    public = read_public_catalog(tmp_path / "log")
+    assert public is not None
+    assert public.texts == ("a cat", "", "news: rain")
+    assert public.feature_names == ("length",)
+    with pytest.raises(ValueError, match="one str per item"):
+        Catalog(features=np.ones((3, 1)), feature_names=("length",), texts=("a", "b"))

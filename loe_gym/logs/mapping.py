@@ -55,7 +55,7 @@ as text, e.g. ISO 8601, or a timestamp column)."""
 DURATION_UNITS: Final = {"ms": 1.0 / 60_000.0, "s": 1.0 / 60.0, "min": 1.0}
 """Units of watch-time and duration columns: minutes per unit."""
 
-_RESERVED_FEATURES: Final = ("item_id", "topic", "length")
+_RESERVED_FEATURES: Final = ("item_id", "topic", "text", "length")
 
 
 def _check_number(name: str, value: object, *, low: float = -math.inf) -> float:

@@ -268,15 +268,16 @@ def read_catalog(path: str | os.PathLike[str]) -> pa.Table | None:
 
 def read_public_catalog(path: str | os.PathLike[str]) -> Catalog | None:
     """The public part of the catalog stored with the log at ``path``: its features (by
-    name) and topics, never the hidden attributes; None if the log has no catalog."""
+    name), topics and texts, never the hidden attributes; None if the log has no catalog."""
     table = read_catalog(path)
     if table is None:
         return None
     names = tuple(
         name
         for name in table.column_names
-        if name not in ("item_id", "topic") and not name.startswith("hidden_")
+        if name not in ("item_id", "topic", "text") and not name.startswith("hidden_")
     )
     features = np.stack([table.column(name).to_numpy() for name in names], axis=1)
     topics = table.column("topic").to_numpy() if "topic" in table.column_names else None
-    return Catalog(features=features, feature_names=names, topics=topics)
+    texts = tuple(table.column("text").to_pylist()) if "text" in table.column_names else None
+    return Catalog(features=features, feature_names=names, topics=topics, texts=texts)

@@ -176,8 +176,8 @@ def _is_log_file(name: str) -> bool:
 
 
 def catalog_table(catalog: Catalog) -> pa.Table:
-    """The catalog as a table: ``item_id``, ``topic`` (if any), each public feature by
-    name, then each hidden attribute as ``hidden_<name>``.
+    """The catalog as a table: ``item_id``, ``topic`` and ``text`` (if any), each public
+    feature by name, then each hidden attribute as ``hidden_<name>``.
 
     Hidden attributes of shape ``(num_items, ...)`` with more than one axis become
     fixed-size list columns; the field metadata ``shape`` keeps the trailing shape.
@@ -198,6 +198,8 @@ def catalog_table(catalog: Catalog) -> pa.Table:
 
     if catalog.topics is not None:
         add("topic", pa.array(np.asarray(catalog.topics, dtype=np.int64)))
+    if catalog.texts is not None:
+        add("text", pa.array(catalog.texts, type=pa.string()))
     for index, name in enumerate(catalog.feature_names):
         add(name, pa.array(np.ascontiguousarray(catalog.features[:, index])))
     for name, values in catalog.hidden.items():
