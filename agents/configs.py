@@ -632,9 +632,14 @@ class ImportLogsConfig(FrozenConfig):
     """Your own interaction logs (CSV or Parquet) as a loe_gym log (``loe-gym import-logs``)."""
 
     source: tuple[str, ...] = ()
-    """CSV or Parquet files."""
+    """Interaction files (CSV, Parquet, or text such as u.data and ratings.dat with a
+    preset or a delimiter), or a dataset directory that --preset knows."""
+    items: tuple[str, ...] = ()
+    """Item tables beside the interactions (u.item, movies.dat, movies.csv,
+    item_categories.csv, ...): genres, dates, titles into the catalog."""
     preset: str | None = None
-    """Column layout preset (see docs/importing_logs.md)."""
+    """Column layout preset: kuairec, movielens, movielens-1m or movielens-100k (see
+    docs/importing_logs.md)."""
     mapping: str | None = None
     """Column mapping as a JSON object or a .json file (overrides the preset's fields)."""
     rows_per_group: int = 65_536
@@ -646,3 +651,4 @@ class ImportLogsConfig(FrozenConfig):
         object.__setattr__(self, "source", tuple(self.source))
         if not self.source:
             raise ValueError("ImportLogsConfig.source names no file: pass CSV or Parquet files.")
+        object.__setattr__(self, "items", tuple(self.items))

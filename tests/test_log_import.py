@@ -208,11 +208,12 @@ def test_movielens_preset_end_to_end(tmp_path: Path) -> None:
     )
     report = import_logs([source], tmp_path / "log", "movielens")
     log = read_log(tmp_path / "log").to_pydict()
-    # clicked = rating ≥ 4; completion = rating / 5 and watch_time = completion (length 1)
-    # on clicks.
+    # clicked = rating ≥ 4; completion = rating / 5 on every row (the graded rating is
+    # kept); watch_time = completion (length 1) on clicks, 0 elsewhere.
     assert log["clicked"] == [True, False, True, False, True, False]
-    np.testing.assert_allclose(log["completion"], [1.0, 0.0, 0.8, 0.0, 0.9, 0.0])
-    np.testing.assert_allclose(log["watch_time"], log["completion"])
+    np.testing.assert_allclose(log["completion"], [1.0, 0.7, 0.8, 0.1, 0.9, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(log["watch_time"], [1.0, 0.0, 0.8, 0.0, 0.9, 0.0], rtol=1e-6)
+    assert report.unclicked_feedback_zeroed == 3
     assert log["item_id"] == [2, 0, 1, 0, 0, 1]
     assert log["session"] == [0, 0, 0, 1, 0, 0]
     assert log["gap_days"] == [0, 0, 3, 0, 0, 0]

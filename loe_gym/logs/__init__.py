@@ -27,9 +27,12 @@ writer         `ParquetLogWriter` (atomic part files)
 recording      `LogInteractions` (a vector-env wrapper that logs every real step)
 reader         `read_log`, `read_catalog`, `read_public_catalog`, `read_log_metadata`,
                `log_part_files`, `log_fingerprint`
-mapping        `ColumnMapping`, `PRESETS`, `resolve_mapping` (no pyarrow: light to import)
+mapping        `ColumnMapping`, `ItemTableMapping` (no pyarrow: light to import)
+presets        `PRESETS` (KuaiRec, MovieLens 25M / 1M / 100k), `resolve_mapping` (light)
 importing      `import_logs`: your own CSV or Parquet logs as a log directory
 formats        reading the CSV and Parquet source files of an import, `LogImportError`
+text_files     delimited text: any delimiter (``::`` too), no header, encodings
+item_tables    item tables beside the interactions: features and texts of the catalog
 sessions       `sessionize`: sessions, days and return gaps from timestamps
 report         `ImportReport` and the reasons an import drops a row
 validation     the array checks shared by the writer, the wrapper and the readers
@@ -48,11 +51,11 @@ from typing import TYPE_CHECKING
 from loe_gym.lazy import lazy_exports
 from loe_gym.logs.mapping import (
     DURATION_UNITS,
-    PRESETS,
     TIMESTAMP_UNITS,
     ColumnMapping,
-    resolve_mapping,
+    ItemTableMapping,
 )
+from loe_gym.logs.presets import PRESETS, resolve_mapping
 
 if TYPE_CHECKING:
     from loe_gym.logs.formats import LogImportError
@@ -144,6 +147,7 @@ __all__ = [
     "USER_IDS_FILE",
     "ColumnMapping",
     "ImportReport",
+    "ItemTableMapping",
     "LogImportError",
     "LogInteractions",
     "LogSchemaError",

@@ -8,7 +8,6 @@ also the line) and the column.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,11 +17,11 @@ from typing import Any, Final
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from loe_gym.errors import did_you_mean
 from loe_gym.logs.mapping import DURATION_UNITS, TIMESTAMP_UNITS, ColumnMapping
+from loe_gym.logs.text_files import LogImportError, TextFile, TextFormat, delimiter_hint
 
 __all__ = ["LogImportError"]
 
@@ -37,34 +36,54 @@ _EARLIEST: Final = -62_135_596_800.0
 _LATEST: Final = 253_402_300_799.0
 
 
-class LogImportError(ValueError):
-    """An input file cannot be imported: the message names the file, row and column."""
-
-
-def _file_format(path: Path) -> str:
+def _file_format(path: Path, delimiter: str | None = None) -> str:
+    """``"parquet"`` or ``"csv"`` (delimited text) by extension; with a ``delimiter``, any
+    file that is not Parquet is delimited text (``u.data``, ``ratings.dat``)."""
     name = path.name.lower()
-    if name.endswith(_CSV_SUFFIXES):
-        return "csv"
     if name.endswith(_PARQUET_SUFFIXES):
         return "parquet"
+    if name.endswith(_CSV_SUFFIXES) or delimiter is not None:
+        return "csv"
     raise LogImportError(
         f"{str(path)!r} has an unsupported extension: import_logs reads CSV "
         f"({', '.join(_CSV_SUFFIXES)}) and Parquet ({', '.join(_PARQUET_SUFFIXES)}) files, "
-        "chosen by extension. Rename the file or convert it."
+        "chosen by extension, and any text file when the mapping sets its delimiter (e.g. "
+        '--mapping \'{"delimiter": "::"}\', or a preset such as movielens-1m). Rename '
+        "the file, set the delimiter, or convert it."
     )
 
 
 class _Source:
-    """One input file: its columns as arrow arrays and how to name its rows."""
+    """One input file: its columns as arrow arrays and how to name its rows.
 
-    def __init__(self, path: Path, mapping: ColumnMapping) -> None:
+    ``file_mapping`` is a `ColumnMapping` or an `ItemTableMapping` (how the file is
+    written); ``roles`` maps each column to read to its role (for messages); the
+    ``optional`` ones are read where present.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        file_mapping: Any,
+        roles: dict[str, str],
+        *,
+        name: str,
+        optional: tuple[str, ...] = (),
+        scope: str = "",
+    ) -> None:
         self.path = path
-        self.format = _file_format(path)
-        self.mapping = mapping
-        needed = list(mapping.source_columns().values())
+        self.format = _file_format(path, file_mapping.delimiter)
+        self.name = name
+        self.scope = scope
+        self.roles = roles
+        self.text: TextFile | None = None
+        if self.format == "csv":
+            self.text = TextFile(path, TextFormat.of(path, file_mapping, scope=scope))
         present = self._column_names()
+        needed = [column for column in roles if column not in optional]
         self._check_columns(needed, present)
-        self.table = self._read(needed)
+        self.columns = needed + [c for c in roles if c in optional and c in present]
+        self.table = self._read(self.columns)
         if self.table.num_rows == 0:
             raise LogImportError(
                 f"{str(path)!r} is empty: it has no data rows. Remove it from the sources "
@@ -72,61 +91,32 @@ class _Source:
             )
         self.num_rows = self.table.num_rows
 
+    @classmethod
+    def of_interactions(cls, path: Path, mapping: ColumnMapping) -> _Source:
+        roles = {column: role for role, column in mapping.source_columns().items()}
+        return cls(path, mapping, roles, name=mapping.name)
+
     def where(self, row: int, column: str) -> str:
         """``'file' row 3 (line 4), column 'x'`` for the 0-based data row ``row``."""
-        line = f" (line {row + 2})" if self.format == "csv" else ""
+        line = f" (line {self.text.line_of(row)})" if self.text is not None else ""
         return f"{str(self.path)!r} row {row + 1}{line}, column {column!r}"
 
-    def _csv_options(self) -> tuple[pa_csv.ReadOptions, pa_csv.ParseOptions]:
-        delimiter = "\t" if ".tsv" in self.path.name.lower() else ","
-        return pa_csv.ReadOptions(use_threads=True), pa_csv.ParseOptions(delimiter=delimiter)
-
     def _column_names(self) -> list[str]:
+        if self.text is not None:
+            return self.text.column_names()
         try:
-            if self.format == "parquet":
-                return list(pq.read_schema(self.path).names)
-            read, parse = self._csv_options()
-            reader = pa_csv.open_csv(self.path, read_options=read, parse_options=parse)
-            try:
-                return list(reader.schema.names)
-            finally:
-                reader.close()
+            return list(pq.read_schema(self.path).names)
         except pa.ArrowInvalid as error:
-            if "empty" in str(error).lower() or self.path.stat().st_size == 0:
+            if self.path.stat().st_size == 0:
                 raise LogImportError(
                     f"{str(self.path)!r} is empty (no header, no rows). Remove it from the "
                     "sources or fill it."
                 ) from None
-            raise self._unreadable(error) from None
-
-    def _unreadable(self, error: Exception) -> LogImportError:
-        """The error for a file pyarrow cannot parse, naming the bad CSV line if any."""
-        if self.format == "csv":
-            invalid: list[Any] = []
-
-            def handler(row: Any) -> str:
-                invalid.append(row)
-                return "error"
-
-            # Single-threaded, the parser knows the line number of a bad row.
-            read, parse = self._csv_options()
-            read.use_threads = False
-            parse.invalid_row_handler = handler
-            with contextlib.suppress(pa.ArrowInvalid):
-                pa_csv.read_csv(self.path, read_options=read, parse_options=parse)
-            if invalid and invalid[0].number is not None:
-                row = invalid[0]
-                return LogImportError(
-                    f"{str(self.path)!r} row {row.number - 1} (line {row.number}): "
-                    f"{row.actual_columns} fields where the header has "
-                    f"{row.expected_columns}: {row.text!r}. Fix the line (quote fields that "
-                    "contain the delimiter)."
-                )
-        kind = "a Parquet" if self.format == "parquet" else "a CSV"
-        return LogImportError(f"{str(self.path)!r} cannot be read as {kind} file: {error}")
+            raise LogImportError(
+                f"{str(self.path)!r} cannot be read as a Parquet file: {error}"
+            ) from None
 
     def _check_columns(self, needed: list[str], present: list[str]) -> None:
-        roles = {column: role for role, column in self.mapping.source_columns().items()}
         missing = [column for column in needed if column not in present]
         if not missing:
             return
@@ -135,30 +125,32 @@ class _Source:
             for column in missing
             if did_you_mean(column, present)
         )
-        named = ", ".join(f"{column!r} ({roles[column]})" for column in missing)
+        if self.text is not None and len(present) == 1:
+            text_format = self.text.format
+            fix = text_format.fix("delimiter", "<delimiter>")
+            hints += delimiter_hint(present[0], text_format.delimiter, fix)
+        named = ", ".join(f"{column!r} ({self.roles[column]})" for column in missing)
+        role = self.roles[missing[0]].split("[")[0]
+        fix = f'{{"{role}": "<column>"}}'
+        if self.scope:
+            fix = f'{{"{self.scope}": {fix}}}'
         raise LogImportError(
-            f"{str(self.path)!r} has no column {named} that the {self.mapping.name!r} mapping "
+            f"{str(self.path)!r} has no column {named} that the {self.name!r} mapping "
             f"reads. Columns present: {present}.{hints} Rename the column in the file or "
-            "map the column that holds it (e.g. --mapping '{\""
-            + roles[missing[0]].split("[")[0]
-            + '": "<column>"}\').'
+            f"map the column that holds it (e.g. --mapping '{fix}')."
         )
 
     def _read(self, needed: list[str]) -> pa.Table:
-        try:
-            if self.format == "parquet":
-                return pq.read_table(self.path, columns=needed)
-            read, parse = self._csv_options()
+        if self.text is not None:
             # Read as text and convert here: errors then name the row, and a bad value
             # late in a large file cannot break pyarrow's type inference.
-            convert = pa_csv.ConvertOptions(
-                include_columns=needed, column_types=dict.fromkeys(needed, pa.string())
-            )
-            return pa_csv.read_csv(
-                self.path, read_options=read, parse_options=parse, convert_options=convert
-            )
+            return self.text.read(needed)
+        try:
+            return pq.read_table(self.path, columns=needed)
         except pa.ArrowInvalid as error:
-            raise self._unreadable(error) from None
+            raise LogImportError(
+                f"{str(self.path)!r} cannot be read as a Parquet file: {error}"
+            ) from None
 
     def column(self, name: str) -> pa.Array:
         """The column ``name`` as one array (dictionary columns decoded)."""

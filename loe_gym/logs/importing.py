@@ -47,7 +47,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -59,15 +59,23 @@ from loe_gym.errors import check_positive_int
 from loe_gym.logs.formats import (
     LogImportError,
     _concatenate,
-    _file_format,
     _read_source,
     _Rows,
     _Source,
 )
-from loe_gym.logs.mapping import PRESETS, ColumnMapping, resolve_mapping
-from loe_gym.logs.report import DUPLICATE_CONFLICT, DUPLICATE_EXACT, INCOMPLETE, ImportReport
+from loe_gym.logs.item_tables import CatalogColumns, ItemTable, catalog_columns, read_item_tables
+from loe_gym.logs.mapping import ColumnMapping
+from loe_gym.logs.presets import PRESETS, resolve_mapping
+from loe_gym.logs.report import (
+    DUPLICATE_CONFLICT,
+    DUPLICATE_EXACT,
+    INCOMPLETE,
+    ImportReport,
+    feedback_meaning,
+)
 from loe_gym.logs.schema import _is_log_file
 from loe_gym.logs.sessions import sessionize
+from loe_gym.logs.source_paths import _sources
 from loe_gym.logs.writer import ParquetLogWriter
 from loe_gym.simulator import Responses
 
@@ -133,10 +141,12 @@ def _feedback(
         watch_time = completion * length
     zeroed = 0
     if mapping.zero_unclicked:
-        changed = ~clicked & ((watch_time > 0) | (completion > 0))
+        keep_completion = mapping.keep_unclicked_completion
+        changed = ~clicked & ((watch_time > 0) | ((completion > 0) & (not keep_completion)))
         zeroed = int(np.count_nonzero(changed))
         watch_time = np.where(clicked, watch_time, 0.0)
-        completion = np.where(clicked, completion, 0.0)
+        if not keep_completion:
+            completion = np.where(clicked, completion, 0.0)
     return clicked, watch_time, completion, zeroed
 
 
@@ -176,8 +186,14 @@ def _duplicates(user: np.ndarray, item: np.ndarray, rows: _Rows) -> tuple[np.nda
 
 
 def _item_means(item: np.ndarray, values: np.ndarray, num_items: int) -> np.ndarray:
+    """The mean per item; for an item without rows (listed only by an item table), the
+    mean over the items with rows."""
     counts = np.bincount(item, minlength=num_items).astype(np.float64)
-    return np.bincount(item, weights=values, minlength=num_items) / np.maximum(counts, 1.0)
+    means = np.bincount(item, weights=values, minlength=num_items) / np.maximum(counts, 1.0)
+    seen = counts > 0
+    if not seen.all() and seen.any():
+        means[~seen] = means[seen].mean()
+    return means
 
 
 def _iso(seconds: float) -> str:
@@ -257,6 +273,23 @@ def _write_log(
         return writer.rows_written
 
 
+def _write_all(
+    output: Path,
+    columns: Mapping[str, np.ndarray],
+    catalog: Catalog,
+    mapping: ColumnMapping,
+    ids: tuple[pa.Array, pa.Array],
+    rows_per_group: int,
+    overwrite: bool,
+) -> int:
+    """Write the log, its catalog and the ``(user, item)`` id mappings; the rows written."""
+    _check_output(output, overwrite)
+    rows_written = _write_log(output, columns, catalog, mapping.policy, rows_per_group, overwrite)
+    _write_ids(output / USER_IDS_FILE, "user_id", ids[0])
+    _write_ids(output / ITEM_IDS_FILE, "item_id", ids[1])
+    return rows_written
+
+
 def _write_ids(path: Path, name: str, ids: pa.Array) -> None:
     table = pa.table(
         {
@@ -268,26 +301,6 @@ def _write_ids(path: Path, name: str, ids: pa.Array) -> None:
 
 
 # ---------------------------------------------------------------------- importing
-
-
-def _sources(source: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
-    if isinstance(source, (str, os.PathLike)):
-        paths = [Path(source)]
-    elif isinstance(source, Iterable):
-        paths = [Path(path) for path in source]
-    else:
-        raise TypeError(f"source must be a path or a list of paths, got {type(source).__name__}.")
-    if not paths:
-        raise ValueError("source names no files; give at least one CSV or Parquet file.")
-    for path in paths:
-        if path.is_dir():
-            raise LogImportError(
-                f"{str(path)!r} is a directory; pass its files (e.g. {str(path / '*.csv')!r})."
-            )
-        _file_format(path)
-        if not path.exists():
-            raise FileNotFoundError(f"No input file {str(path)!r}.")
-    return paths
 
 
 def _check_arguments(
@@ -318,7 +331,7 @@ def _read_sources(
     offsets = [0]
     incomplete = 0
     for path in paths:
-        file = _Source(path, mapping)
+        file = _Source.of_interactions(path, mapping)
         rows, incomplete_rows = _read_source(file, mapping, offsets[-1])
         files.append(file)
         parts.append(rows)
@@ -335,14 +348,29 @@ def _read_sources(
     return files, offsets, rows, incomplete
 
 
+def _namer(files: list[_Source], offsets: list[int]) -> Callable[[int, str], str]:
+    """Names a row by its global number (`_Rows.origin`): file, row, line, column."""
+
+    def where(origin: int, column: str) -> str:
+        index = int(np.searchsorted(offsets, origin, side="right")) - 1
+        return files[index].where(origin - offsets[index], column)
+
+    return where
+
+
 def _order_and_deduplicate(
-    rows: _Rows,
+    rows: _Rows, extra_items: pa.Array | None = None
 ) -> tuple[_Rows, np.ndarray, np.ndarray, pa.Array, pa.Array, int, int]:
     """The rows sorted by user, then timestamp, without duplicates; their user and item
-    codes; the source's user and item ids (by code); the exact and conflicting duplicates
-    dropped."""
+    codes; the source's user and item ids (by code; with ``extra_items``, the ids of
+    items without rows too); the exact and conflicting duplicates dropped."""
     user, user_ids = _encode(rows.user)
-    item, item_ids = _encode(rows.item)
+    if extra_items is None:
+        item, item_ids = _encode(rows.item)
+    else:
+        named, extra = _same_type(rows.item, extra_items)
+        codes, item_ids = _encode(pa.chunked_array([named, extra]).combine_chunks())
+        item = codes[: len(rows)]
     # By user, then timestamp; lexsort is stable, so ties keep the file order.
     order = np.lexsort((rows.timestamp, user))
     rows, user, item = rows.select(order), user[order], item[order]
@@ -352,11 +380,27 @@ def _order_and_deduplicate(
     return rows, user, item, user_ids, item_ids, exact, conflicting
 
 
+def _same_type(first: pa.Array, second: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Both id arrays as they are, or as text when one holds integers and one text."""
+    if first.type == second.type:
+        return first, second
+    return pc.cast(first, pa.string()), pc.cast(second, pa.string())
+
+
 def _item_catalog(
-    rows: _Rows, item: np.ndarray, num_items: int, mapping: ColumnMapping
-) -> tuple[Catalog, np.ndarray, list[str]]:
-    """The catalog (public item features only, never from feedback), each item's length
-    and the feature names."""
+    rows: _Rows,
+    item: np.ndarray,
+    item_ids: pa.Array,
+    mapping: ColumnMapping,
+    item_table: ItemTable | None = None,
+) -> tuple[Catalog, np.ndarray, list[str], CatalogColumns | None]:
+    """The catalog (public item features only, never from feedback; then those of the
+    item table, and its texts), each item's length, the feature names and the item
+    table's part of the catalog."""
+    num_items = len(item_ids)
+    table = None
+    if item_table is not None:
+        table = catalog_columns(item_table, _same_type(item_ids, item_table.ids)[0])
     names = ["length"]
     if rows.duration is not None:
         length_by_item = _item_means(item, rows.duration, num_items)
@@ -367,8 +411,21 @@ def _item_catalog(
         assert rows.features is not None
         columns_by_item.append(_item_means(item, rows.features[:, index], num_items))
         names.append(name)
-    catalog = Catalog(features=np.stack(columns_by_item, axis=1), feature_names=tuple(names))
-    return catalog, length_by_item, names
+    texts = None
+    if table is not None:
+        clash = sorted(set(names) & set(table.names))
+        if clash:
+            raise LogImportError(
+                f"The interactions' item_features and the item tables both give the catalog "
+                f"feature {clash[0]!r}. Map it from one of them only."
+            )
+        columns_by_item.extend(table.features.T)
+        names.extend(table.names)
+        texts = table.texts
+    catalog = Catalog(
+        features=np.stack(columns_by_item, axis=1), feature_names=tuple(names), texts=texts
+    )
+    return catalog, length_by_item, names, table
 
 
 def _log_columns(
@@ -444,10 +501,24 @@ def _report(
     zeroed: int,
     item_features: list[str],
     seconds: float,
+    tables: tuple[ItemTable, CatalogColumns] | None = None,
 ) -> ImportReport:
     """The `ImportReport` of an import: ``columns`` are the log's, ``timestamp`` its
-    rows' times (seconds)."""
+    rows' times (seconds), ``tables`` the item tables read and their catalog part."""
     session_end = columns["session_end"]
+    item_table: dict[str, Any] = {}
+    if tables is not None:
+        table, part = tables
+        item_table = {
+            "item_files": tuple(table.files),
+            "item_rows_per_file": tuple(table.rows_per_file),
+            "items_without_interactions": items - len(np.unique(columns["item_id"])),
+            "items_missing_from_item_table": part.missing_from_table,
+            "item_table_duplicates": table.duplicates,
+            "item_values_missing": part.missing_values,
+            "item_feature_notes": part.notes,
+            "items_with_text": sum(1 for text in part.texts or () if text),
+        }
     return ImportReport(
         output=str(output),
         mapping=mapping.to_dict(),
@@ -469,7 +540,20 @@ def _report(
         first_timestamp=_iso(float(timestamp.min())) if timestamp.size else "",
         last_timestamp=_iso(float(timestamp.max())) if timestamp.size else "",
         seconds=seconds,
+        feedback=feedback_meaning(mapping),
+        **item_table,
     )
+
+
+def _read_item_tables(
+    paths: list[Path], mapping: ColumnMapping
+) -> tuple[ItemTable | None, pa.Array | None]:
+    """The item tables (None without item files) and the ids of their items that the
+    catalog keeps beyond those of the interactions (all of them, or None)."""
+    if not paths or mapping.items is None:
+        return None, None
+    table = read_item_tables(paths, mapping.items)
+    return table, table.ids if mapping.items.keep_uninteracted else None
 
 
 def import_logs(
@@ -477,25 +561,29 @@ def import_logs(
     output: str | os.PathLike[str],
     mapping: ColumnMapping | str,
     *,
+    items: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
     overwrite: bool = False,
     rows_per_group: int = 65_536,
 ) -> ImportReport:
-    """Import CSV or Parquet interaction files into a log directory.
+    """Import interaction files (CSV, Parquet, delimited text) into a log directory.
 
-    Reads every file (CSV or Parquet, by extension; ``.csv.gz``/``.tsv`` too), checks
-    and maps its columns with ``mapping``, derives feedback, sessions, days and return
-    gaps (rules in `loe_gym.logs.mapping` and `loe_gym.logs.sessions`), and writes the
-    log with `loe_gym.logs.ParquetLogWriter`, its catalog (``_catalog.parquet``), the id mappings
-    (``_user_ids.parquet``, ``_item_ids.parquet``) and the report
-    (``_import_report.json``). Every file is read and checked before anything is
-    written: a refused import leaves the output untouched.
+    Reads every file (Parquet, or text: by extension, or any file with the mapping's
+    ``delimiter``), checks and maps its columns with ``mapping``, derives feedback,
+    sessions, days and return gaps (`loe_gym.logs.mapping`, `loe_gym.logs.sessions`),
+    and writes the log, its catalog, the id mappings and the report (see the module
+    docstring). Every file is read and checked before anything is written: a refused
+    import leaves the output untouched.
 
     Args:
         source: one file, or a list (any iterable, e.g. ``Path.glob``) of files, read in
-            that order (the order breaks ties of equal timestamps and picks which
-            duplicate is kept).
+            that order (it breaks ties of equal timestamps and picks which duplicate is
+            kept); a directory stands for the mapping's ``directory_files`` in it
+            (``ml-100k/`` reads ``u.data`` and, without ``items``, ``u.item``).
         output: the log directory to write (created if missing).
         mapping: a `ColumnMapping`, or the name of one of `PRESETS`.
+        items: item tables (one row per item: titles, genres, dates, captions) read with
+            ``mapping.items`` and joined by item id into the catalog's features and texts
+            (see `loe_gym.logs.item_tables`); a file, a list, or a directory.
         overwrite: replace the log at ``output`` (a directory holding anything else is
             still refused).
         rows_per_group: rows per part file of the log.
@@ -506,31 +594,26 @@ def import_logs(
     Raises:
         LogImportError: a file cannot be imported; the message names the file, the row
             (1-based data row; for CSV also the line) and the column, and the fix.
-        FileNotFoundError: a source file does not exist.
-        FileExistsError: ``output`` is not empty and ``overwrite`` is False.
-        ValueError: an unknown preset or an invalid mapping.
+        FileNotFoundError: a source file does not exist; FileExistsError: ``output`` is
+            not empty and ``overwrite`` is False; ValueError: an invalid mapping.
     """
     start = time.perf_counter()
     mapping, rows_per_group = _check_arguments(mapping, rows_per_group, overwrite)
-    paths = _sources(source)
-    output = Path(output)
-    _check_output(output, overwrite)
+    paths, item_paths = _sources(source, items, mapping)
+    _check_output(output := Path(output), overwrite)
 
     files, offsets, rows, incomplete = _read_sources(paths, mapping)
-
-    def where(origin: int, column: str) -> str:
-        index = int(np.searchsorted(offsets, origin, side="right")) - 1
-        return files[index].where(origin - offsets[index], column)
-
-    rows, user, item, user_ids, item_ids, exact, conflicting = _order_and_deduplicate(rows)
-    catalog, length_by_item, names = _item_catalog(rows, item, len(item_ids), mapping)
+    table, extra_items = _read_item_tables(item_paths, mapping)
+    where = _namer(files, offsets)
+    ordered = _order_and_deduplicate(rows, extra_items)
+    rows, user, item, user_ids, item_ids, exact, conflicting = ordered
+    catalog, length_by_item, names, part = _item_catalog(rows, item, item_ids, mapping, table)
     columns, zeroed = _log_columns(rows, user, item, mapping, length_by_item, where)
 
     # ---- write (only now: every check has passed)
-    _check_output(output, overwrite)
-    rows_written = _write_log(output, columns, catalog, mapping.policy, rows_per_group, overwrite)
-    _write_ids(output / USER_IDS_FILE, "user_id", user_ids)
-    _write_ids(output / ITEM_IDS_FILE, "item_id", item_ids)
+    rows_written = _write_all(
+        output, columns, catalog, mapping, (user_ids, item_ids), rows_per_group, overwrite
+    )
 
     report = _report(
         output,
@@ -546,6 +629,7 @@ def import_logs(
         zeroed=zeroed,
         item_features=names,
         seconds=time.perf_counter() - start,
+        tables=None if table is None or part is None else (table, part),  # both or none
     )
     if report.rows_written + sum(report.dropped.values()) != offsets[-1]:  # pragma: no cover
         raise AssertionError("import_logs lost rows: written + dropped != read.")

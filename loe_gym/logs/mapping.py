@@ -1,5 +1,7 @@
-"""Column mappings: which columns of your own log files hold what (`ColumnMapping`), the
-ready mappings (`PRESETS`) and `resolve_mapping` (a preset with changes, or JSON).
+"""Column mappings: which columns of your own log files hold what (`ColumnMapping`), and of
+the item tables beside them (`ItemTableMapping`); how the files are written (delimiter,
+header, encoding). The ready mappings (`PRESETS`) and `resolve_mapping` are in
+`loe_gym.logs.presets`.
 
 Light on purpose: this module imports neither pyarrow nor torch nor gymnasium, so that the
 command line builds ``loe-gym import-logs --help`` from it at once. `loe_gym.logs.importing` applies
@@ -28,13 +30,11 @@ counts the rows where that changed a value.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
-import json
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -43,10 +43,9 @@ from loe_gym.errors import check_choice, did_you_mean
 
 __all__ = [
     "DURATION_UNITS",
-    "PRESETS",
     "TIMESTAMP_UNITS",
     "ColumnMapping",
-    "resolve_mapping",
+    "ItemTableMapping",
 ]
 
 TIMESTAMP_UNITS: Final = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "datetime": 1.0}
@@ -56,6 +55,7 @@ DURATION_UNITS: Final = {"ms": 1.0 / 60_000.0, "s": 1.0 / 60.0, "min": 1.0}
 """Units of watch-time and duration columns: minutes per unit."""
 
 _RESERVED_FEATURES: Final = ("item_id", "topic", "text", "length")
+_COMMON_ENCODINGS: Final = ("utf-8", "latin-1", "cp1252", "gb18030", "shift_jis", "utf-16")
 
 
 def _check_number(name: str, value: object, *, low: float = -math.inf) -> float:
@@ -66,6 +66,193 @@ def _check_number(name: str, value: object, *, low: float = -math.inf) -> float:
         bound = "" if low == -math.inf else f" ≥ {low:g}"
         raise ValueError(f"ColumnMapping.{name} must be a finite number{bound}, got {value!r}.")
     return number
+
+
+def _column_tuple(owner: str, name: str, value: object) -> tuple[str, ...]:
+    """``value`` (a list of column names) as a tuple, checked."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"{owner}.{name} must be a list of column names, got {value!r}; write "
+            f"({value!r},) for one column."
+        )
+    names = tuple(value)
+    for column in names:
+        if not isinstance(column, str) or not column:
+            raise TypeError(f"{owner}.{name} must hold column names, got {column!r}.")
+    return names
+
+
+def _check_text_format(owner: str, mapping: Any) -> None:
+    """Check (and normalise) the fields that say how a text file is written: ``delimiter``,
+    ``column_names``, ``encoding``, ``quoted`` and ``directory_files``."""
+    delimiter = mapping.delimiter
+    if delimiter is not None and (
+        not isinstance(delimiter, str) or not delimiter or set(delimiter) & {"\n", "\r"}
+    ):
+        raise ValueError(
+            f"{owner}.delimiter must be None (by extension: ',' or a tab for .tsv) or a "
+            f"non-empty string without line breaks, e.g. '\\t', '|' or '::'; got {delimiter!r}."
+        )
+    if delimiter is not None and mapping.quoted and '"' in delimiter:
+        raise ValueError(f"{owner}.delimiter {delimiter!r} holds '\"'; set quoted=false.")
+    names = _column_tuple(owner, "column_names", mapping.column_names)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"{owner}.column_names names {repeated} more than once.")
+    object.__setattr__(mapping, "column_names", names)
+    files = _column_tuple(owner, "directory_files", mapping.directory_files)
+    object.__setattr__(mapping, "directory_files", files)
+    encoding = mapping.encoding
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise ValueError(
+            f"{owner}.encoding {encoding!r} is not a known text encoding."
+            f"{did_you_mean(str(encoding), _COMMON_ENCODINGS)} Common ones: "
+            f"{list(_COMMON_ENCODINGS)} (MovieLens 100k and 1M item files are 'latin-1')."
+        ) from None
+    if not isinstance(mapping.quoted, bool):
+        raise TypeError(f"{owner}.quoted must be true or false, got {mapping.quoted!r}.")
+
+
+@dataclass(frozen=True)
+class ItemTableMapping:
+    """Which columns of an item table (one row per item: a title, genres, a release date,
+    …) hold what; `import_logs` joins them to the interactions by item id.
+
+    Numeric columns, dates and years become catalog features **standardised** over the
+    catalog's items (mean 0, standard deviation 1; an item without a value gets 0, the
+    mean; a constant column is all 0, noted in the report). Flags and category lists
+    become 0/1 multi-hot features. Texts are joined into `loe_gym.catalog.Catalog.texts`.
+    Several item files may each hold some of the columns (KuaiRec's categories and
+    captions); each must hold the ``item`` column.
+
+    Attributes:
+        item: column of item ids, the same ids as the interactions' item column.
+        numeric: numeric columns, standardised, under their own names.
+        flags: 0/1 columns kept as 0/1 under their own names (MovieLens 100k's genres).
+        category_lists: column → prefix: columns holding a list of categories, either
+            ``Action|Comedy`` (separated by ``category_separator``) or ``[27, 9]`` (a
+            bracketed, comma-separated list); each category ``c`` becomes the 0/1
+            feature ``<prefix>_<c>``.
+        category_separator: separates the categories of an unbracketed list.
+        dates: date columns (written as ``date_format``); each becomes the numeric
+            feature ``<column>_year``.
+        date_format: ``strptime`` format of ``dates``, e.g. ``"%d-%b-%Y"`` for
+            ``01-Jan-1995``.
+        title_years: text columns ending in a year in brackets (``Toy Story (1995)``);
+            each becomes the numeric feature ``<column>_year``.
+        texts: text columns joined (with ``text_separator``, empty parts left out) into
+            the item's text.
+        text_separator: joins the ``texts`` of an item.
+        missing_values: values that mean "none" in texts and category lists (e.g.
+            ``(no genres listed)``, ``UNKNOWN``), besides empty cells.
+        keep_uninteracted: keep items of the table that no interaction names, as catalog
+            items without interactions (cold-start candidates); false drops them.
+        delimiter, column_names, encoding, quoted: how the item files are written, as
+            for `ColumnMapping`.
+        directory_files: names of item files to read from a directory given as the
+            source (all of those present).
+    """
+
+    item: str
+    numeric: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    category_lists: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    category_separator: str = "|"
+    dates: tuple[str, ...] = ()
+    date_format: str = "%Y-%m-%d"
+    title_years: tuple[str, ...] = ()
+    texts: tuple[str, ...] = ()
+    text_separator: str = " | "
+    missing_values: tuple[str, ...] = ()
+    keep_uninteracted: bool = True
+    delimiter: str | None = None
+    column_names: tuple[str, ...] = ()
+    encoding: str = "utf-8"
+    quoted: bool = True
+    directory_files: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        owner = "ItemTableMapping"
+        if not isinstance(self.item, str) or not self.item:
+            raise TypeError(f"{owner}.item must be a non-empty string, got {self.item!r}.")
+        for name in ("numeric", "flags", "dates", "title_years", "texts", "missing_values"):
+            object.__setattr__(self, name, _column_tuple(owner, name, getattr(self, name)))
+        lists = self.category_lists
+        if not isinstance(lists, Mapping) or not all(
+            isinstance(key, str) and key and isinstance(value, str) and value
+            for key, value in lists.items()
+        ):
+            raise TypeError(
+                f"{owner}.category_lists must map columns to feature prefixes, e.g. "
+                f'{{"genres": "genre"}}, got {lists!r}.'
+            )
+        object.__setattr__(self, "category_lists", dict(lists))
+        for name in ("category_separator", "text_separator", "date_format"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise TypeError(
+                    f"{owner}.{name} must be a non-empty string, got {getattr(self, name)!r}."
+                )
+        if not isinstance(self.keep_uninteracted, bool):
+            raise TypeError(f"{owner}.keep_uninteracted must be true or false.")
+        _check_text_format(owner, self)
+        roles: dict[str, str] = {}
+        for role, columns in (
+            ("item", (self.item,)),
+            ("numeric", self.numeric),
+            ("flags", self.flags),
+            ("category_lists", tuple(self.category_lists)),
+            ("dates", self.dates),
+        ):
+            for column in columns:
+                if column in roles:
+                    raise ValueError(
+                        f"{owner} maps the column {column!r} twice ({roles[column]} and "
+                        f"{role}); each column can play one of these roles."
+                    )
+                roles[column] = role
+
+    def source_columns(self) -> dict[str, str]:
+        """Column → role of every column the mapping reads, the id first."""
+        columns = {self.item: "item"}
+        for role in ("numeric", "flags", "dates", "title_years", "texts"):
+            for column in getattr(self, role):
+                columns.setdefault(column, role)
+        for column in self.category_lists:
+            columns.setdefault(column, "category_lists")
+        return columns
+
+    def to_dict(self) -> dict[str, Any]:
+        """The mapping as a JSON-ready dict (`from_dict` reads it back)."""
+        return {
+            f.name: list(value) if isinstance(value, tuple) else value
+            for f in dataclasses.fields(self)
+            for value in [getattr(self, f.name)]
+        }
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, base: ItemTableMapping | None = None
+    ) -> ItemTableMapping:
+        """A mapping from field values, on top of ``base`` when given."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"An item-table mapping must be a JSON object, got {data!r}.")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [key for key in data if key not in names]
+        if unknown:
+            raise ValueError(
+                f"Unknown item-table mapping field {unknown[0]!r}."
+                f"{did_you_mean(str(unknown[0]), names)} The fields are {names}."
+            )
+        values: dict[str, Any] = {
+            key: tuple(v) if isinstance(v, list) else v for key, v in data.items()
+        }
+        if base is not None:
+            return dataclasses.replace(base, **values)
+        if "item" not in values:
+            raise ValueError('An item-table mapping needs its item id column: {"item": ...}.')
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -106,10 +293,26 @@ class ColumnMapping:
         rating_range: ``(lowest, highest)`` valid rating; completion = rating / highest.
         zero_unclicked: set ``watch_time`` and ``completion`` to 0 on rows that are not
             clicks, as the log schema defines them.
+        keep_unclicked_completion: with ``zero_unclicked``, keep ``completion`` on rows
+            that are not clicks (``watch_time`` is still 0 there): the graded feedback,
+            e.g. every rating as rating / highest, stays in the log.
         drop_incomplete_rows: drop (and count) rows with a missing value (empty cell,
             null, NaN) in a mapped column, instead of refusing them.
         name: names the mapping in the ``policy`` column (``"imported:<name>"``) and the
             report.
+        delimiter: separates the fields of a text file: None (by extension: ``,``, or a
+            tab for ``.tsv``), one character (``"\\t"``, ``"|"``, ``";"``) or several
+            (``"::"`` of MovieLens 1M). With a delimiter, any file that is not Parquet is
+            read as delimited text, whatever its extension (``u.data``, ``ratings.dat``).
+        column_names: the names of the columns of files **without a header row**, in
+            order; empty: the first line is the header.
+        encoding: text encoding of the files (``"utf-8"``, ``"latin-1"``, …).
+        quoted: fields may be enclosed in double quotes (CSV); false for formats without
+            quoting, where ``"`` is an ordinary character.
+        directory_files: names of interaction files to look for when the source is a
+            directory, in order of preference: the first present is read.
+        items: how to read item tables given beside the interactions
+            (`ItemTableMapping`), or None.
     """
 
     user: str
@@ -132,10 +335,24 @@ class ColumnMapping:
     zero_unclicked: bool = True
     drop_incomplete_rows: bool = False
     name: str = "custom"
+    keep_unclicked_completion: bool = False
+    delimiter: str | None = None
+    column_names: tuple[str, ...] = ()
+    encoding: str = "utf-8"
+    quoted: bool = True
+    directory_files: tuple[str, ...] = ()
+    items: ItemTableMapping | None = None
 
     def __post_init__(self) -> None:
         self._check_columns()
         self._check_settings()
+        _check_text_format("ColumnMapping", self)
+        if isinstance(self.items, Mapping):
+            object.__setattr__(self, "items", ItemTableMapping.from_dict(self.items))
+        if self.items is not None and not isinstance(self.items, ItemTableMapping):
+            raise TypeError(
+                f"ColumnMapping.items must be an ItemTableMapping or None, got {self.items!r}."
+            )
 
     def _check_columns(self) -> None:
         """Check the column names (and normalise ``item_features`` to a tuple)."""
@@ -221,7 +438,7 @@ class ColumnMapping:
                 f"and highest > 0, got {tuple(rating_range)!r}."
             )
         object.__setattr__(self, "rating_range", (low, high))
-        for flag in ("zero_unclicked", "drop_incomplete_rows"):
+        for flag in ("zero_unclicked", "drop_incomplete_rows", "keep_unclicked_completion"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(
                     f"ColumnMapping.{flag} must be true or false, got {getattr(self, flag)!r}."
@@ -241,9 +458,10 @@ class ColumnMapping:
 
     def to_dict(self) -> dict[str, Any]:
         """The mapping as a JSON-ready dict (`from_dict` reads it back)."""
-        data = dataclasses.asdict(self)
-        data["item_features"] = list(self.item_features)
-        data["rating_range"] = list(self.rating_range)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name in ("item_features", "rating_range", "column_names", "directory_files"):
+            data[name] = list(data[name])
+        data["items"] = None if self.items is None else self.items.to_dict()
         return data
 
     @classmethod
@@ -262,104 +480,22 @@ class ColumnMapping:
                 f" The fields are {names}."
             )
         values = dict(data)
-        for key in ("item_features", "rating_range"):
+        for key in ("item_features", "rating_range", "column_names", "directory_files"):
             if isinstance(values.get(key), list):
                 values[key] = tuple(values[key])
+        items = values.get("items")
+        if isinstance(items, Mapping):
+            # Nested: the fields given change the base's item table, the others stay.
+            base_items = None if base is None else base.items
+            values["items"] = ItemTableMapping.from_dict(items, base=base_items)
         if base is not None:
             return dataclasses.replace(base, **values)
         missing = [key for key in ("user", "item", "timestamp") if key not in values]
         if missing:
+            from loe_gym.logs.presets import PRESETS
+
             raise ValueError(
                 f"A column mapping needs the columns of {missing} (or a preset to start "
                 f"from: {sorted(PRESETS)})."
             )
         return cls(**values)
-
-
-PRESETS: Final[dict[str, ColumnMapping]] = {
-    # KuaiRec / KuaiRand-style short-video logs: every row is a play of a video.
-    "kuairec": ColumnMapping(
-        name="kuairec",
-        user="user_id",
-        item="video_id",
-        timestamp="timestamp",
-        timestamp_unit="s",
-        watch_time="play_duration",
-        watch_time_unit="ms",
-        watch_ratio="watch_ratio",
-        duration="video_duration",
-        duration_unit="ms",
-        click_watch_ratio_threshold=0.5,
-        utc_offset_hours=8.0,
-    ),
-    # MovieLens ratings.csv: every row is a rating; the rating is the feedback.
-    "movielens": ColumnMapping(
-        name="movielens",
-        user="userId",
-        item="movieId",
-        timestamp="timestamp",
-        timestamp_unit="s",
-        rating="rating",
-        rating_range=(0.5, 5.0),
-        rating_click_threshold=4.0,
-    ),
-}
-"""Ready mappings by name (see docs/importing_logs.md for their derivations):
-
-* ``kuairec``: ``user_id``, ``video_id``, ``timestamp`` (seconds), ``play_duration`` and
-  ``video_duration`` (milliseconds), ``watch_ratio``. clicked = watch_ratio ≥ 0.5 (an
-  engaged play, not a swipe past), completion = min(watch_ratio, 1), watch_time =
-  play_duration in minutes, length = video_duration in minutes; days in Beijing time.
-* ``movielens``: ``userId``, ``movieId``, ``rating`` (0.5–5), ``timestamp`` (seconds).
-  clicked = rating ≥ 4, completion = rating / 5, watch_time = completion (engagement
-  units: the catalog's ``length`` is the constant 1).
-"""
-
-
-def resolve_mapping(
-    preset: str | ColumnMapping | None = None,
-    overrides: Mapping[str, Any] | str | os.PathLike[str] | None = None,
-) -> ColumnMapping:
-    """The mapping of a preset name (or a mapping) changed by ``overrides``.
-
-    Args:
-        preset: a `PRESETS` name, a `ColumnMapping`, or None (then ``overrides`` must
-            name at least ``user``, ``item`` and ``timestamp``).
-        overrides: field values: a dict, a JSON object as text, or the path of a
-            ``.json`` file holding one (what ``loe-gym import-logs --mapping`` passes).
-    """
-    base: ColumnMapping | None
-    if preset is None or isinstance(preset, ColumnMapping):
-        base = preset
-    elif isinstance(preset, str):
-        if preset not in PRESETS:
-            raise ValueError(
-                f"Unknown preset {preset!r}.{did_you_mean(preset, PRESETS)} The presets are "
-                f"{sorted(PRESETS)}; or pass a ColumnMapping."
-            )
-        base = PRESETS[preset]
-    else:
-        raise TypeError(f"preset must be a preset name or a ColumnMapping, got {preset!r}.")
-    if overrides is None:
-        if base is None:
-            raise ValueError(
-                f"Give a preset ({sorted(PRESETS)}) or a mapping naming the user, item and "
-                "timestamp columns."
-            )
-        return base
-    if isinstance(overrides, os.PathLike) or (
-        isinstance(overrides, str) and not overrides.lstrip().startswith("{")
-    ):
-        path = Path(overrides)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"The mapping {str(overrides)!r} is neither a JSON object nor a JSON file."
-            )
-        overrides = path.read_text()
-    if isinstance(overrides, str):
-        try:
-            overrides = json.loads(overrides)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"The mapping is not valid JSON: {error}.") from None
-    assert not isinstance(overrides, (str, os.PathLike))
-    return ColumnMapping.from_dict(overrides, base=base)

@@ -1,5 +1,5 @@
-"""`ImportReport`: what `loe_gym.logs.import_logs` read, wrote and dropped, and the
-reasons a row is dropped."""
+"""`ImportReport`: what `loe_gym.logs.import_logs` read, wrote and dropped, the reasons a
+row is dropped, and what the log's feedback means (`feedback_meaning`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-__all__ = ["DUPLICATE_CONFLICT", "DUPLICATE_EXACT", "INCOMPLETE", "ImportReport"]
+from loe_gym.logs.mapping import ColumnMapping
+
+__all__ = [
+    "DUPLICATE_CONFLICT",
+    "DUPLICATE_EXACT",
+    "INCOMPLETE",
+    "ImportReport",
+    "feedback_meaning",
+]
 
 DUPLICATE_EXACT: Final = "exact duplicate (same user, item, timestamp and values)"
 """Drop reason: a row equal to an earlier one."""
@@ -18,6 +26,7 @@ DUPLICATE_CONFLICT: Final = (
 """Drop reason: same user, item and timestamp as an earlier row, other feedback."""
 INCOMPLETE: Final = "missing value in a mapped column (drop_incomplete_rows)"
 """Drop reason: a row with a missing value, dropped because of ``drop_incomplete_rows``."""
+_TUPLES: Final = ("files", "rows_per_file", "item_features", "item_files", "item_rows_per_file")
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,19 @@ class ImportReport:
         first_timestamp, last_timestamp: the earliest and latest time in the log, ISO 8601
             in UTC ("" for an empty log).
         seconds: wall time of the import.
+        feedback: what a row, ``clicked``, ``completion`` and ``watch_time`` mean in this
+            log, and what the log cannot tell (`feedback_meaning`).
+        item_files, item_rows_per_file: the item tables read, and their data rows.
+        items_without_interactions: catalog items only the item tables list (kept for
+            cold start: no row of the log shows them).
+        items_missing_from_item_table: items of the interactions the item tables do not
+            list (their item-table features are 0, their text empty).
+        item_table_duplicates: item-table rows repeating an item id of an earlier row of
+            the same file (ignored: the first row counts).
+        item_values_missing: feature → items of the tables without a value (set to 0,
+            the mean of a standardised feature).
+        item_feature_notes: feature → why it is 0 for every item (a constant column).
+        items_with_text: catalog items with a non-empty text.
     """
 
     output: str
@@ -73,21 +95,30 @@ class ImportReport:
     first_timestamp: str = ""
     last_timestamp: str = ""
     seconds: float = 0.0
+    feedback: dict[str, str] = field(default_factory=dict)
+    item_files: tuple[str, ...] = ()
+    item_rows_per_file: tuple[int, ...] = ()
+    items_without_interactions: int = 0
+    items_missing_from_item_table: int = 0
+    item_table_duplicates: int = 0
+    item_values_missing: dict[str, int] = field(default_factory=dict)
+    item_feature_notes: dict[str, str] = field(default_factory=dict)
+    items_with_text: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The report as a JSON-ready dict."""
         data = dataclasses.asdict(self)
-        data["files"] = list(self.files)
-        data["rows_per_file"] = list(self.rows_per_file)
-        data["item_features"] = list(self.item_features)
+        for name in _TUPLES:
+            data[name] = list(getattr(self, name))
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ImportReport:
         """Read back `to_dict` (e.g. the log directory's ``_import_report.json``)."""
         values = dict(data)
-        for key in ("files", "rows_per_file", "item_features"):
-            values[key] = tuple(values[key])
+        for key in _TUPLES:
+            if key in values:
+                values[key] = tuple(values[key])
         return cls(**values)
 
     def summary(self) -> str:
@@ -109,11 +140,33 @@ class ImportReport:
         else:
             lines.append("Dropped no rows.")
         if self.unclicked_feedback_zeroed:
+            kept = self.mapping.get("keep_unclicked_completion", False)
+            what = "Watch time" if kept else "Watch time and completion"
             lines.append(
-                f"Watch time and completion set to 0 on {self.unclicked_feedback_zeroed} "
-                "rows that are not clicks."
+                f"{what} set to 0 on {self.unclicked_feedback_zeroed} rows that are not clicks."
             )
+        lines += self._item_lines()
+        if self.feedback:
+            lines.append("What the feedback means:")
+            lines += [f"  {key}: {meaning}." for key, meaning in self.feedback.items()]
         return "\n".join(lines)
+
+    def _item_lines(self) -> list[str]:
+        if not self.item_files:
+            return []
+        lines = [
+            f"Item tables: {', '.join(self.item_files)} ({sum(self.item_rows_per_file)} rows); "
+            f"{self.items_without_interactions} items without interactions kept (cold "
+            f"start); {self.items_missing_from_item_table} items of the interactions missing "
+            f"from the tables (features 0, no text); {self.items_with_text} items with text."
+        ]
+        if self.item_table_duplicates:
+            lines.append(f"{self.item_table_duplicates} repeated item-table rows ignored.")
+        if self.item_values_missing:
+            counts = ", ".join(f"{n} {name}" for name, n in self.item_values_missing.items())
+            lines.append(f"Missing item values set to 0 (the mean when standardised): {counts}.")
+        lines += [f"Feature {name}: {note}." for name, note in self.item_feature_notes.items()]
+        return lines
 
     def to_markdown(self) -> str:
         """The report as a Markdown section with tables."""
@@ -135,6 +188,7 @@ class ImportReport:
             f"| watch time / completion zeroed (not clicked) | {self.unclicked_feedback_zeroed} |",
             f"| time span (UTC) | {self.first_timestamp} – {self.last_timestamp} |",
             f"| catalog features | {', '.join(self.item_features)} |",
+            *(f"| {key} | {meaning} |" for key, meaning in self.feedback.items()),
             "",
             "| file | rows |",
             "|---|---|",
@@ -153,3 +207,69 @@ class ImportReport:
 
     def __str__(self) -> str:
         return self.summary()
+
+
+def feedback_meaning(mapping: ColumnMapping) -> dict[str, str]:
+    """What a row, ``clicked``, ``completion`` and ``watch_time`` mean in a log imported
+    with ``mapping``, and what the log cannot tell (``unobserved``): the rules of
+    `loe_gym.logs.mapping` in words, for the report."""
+    low, high = mapping.rating_range
+    explicit = mapping.rating is not None and mapping.clicked is None
+    explicit = explicit and mapping.watch_ratio is None
+    zeroed = ", 0 on rows that are not clicks" if mapping.zero_unclicked else ""
+    if mapping.clicked is not None:
+        rows, clicked = (
+            "an item shown to the user (an impression)",
+            f"the column {mapping.clicked!r}",
+        )
+    elif mapping.watch_ratio is not None:
+        rows = "a play of an item the platform showed (an impression that was played)"
+        clicked = f"watch ratio ≥ {mapping.click_watch_ratio_threshold:g}: an engaged play"
+    elif explicit:
+        rows = (
+            "a rating the user chose to give (explicit, self-selected feedback), not an impression"
+        )
+        clicked = (
+            f"rating ≥ {mapping.rating_click_threshold:g} (of {low:g}–{high:g} stars) of a "
+            "rated, self-selected item"
+        )
+    elif mapping.watch_time is not None:
+        rows, clicked = "an interaction with time watched", "watch time > 0"
+    else:
+        rows = "an interaction (implicit feedback: a view, a purchase)"
+        clicked = "every row (implicit feedback has no negatives)"
+    if mapping.watch_ratio is not None:
+        completion = f"min(watch ratio, 1){zeroed}"
+    elif mapping.watch_time is not None and mapping.duration is not None:
+        completion = f"min(watch time / duration, 1){zeroed}"
+    elif mapping.rating is not None:
+        kept = mapping.keep_unclicked_completion or not mapping.zero_unclicked
+        where = "on every row: the graded rating, kept" if kept else f"on clicks{zeroed}"
+        completion = f"rating / {high:g} {where}"
+    else:
+        completion = f"1 on clicks{zeroed}"
+    if mapping.watch_time is not None:
+        watch_time = f"the column {mapping.watch_time!r}, in minutes{zeroed}"
+    elif mapping.duration is not None:
+        watch_time = f"completion × the item's duration, in minutes{zeroed}"
+    else:
+        watch_time = (
+            f"completion in engagement units (an item is one unit long), not minutes{zeroed}"
+        )
+    if explicit:
+        unobserved = (
+            "no impressions: items a user did not rate are unknown, not negatives; rows not "
+            "clicked are rated items with a low rating, and the ratings are self-selected "
+            "(users rate what they chose to watch)"
+        )
+    elif mapping.clicked is None and mapping.watch_ratio is None and mapping.watch_time is None:
+        unobserved = "no impressions and no negatives: items without a row are unknown"
+    else:
+        unobserved = "items never shown are unknown; rows not clicked are shown, not engaged"
+    return {
+        "rows": rows,
+        "clicked": clicked,
+        "completion": completion,
+        "watch_time": watch_time,
+        "unobserved": unobserved,
+    }
