@@ -44,6 +44,7 @@ from loe_gym.predictor.pipeline import FitPredictorResult, PredictorRunFolder, f
 from loe_gym.predictor.sequences import logged_item_popularity
 from loe_gym.predictor.serving import PredictorService
 from loe_gym.run_folders import finish_run_folder, prepare_run_folder
+from simulators.return_gaps import ChurnCalibration, calibrate_churn
 
 __all__ = [
     "FIDELITY_METRICS",
@@ -51,6 +52,7 @@ __all__ = [
     "compare_worlds",
     "fit_learned_simulator",
     "learned_env_options",
+    "learned_world_options",
     "validate_simulator",
 ]
 
@@ -105,23 +107,32 @@ def learned_env_options(
     predictor: str | Path, logs: str | Path, test_metrics: dict[str, float] | None = None
 ) -> dict[str, Any]:
     """Environment options (JSON-able, so a training run's ``config.json`` keeps them) of
-    the learned simulator of ``predictor`` fitted on ``logs``.
+    the learned simulator of ``predictor`` fitted on ``logs`` (`learned_world_options`)."""
 
-    The churn threshold is the longest return gap in the logs (a longer one was never
-    observed, so it is churn); the watch-time noise is the fit's test watch-time loss
-    (√MSE of log1p minutes) when the fit's held-out ``test_metrics`` are given."""
+    return learned_world_options(predictor, logs, test_metrics)[0]
 
-    gaps = read_log(logs).column("gap_days").to_numpy()
-    churn_gap_days = int(gaps.max()) if gaps.size and gaps.max() > 0 else 7
+
+def learned_world_options(
+    predictor: str | Path, logs: str | Path, test_metrics: dict[str, float] | None = None
+) -> tuple[dict[str, Any], ChurnCalibration]:
+    """The learned simulator's environment options, and the churn calibration they use.
+
+    The churn threshold is calibrated on the logs' right-censored return gaps
+    (`simulators.return_gaps.calibrate_churn`): the learned world's share of session ends
+    never followed by a return is the Kaplan–Meier estimate of the logs'. The watch-time
+    noise is the fit's test watch-time loss (√MSE of log1p minutes) when the fit's
+    held-out ``test_metrics`` are given."""
+
+    calibration = calibrate_churn(PredictorService.from_pretrained(predictor), logs)
     kwargs: dict[str, Any] = {
         "predictor": str(predictor),
         "catalog": str(logs),
-        "churn_gap_days": churn_gap_days,
+        "churn_gap_days": calibration.churn_gap_days,
     }
     loss = (test_metrics or {}).get("loss_watch_time")
     if loss is not None and math.isfinite(loss) and loss > 0:
         kwargs["watch_log_std"] = float(math.sqrt(loss))
-    return {"simulator": "learned", "simulator_kwargs": kwargs}
+    return {"simulator": "learned", "simulator_kwargs": kwargs}, calibration
 
 
 def _ranking(values: dict[str, float]) -> list[str]:
@@ -300,7 +311,7 @@ def validate_simulator(
     (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     seconds: dict[str, float] = {}
     logs, predictor, test_metrics = _learned_world(config, folder, seconds, progress)
-    learned_options = learned_env_options(predictor, logs, test_metrics)
+    learned_options, churn = learned_world_options(predictor, logs, test_metrics)
     groups = _baselines_and_agents(config, logs, predictor)
     policies = [p.name for group, _ in groups for p in group]
 
@@ -321,6 +332,7 @@ def validate_simulator(
     payload = {
         **comparison,
         "learned_simulator": learned_options,
+        "churn_calibration": churn.to_dict(),
         "ground_truth_evaluation": truth.to_dict(),
         "learned_evaluation": learned.to_dict(),
         "seconds": seconds,

@@ -13,7 +13,8 @@ predictor's own predictive distribution, sampled one step at a time::
     completion   w / length, in [0, 1] (1 on a click if the catalog has no length)
     session end  e ~ Bernoulli(1 − p̂_continue)  (of the clicked item, else the slate mean)
     return gap   g ~ Geometric(p̂_return): the trained next-day return probability taken as
-                 a constant daily hazard; g > churn_gap_days is churn
+                 a constant daily hazard; g > churn_gap_days is churn (calibrated on the
+                 logs' censored return gaps: `simulators.return_gaps`)
 
 ``p̂_click``, ``ŵ`` (minutes watched if clicked), ``p̂_continue`` and ``p̂_return`` are the
 predictor's scores of the shown items, given the history and the gap before this step
@@ -28,6 +29,7 @@ profile update): the predictor's size sets the speed (bench/learned_simulator_th
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,10 +51,30 @@ from loe_gym.simulator import (
 )
 from loe_gym.types import FloatArray, Generator, IntArray
 
-__all__ = ["LearnedUsers", "LearnedUsersState", "catalog_from_log"]
+__all__ = [
+    "ITEM_SPREAD_THRESHOLD",
+    "IndistinguishableItemsError",
+    "LearnedUsers",
+    "LearnedUsersState",
+    "catalog_from_log",
+]
 
 FIRST_ROW_GAP = 2
 """Gap bucket of a user's first row (see `loe_gym.predictor.sequences`)."""
+
+ITEM_SPREAD_THRESHOLD = 1e-3
+"""A learned world is refused when, for every probe user, the click probabilities of
+all items have a relative spread (std / mean over the catalog) below this: its items are
+indistinguishable (`LearnedUsers` raises `IndistinguishableItemsError`)."""
+
+PROBE_USERS, PROBE_STEPS = 4, 5
+"""The probe of `ITEM_SPREAD_THRESHOLD`: users with an empty history and after a few
+random steps."""
+
+
+class IndistinguishableItemsError(ValueError):
+    """The predictor gives every item the same click probability: no policy could do
+    better than random in its world, so evaluating one there would mean nothing."""
 
 
 @dataclass(frozen=True)
@@ -99,13 +121,22 @@ class LearnedUsers:
         history_length: rows of history the predictor sees per step (default its
             ``max_history_length``); older rows reach it through the long-term profile.
         churn_gap_days: a drawn return gap longer than this is churn (the engagement
-            model's 7 by default; take the longest return gap seen in the logs).
+            model's 7 by default). Calibrate it on the logs with
+            `simulators.return_gaps.calibrate_churn`, as
+            `agents.validation.learned_env_options` does: the learned world then churns
+            as often per session end as the logs' Kaplan–Meier estimate says.
         watch_log_std: std of the Gaussian noise on ``log1p(minutes)`` around the
             predicted watch time (0 = the prediction itself; the watch-time loss of the
             fit, √MSE, is the natural value).
         device: where the predictor runs (None: the command's ``--device``,
             `loe_gym.devices.current_device`).
         batch_size: users per predictor call.
+
+    Raises:
+        IndistinguishableItemsError: the predictor gives every item the same click
+            probability (a probe of users × all items spreads less than
+            `ITEM_SPREAD_THRESHOLD`): e.g. a catalog without features or text and a
+            predictor without item id embeddings.
 
     Examples:
         >>> sim = LearnedUsers("runs/predictor/model", catalog="data/logs")  # doctest: +SKIP
@@ -180,6 +211,11 @@ class LearnedUsers:
             if "length" in names
             else None
         )
+        self.item_spread = self._item_spread()
+        """The largest relative spread (std / mean) over the catalog of the probe users'
+        click probabilities (`ITEM_SPREAD_THRESHOLD`)."""
+        if self.item_spread < ITEM_SPREAD_THRESHOLD:
+            raise IndistinguishableItemsError(self._indistinguishable_message())
 
     def __repr__(self) -> str:
         return (
@@ -287,6 +323,50 @@ class LearnedUsers:
         return self._scores(state, items)
 
     # --- helpers ------------------------------------------------------------------
+
+    def _item_spread(self) -> float:
+        """The largest, over probe users and steps, relative std of the click
+        probabilities over the catalog (inf for a catalog of one item: nothing to tell
+        apart)."""
+        num_items = self.catalog.num_items
+        if num_items < 2:
+            return math.inf
+        rng = np.random.default_rng(0)
+        state = self.reset(PROBE_USERS, rng)
+        spreads = []
+        for step in range(PROBE_STEPS + 1):
+            items = np.broadcast_to(np.arange(num_items), (PROBE_USERS, num_items))
+            click = self._scores(state, items)["click_probability"]
+            mean = np.maximum(click.mean(axis=1), 1e-12)
+            spreads.append(click.std(axis=1) / mean)
+            if step < PROBE_STEPS:
+                slates = rng.integers(0, num_items, (PROBE_USERS, 1))
+                state = self.update(state, slates, self.respond(state, slates, rng), rng)
+        return float(np.max(spreads))
+
+    def _indistinguishable_message(self) -> str:
+        config = self.service.config
+        features = np.asarray(self.catalog.features)
+        if not config.item_id_embeddings and features.shape[1] == 0:
+            cause = (
+                "the predictor has no item id embeddings (item_id_embeddings=False) and the "
+                "catalog has no public features"
+            )
+        elif not config.item_id_embeddings and np.all(features == features[:1]):
+            cause = (
+                "the predictor has no item id embeddings (item_id_embeddings=False) and the "
+                f"catalog's {features.shape[1]} public features are the same for every item"
+            )
+        else:
+            cause = "its item inputs do not change its click predictions"
+        return (
+            f"Every item gets the same click probability in this learned world (relative "
+            f"spread {self.item_spread:.1e} over the {self.catalog.num_items} items, below "
+            f"{ITEM_SPREAD_THRESHOLD:g}): {cause}. No policy could do better than random "
+            "in it, so it is refused. Give the items public features or text (import the "
+            "log with item feature columns) and refit, or refit with item id embeddings "
+            "(loe-gym fit-predictor --model.item-id-embeddings)."
+        )
 
     def _scores(self, state: LearnedUsersState, items: IntArray) -> dict[str, np.ndarray]:
         profile = state.profile if self._profile_shape else None

@@ -22,6 +22,7 @@ from agents.configs import LoopConfig, ValidationConfig
 from agents.loop import ExplorationPolicy, round_summary
 from agents.presets import QUICK_VALIDATION
 from agents.validation import compare_worlds, fit_learned_simulator, learned_env_options
+from loe_gym.logs import read_log
 from loe_gym.predictor import load_predictor
 from loe_gym.predictor.configs import TrainingConfig
 from loe_gym.predictor.lora import adaptation_lora_modules, apply_lora
@@ -139,6 +140,27 @@ def test_churn_is_a_gap_beyond_the_threshold(fitted: dict[str, Any]) -> None:
     # With a threshold of one day, every ended session either returns tomorrow or churns.
     assert np.all(responses.returned_next_day[ended] | responses.churned[ended])
     assert responses.churned.any()
+
+
+def test_churn_is_calibrated_on_the_logs(fitted: dict[str, Any]) -> None:
+    """The threshold makes the learned world's churn per logged session end the logs'
+    (a simulator's log: its share of session ends churned or silent for more than the
+    horizon, known exactly), and is the smallest that does."""
+    from simulators.return_gaps import calibrate_churn, logged_return_probabilities
+
+    service = PredictorService.from_pretrained(fitted["predictor"])
+    calibration = calibrate_churn(service, fitted["logs"])
+    gaps = read_log(fitted["logs"]).to_pandas()
+    steps = gaps[gaps["session_end"] & (gaps["position"] == 0)]
+    silent = (steps["gap_days"] == 0) | (steps["gap_days"] > calibration.horizon_days)
+    assert calibration.never_return_share == pytest.approx(np.mean(silent))
+    assert calibration.censored_session_ends == int(np.sum(steps["gap_days"] == 0))
+    p = logged_return_probabilities(service, fitted["logs"])
+    k = calibration.churn_gap_days
+    assert np.mean((1 - p) ** k) <= calibration.never_return_share
+    assert k == 1 or np.mean((1 - p) ** (k - 1)) > calibration.never_return_share
+    options = learned_env_options(fitted["predictor"], fitted["logs"])
+    assert options["simulator_kwargs"]["churn_gap_days"] == k
 
 
 def test_runs_in_the_registered_environments(fitted: dict[str, Any]) -> None:
@@ -407,8 +429,6 @@ def test_import_logs_cli(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rows" in done.stdout
-    from loe_gym.logs import read_log
-
     assert read_log(tmp_path / "log").num_rows == 4
     bad = tmp_path / "bad.csv"
     bad.write_text("userId,movieId,rating,timestamp\n1,10,four,964982703\n")
@@ -437,7 +457,6 @@ def test_import_logs_cli(tmp_path: Path) -> None:
 
 
 def test_mixture_logs_name_the_component_of_each_row(fitted: dict[str, Any]) -> None:
-    from loe_gym.logs import read_log
     from loe_gym.predictor.batches import TargetBatches
     from loe_gym.predictor.sequences import load_sequences
 

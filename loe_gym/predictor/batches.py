@@ -125,7 +125,7 @@ class TargetBatches:
     watch_time_mask         (B,)        bool     clicked (watch time is learnt on clicks)
     continuation_labels     (B,)        float32  1 − session_end (1 = the user stays)
     return_labels           (B,)        float32  returned_next_day
-    return_mask             (B,)        bool     session_end
+    return_mask             (B,)        bool     session_end, and its return known
     ranking_labels          (B,)        long     target catalog id if clicked, else −100
     user_index              (B,)        long     index of the user in ``sequences``
     ======================  ==========  =======  =========================================
@@ -224,12 +224,12 @@ class TargetBatches:
         self._watch_labels = self._feedback[:, 1].copy()
         self._session_end = s.session_end.astype(np.float32)
         self._returned = s.returned_next_day.astype(np.float32)
-        self._return_mask = s.session_end.copy()
+        self._return_mask = s.session_end & np.asarray(s.return_known, dtype=bool)
         if session_return_labels and num_rows:
             # The last row of each row's session carries the session's outcome.
             last = _session_last_rows(s, self._user)
             self._returned = self._returned[last]
-            self._return_mask = s.session_end[last]
+            self._return_mask = self._return_mask[last]
         # Labels over items are catalog ids: the model's item logits are in catalog order.
         self._ranking = np.where(s.clicked, self._model_items - ITEM_ID_OFFSET, IGNORE_INDEX)
         self._privileged = (

@@ -416,6 +416,16 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def _censoring_line(load_report: dict[str, Any]) -> str:
+    """The report's line on censored next-day return labels (`LoadReport`)."""
+    censored = int(load_report.get("censored_returns", 0))
+    return (
+        f"Next-day return labels: {load_report.get('session_ends', 0)} session ends, "
+        f"{censored} censored (the user's last session in an imported log: the return is "
+        "unknown, so it is left out of the return loss and AUC)."
+    )
+
+
 def render_report(result: dict[str, Any]) -> str:
     """The markdown report of a `fit_predictor` run."""
     test = result["test"]
@@ -440,6 +450,8 @@ def render_report(result: dict[str, Any]) -> str:
         f"# Predictor report — {result['log']}",
         "",
         f"Users: {result['users']}; {result['seconds']:.0f} s in all.",
+        "",
+        _censoring_line(result.get("load_report") or {}),
         "",
         "## Held-out users",
         "",

@@ -34,6 +34,7 @@ import pyarrow as pa
 
 from loe_gym.errors import check_positive_int
 from loe_gym.logs import PRIVILEGED_COLUMNS, LogSchemaError, log_part_files, read_log
+from loe_gym.predictor.censoring import imported_policy_rows, return_label_known
 
 __all__ = [
     "LoadReport",
@@ -96,6 +97,10 @@ class UserSequences:
             chose each row's slate (all 0 when not given).
         policy_names: the log's ``policy`` values (a mixture logs its components as
             ``"<mixture>:<component>"``).
+        return_known: ``(num_rows,) bool`` whether the next-day return after the row's
+            session is known; False on the last session of each user of an imported log,
+            whose return the log cannot tell (right-censored,
+            `loe_gym.predictor.censoring`). All True when not given.
     """
 
     offsets: np.ndarray
@@ -118,6 +123,7 @@ class UserSequences:
     has_privileged: bool
     policy: np.ndarray | None = None
     policy_names: tuple[str, ...] = ("unknown",)
+    return_known: np.ndarray | None = None
 
     _ROW_FIELDS: ClassVar[tuple[str, ...]] = (
         "item_id",
@@ -134,11 +140,14 @@ class UserSequences:
         "true_watch_time",
         "true_return_probability",
         "policy",
+        "return_known",
     )
 
     def __post_init__(self) -> None:
         if self.policy is None:
             object.__setattr__(self, "policy", np.zeros(self.item_id.shape, dtype=np.int32))
+        if self.return_known is None:
+            object.__setattr__(self, "return_known", np.ones(self.item_id.shape, dtype=bool))
         offsets = self.offsets
         if offsets.ndim != 1 or offsets.size != self.user_id.size + 1 or offsets[0] != 0:
             raise ValueError(
@@ -212,6 +221,10 @@ class LoadReport:
         users_kept, rows_kept: users and rows in the sequences.
         users_dropped, rows_dropped: users and rows left out.
         dropped: reason → ``(users, rows)`` dropped for it.
+        session_ends: sessions ended in the sequences (next-day return labels).
+        censored_returns: of those, the ones whose return is unknown (the last session
+            of each user of an imported log; `loe_gym.predictor.censoring`): masked out
+            of the return loss and the return AUC, not labelled "did not return".
     """
 
     source: str
@@ -220,11 +233,18 @@ class LoadReport:
     users_dropped: int
     rows_dropped: int
     dropped: Mapping[str, tuple[int, int]]
+    session_ends: int = 0
+    censored_returns: int = 0
 
     def __str__(self) -> str:
         text = f"{self.source}: kept {self.users_kept} users ({self.rows_kept} rows)"
         for reason, (users, rows) in self.dropped.items():
             text += f"; dropped {users} users ({rows} rows): {reason}"
+        if self.censored_returns:
+            text += (
+                f"; {self.censored_returns} of {self.session_ends} next-day return labels "
+                "censored (last sessions of an imported log)"
+            )
         return text + "."
 
 
@@ -388,8 +408,16 @@ def load_sequences(
         users_dropped=dropped_users,
         rows_dropped=dropped_rows,
         dropped=dropped if dropped_users else {},
+        **_censoring_counts(sequences),
     )
     return sequences, report
+
+
+def _censoring_counts(sequences: UserSequences) -> dict[str, int]:
+    """`LoadReport`'s ``session_ends`` and ``censored_returns``."""
+    ends = sequences.session_end
+    censored = ends & ~np.asarray(sequences.return_known, dtype=bool)
+    return {"session_ends": int(ends.sum()), "censored_returns": int(censored.sum())}
 
 
 def _read_columns(tables: list[pa.Table], privileged: bool) -> dict[str, np.ndarray]:
@@ -417,6 +445,8 @@ def _user_sequences(
 ) -> UserSequences:
     """`UserSequences` of the sorted, kept ``columns`` of a log."""
     nan = np.full(offsets[-1], np.nan, dtype=np.float32)
+    day, session = columns["day"].astype(np.int64), columns["session"].astype(np.int64)
+    imported = imported_policy_rows(columns["policy"], policy_names)
     return UserSequences(
         offsets=offsets,
         user_id=user_ids.astype(np.int64),
@@ -438,6 +468,7 @@ def _user_sequences(
         has_privileged=privileged,
         policy=columns["policy"],
         policy_names=tuple(policy_names) or ("unknown",),
+        return_known=return_label_known(offsets, day, session, imported),
     )
 
 
