@@ -394,7 +394,6 @@ class ImportLogs(Command):
             list(self.config.source),
             self.output,
             mapping,
-            items=list(self.config.items) or None,
             overwrite=self.overwrite,
             rows_per_group=self.config.rows_per_group,
         )
@@ -404,7 +403,9 @@ class ImportLogs(Command):
 
 @dataclass(kw_only=True)
 class ValidateSimulator(ReportCommand):
-    """Fit a learned simulator on a ground truth's logs and compare the two worlds."""
+    """Fit a learned simulator on a ground truth's logs and compare the two worlds; on an
+    imported log (--logs of loe-gym import-logs), compare it with the log's held-out users
+    replayed under their logged items."""
 
     config: Annotated[ValidationConfig, tyro.conf.arg(name="")] = field(
         default_factory=ValidationConfig

@@ -1,5 +1,8 @@
 """Sim-to-real: is a simulator learned from logs valid? (``loe-gym validate-simulator``)
 
+On an imported log (no simulator behind it) the learned world is compared with the log's
+held-out users instead (`agents.log_validation`).
+
 A learned simulator (`simulators.learned.LearnedUsers`) is fitted on logs of a
 ground-truth simulator, then the same policies run in both worlds on populations of the
 same size and seeds. The report answers the question users ask first: does the learned
@@ -34,6 +37,7 @@ from scipy import stats
 from agents.collect import collect_logs
 from agents.configs import TrainConfig, ValidationConfig
 from agents.evaluation import Evaluation, evaluate
+from agents.log_validation import is_imported_log, validate_on_imported_logs
 from agents.predictor_env import PredictorObservations
 from agents.reference_policies import MyopicPredictedPolicy, PopularityPolicy, make_policy
 from agents.report import stage
@@ -304,6 +308,12 @@ def validate_simulator(
     it exists, unless ``overwrite``). Returns the comparison (see `compare_worlds`)."""
 
     check_env_id(config.env_id)
+    if config.agents and config.logs and is_imported_log(config.logs):
+        raise ValueError(
+            f"--agents {list(config.agents)} cannot be compared on the imported log "
+            f"{config.logs}: no simulator stands behind it to run them in. Leave out "
+            "--agents; the learned world is checked against the log's held-out users."
+        )
     for run in config.agents:
         if not (Path(run) / "config.json").is_file():
             raise FileNotFoundError(f"{run} holds no config.json: pass loe-gym train folders.")
@@ -312,6 +322,15 @@ def validate_simulator(
     seconds: dict[str, float] = {}
     logs, predictor, test_metrics = _learned_world(config, folder, seconds, progress)
     learned_options, churn = learned_world_options(predictor, logs, test_metrics)
+    if is_imported_log(logs):
+        # No simulator behind the log: compare with its held-out users instead.
+        started = stage("validate-simulator", "replay the held-out users' logs", progress)
+        comparison = validate_on_imported_logs(
+            config, folder, logs, learned_options, churn, _fit_config(config, predictor)
+        )
+        comparison["seconds"] = {**seconds, "replay": time.perf_counter() - started}
+        finish_run_folder(folder, "validate-simulator")
+        return comparison
     groups = _baselines_and_agents(config, logs, predictor)
     policies = [p.name for group, _ in groups for p in group]
 
@@ -341,6 +360,15 @@ def validate_simulator(
     (folder / "report.md").write_text(_markdown(comparison, config, seconds))
     finish_run_folder(folder, "validate-simulator")
     return comparison
+
+
+def _fit_config(config: ValidationConfig, predictor: Path) -> dict[str, Any]:
+    """The predictor fit's options as a dict: its run folder's ``config.json`` when it
+    has one, else ``config.predictor`` (the fit this validation ran)."""
+    saved = PredictorRunFolder(predictor.parent).config
+    if config.fitted_predictor is not None and saved.is_file():
+        return dict(json.loads(saved.read_text()))
+    return dict(config.predictor.to_dict())
 
 
 def _learned_world(

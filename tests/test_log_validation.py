@@ -1,0 +1,115 @@
+"""``validate-simulator`` on an imported log (`agents.log_validation`): a synthetic CSV is
+imported, a tiny predictor fitted, and the learned world compared with the held-out
+users' logged statistics."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agents.configs import EvaluationConfig
+from agents.log_validation import CANNOT_VALIDATE, is_imported_log, logged_statistics
+from agents.presets import QUICK_VALIDATION
+from agents.validation import validate_simulator
+from loe_gym.logs import ColumnMapping, import_logs
+from loe_gym.predictor.sequences import load_sequences
+
+NUM_ITEMS = 30
+
+
+def _write_events(path: Path, num_users: int, seed: int) -> None:
+    """Users arrive on days 0–20 of a 40-day window. A session shows 2–6 items, each
+    clicked with its ``quality``; after it a user leaves for good with probability 0.3,
+    else returns after a Geometric(0.35) gap."""
+    rng = np.random.default_rng(seed)
+    quality = rng.uniform(0.1, 0.9, NUM_ITEMS)
+    lines = ["user,item,time,clicked,quality"]
+    for user in range(num_users):
+        day = int(rng.integers(0, 21))
+        while day <= 40:
+            for step in range(int(rng.integers(2, 7))):
+                item = int(rng.integers(NUM_ITEMS))
+                time = day * 86_400 + 36_000 + 60 * step
+                clicked = int(rng.random() < quality[item])
+                lines.append(f"{user},{item},{time},{clicked},{quality[item]:.3f}")
+            if rng.random() < 0.3:
+                break
+            day += int(rng.geometric(0.35))
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("imported")
+    _write_events(folder / "events.csv", num_users=200, seed=0)
+    mapping = ColumnMapping(
+        user="user",
+        item="item",
+        timestamp="time",
+        clicked="clicked",
+        item_features=("quality",),
+        name="synthetic",
+    )
+    import_logs(folder / "events.csv", folder / "log", mapping)
+    return folder / "log"
+
+
+def test_logged_statistics_by_hand(imported: Path) -> None:
+    sequences, report = load_sequences(imported, num_items=NUM_ITEMS)
+    assert is_imported_log(imported)
+    # Every user's last session has an unknown return: one censored label per user.
+    assert report.censored_returns == sequences.num_users
+    stats = logged_statistics(sequences.select([0]))
+    first = sequences.select([0])
+    assert stats.sessions[0] == np.count_nonzero(first.session_end)
+    assert stats.session_rows.sum() == first.num_rows == stats.exposures[0]
+    assert stats.gaps.size == stats.sessions[0] - 1 and np.all(stats.gaps >= 1)
+
+
+def test_validate_simulator_on_an_imported_log(imported: Path, tmp_path: Path) -> None:
+    predictor = dataclasses.replace(
+        QUICK_VALIDATION.predictor,
+        training=dataclasses.replace(QUICK_VALIDATION.predictor.training, steps_per_epoch=40),
+    )
+    config = dataclasses.replace(
+        QUICK_VALIDATION,
+        logs=str(imported),
+        predictor=predictor,
+        evaluation=EvaluationConfig(num_users=8, seeds=(0, 1)),
+    )
+    result = validate_simulator(config, tmp_path / "validation", progress=False)
+    metrics = json.loads((tmp_path / "validation" / "metrics.json").read_text())
+    statistics = metrics["statistics"]
+    assert set(statistics) == {
+        "sessions_per_user",
+        "session_length",
+        "never_returning_share",
+        "ctr",
+        "return_gap_distribution",
+    }
+    for name in ("sessions_per_user", "session_length", "never_returning_share", "ctr"):
+        row = statistics[name]
+        for side in ("logged", "learned"):
+            assert row[side]["ci_low"] <= row[side]["value"] <= row[side]["ci_high"]
+        assert isinstance(row["passes"], bool) and row["tolerance"] > 0
+    # 200 users, the fit's 10 % test split: 20 held out, replayed once per seed.
+    assert metrics["users"] == {"held_out": 20, "replayed": 40}
+    assert metrics["censored_return_labels"]["censored"] == 200
+    assert 0 < metrics["churn_calibration"]["never_return_share"] < 1
+    gaps = statistics["return_gap_distribution"]
+    assert sum(gaps["histogram"]["logged"]) == pytest.approx(1.0)
+    assert result["verdict"]["all_statistics_pass"] == metrics["verdict"]["all_statistics_pass"]
+    report = (tmp_path / "validation" / "report.md").read_text()
+    assert "## What these logs cannot validate" in report
+    assert all(text in report for text in CANNOT_VALIDATE)
+    assert "held-out users" in report and "Kaplan–Meier" in report
+
+
+def test_agents_are_refused_on_an_imported_log(imported: Path, tmp_path: Path) -> None:
+    config = dataclasses.replace(QUICK_VALIDATION, logs=str(imported), agents=("some/agent",))
+    with pytest.raises(ValueError, match="no simulator stands behind it"):
+        validate_simulator(config, tmp_path / "refused", progress=False)
