@@ -24,7 +24,7 @@ import loe_gym
 from agents import configs as agent_configs
 from agents.training import load_agent
 from loe_gym.errors import ContractError
-from loe_gym.logs import ParquetLogWriter, import_logs, read_log
+from loe_gym.logs import ParquetLogWriter, import_logs, read_log, resolve_mapping
 from loe_gym.predictor import configs as predictor_configs
 from loe_gym.predictor import load_predictor
 
@@ -323,6 +323,36 @@ case("logs", "import preset 'movielen'", lambda: import_logs(__file__, _tmp() / 
      "movielen"), ValueError, "'movielen'", "Did you mean 'movielens'")  # fmt: skip
 case("logs", "import a missing file", lambda: import_logs("/nonexistent.csv",
      _tmp() / "o", "kuairec"), FileNotFoundError, "/nonexistent.csv", "No input file")  # fmt: skip
+
+
+def _import_text(name: str, content: bytes, mapping: Any, *, items: bool = False) -> Any:
+    """Import a file written as ``content``: the interactions, or (``items``) the item
+    table beside a one-row ratings.csv."""
+    directory = _tmp()
+    (directory / name).write_bytes(content)
+    if not items:
+        return import_logs(directory / name, directory / "o", mapping)
+    ratings = directory / "ratings.csv"
+    ratings.write_text("userId,movieId,rating,timestamp\n1,1,4,880000000\n")
+    return import_logs(ratings, directory / "o", mapping, items=directory / name)
+
+
+case("logs", "ratings.dat read with delimiter ','", lambda: _import_text("ratings.dat",
+     b"1::2::4::880000000\n", resolve_mapping("movielens-1m", {"delimiter": ","})),
+     ValueError, r"line 1\): 1 fields", r'\{"delimiter": "::"\}')  # fmt: skip
+case("logs", "a latin-1 item table read as utf-8", lambda: _import_text("movies.csv",
+     "movieId,title,genres\n1,Misérables (1995),Drama\n".encode("latin-1"), "movielens",
+     items=True), ValueError, r"line 2, character 6: the byte 0xe9",
+     r'"encoding": "latin-1"')  # fmt: skip
+case("logs", "a genre list with an empty genre", lambda: _import_text("movies.csv",
+     b"movieId,title,genres\n1,Heat (1995),Action||Comedy\n", "movielens", items=True),
+     ValueError, r"row 1 \(line 2\), column 'genres': 'Action\|\|Comedy'",
+     "Write the list as")  # fmt: skip
+case("logs", "an unclosed category list '[27, 9'", lambda: _import_text("movies.csv",
+     b'movieId,title,genres\n1,Heat (1995),"[27, 9"\n', "movielens", items=True),
+     ValueError, r"'\[27, 9'", r"does not close it.*'\[27, 9\]'")  # fmt: skip
+case("logs", "encoding 'latin1x'", lambda: resolve_mapping("movielens",
+     {"encoding": "latin1x"}), ValueError, "'latin1x'", "Did you mean 'latin-1'")  # fmt: skip
 
 
 def _collect(**options: Any) -> Any:
