@@ -463,6 +463,12 @@ def test_bad_dates_flags_and_names(tmp_path: Path) -> None:
     assert not (tmp_path / "log").exists()
 
 
+def test_an_empty_header_less_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "u.data").write_text("")
+    with pytest.raises(LogImportError, match=r"u\.data' is empty: it has no data rows"):
+        import_logs(tmp_path / "u.data", tmp_path / "log", "movielens-100k")
+
+
 def test_unsupported_extension_suggests_a_delimiter(tmp_path: Path) -> None:
     data, _ = ml_1m(tmp_path / "ml-1m")
     with pytest.raises(

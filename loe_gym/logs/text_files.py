@@ -196,6 +196,11 @@ class TextFile:
 
     def unreadable(self, error: Exception) -> LogImportError:
         """The error for a file pyarrow cannot parse: the bad line and the fix."""
+        if "empty csv" in str(error).lower():
+            return LogImportError(
+                f"{str(self.path)!r} is empty: it has no data rows. Remove it from the "
+                "sources or fill it."
+            )
         if isinstance(error, UnicodeDecodeError) or "UTF8" in str(error):
             data = self._raw()
             try:
