@@ -394,6 +394,7 @@ class ImportLogs(Command):
             list(self.config.source),
             self.output,
             mapping,
+            items=list(self.config.items) or None,
             overwrite=self.overwrite,
             rows_per_group=self.config.rows_per_group,
         )
