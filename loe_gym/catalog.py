@@ -30,6 +30,10 @@ class Catalog:
         texts: one text per item (title, caption, description), public like
             ``features``, or ``None`` if the items have no text. A text encoder
             (`loe_gym.predictor.text`) turns them into item vectors.
+        availability: ``(num_items, 2) int64`` ``[first day, retirement day)`` of each
+            item, or ``None`` if every item is available every day. Environments draw a
+            user's candidates from the items available on the user's day (item churn:
+            news and short videos arrive and retire).
     """
 
     features: FloatArray
@@ -37,6 +41,7 @@ class Catalog:
     hidden: Mapping[str, np.ndarray] = field(default_factory=dict)
     topics: IntArray | None = None
     texts: tuple[str, ...] | None = None
+    availability: IntArray | None = None
 
     def __post_init__(self) -> None:
         features = np.asarray(self.features, dtype=np.float32)
@@ -81,6 +86,17 @@ class Catalog:
                     f"Catalog.texts must hold one str per item ({features.shape[0]}), got "
                     f"{len(texts)} values; use '' for an item without text."
                 )
+        availability = None
+        if self.availability is not None:
+            availability = np.asarray(self.availability, dtype=np.int64)
+            if availability.shape != (features.shape[0], 2) or np.any(
+                availability[:, 1] <= availability[:, 0]
+            ):
+                raise ValueError(
+                    "Catalog.availability must be (num_items, 2) [first day, retirement day) "
+                    f"with retirement after the first day, got shape {availability.shape}."
+                )
+            availability.setflags(write=False)
         features.setflags(write=False)
         # Frozen dataclass: assign the normalised, read-only arrays once.
         object.__setattr__(self, "features", features)
@@ -88,13 +104,21 @@ class Catalog:
         object.__setattr__(self, "hidden", MappingProxyType(hidden))
         object.__setattr__(self, "topics", topics)
         object.__setattr__(self, "texts", texts)
+        object.__setattr__(self, "availability", availability)
 
     def __reduce__(self) -> tuple[type[Catalog], tuple[object, ...]]:
         # A mappingproxy cannot be pickled: rebuild from a plain dict (pickle, deepcopy,
         # subprocess vectorisers).
         return (
             Catalog,
-            (self.features, self.feature_names, dict(self.hidden), self.topics, self.texts),
+            (
+                self.features,
+                self.feature_names,
+                dict(self.hidden),
+                self.topics,
+                self.texts,
+                self.availability,
+            ),
         )
 
     @property
@@ -105,7 +129,31 @@ class Catalog:
     def num_features(self) -> int:
         return int(self.features.shape[1])
 
+    def available_items(self, day: int) -> IntArray:
+        """Ids of the items available on ``day`` (every item without an availability)."""
+        if self.availability is None:
+            return np.arange(self.num_items)
+        first, retired = self.availability[:, 0], self.availability[:, 1]
+        return np.flatnonzero((first <= day) & (day < retired))
+
     @property
     def num_topics(self) -> int:
         """Number of topics (0 when the catalog has none)."""
         return 0 if self.topics is None else int(self.topics.max()) + 1
+
+
+def release_schedule(num_items: int, items_per_day: int, lifetime_days: int) -> IntArray:
+    """``(num_items, 2)`` availability of items released ``items_per_day`` a day, in id
+    order, each available for ``lifetime_days`` days; day 0 starts with a full shelf of
+    ``items_per_day × lifetime_days`` items of staggered ages.
+
+    >>> release_schedule(6, 2, 2).tolist()
+    [[-1, 1], [-1, 1], [0, 2], [0, 2], [1, 3], [1, 3]]
+    """
+    if items_per_day < 1 or lifetime_days < 1:
+        raise ValueError(
+            f"release_schedule needs items_per_day ≥ 1 and lifetime_days ≥ 1, got "
+            f"{items_per_day} and {lifetime_days}."
+        )
+    first = np.arange(num_items) // items_per_day - (lifetime_days - 1)
+    return np.stack([first, first + lifetime_days], axis=1).astype(np.int64)

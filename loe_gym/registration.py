@@ -22,6 +22,19 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
         "num_candidates": 20,
         "slate_size": 5,
     },
+    # Fresh items every day, known by topic, length and a title only (docs/simulators/item_churn.md).
+    "loe_gym/ItemChurn-v0": {
+        "simulator": "engagement",
+        "simulator_kwargs": {
+            "num_items": 1440,
+            "item_text": True,
+            "public_estimates": False,
+            "new_items_per_day": 40,
+            "item_lifetime_days": 7,
+        },
+        "num_candidates": 20,
+        "slate_size": 1,
+    },
     # RecSim's README setting: a slate of 2 out of 10 candidates resampled every step.
     "loe_gym/InterestEvolution-v0": {
         "simulator": "interest_evolution",
@@ -63,6 +76,7 @@ _ENGAGEMENT_POLICIES = (
 ENV_FACTS: dict[str, EnvFacts] = {
     "loe_gym/Engagement-v0": EnvFacts(_ENGAGEMENT_POLICIES),
     "loe_gym/EngagementSlate-v0": EnvFacts(_ENGAGEMENT_POLICIES),
+    "loe_gym/ItemChurn-v0": EnvFacts(_ENGAGEMENT_POLICIES),
     "loe_gym/InterestEvolution-v0": EnvFacts(
         ("random", "max_click_dot", "myopic", "max_quality"), multi_day=False
     ),

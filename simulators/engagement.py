@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, ndtr
 
-from loe_gym.catalog import Catalog
+from loe_gym.catalog import Catalog, release_schedule
 from loe_gym.config import FrozenConfig
 from loe_gym.simulator import (
     Responses,
@@ -46,6 +46,7 @@ from loe_gym.simulator import (
     row_sum,
 )
 from loe_gym.types import FloatArray, Generator, IntArray
+from simulators.item_text import item_titles
 
 
 @dataclass(frozen=True)
@@ -106,10 +107,24 @@ class EngagementConfig(FrozenConfig):
     """Weight w of satisfaction in the daily return probability."""
     churn_gap_days: int = 7
     """A return gap longer than this many days is churn."""
+    item_text: bool = False
+    """Give every item a generated title whose words depend on its topic, quality and
+    appeal, with noise (`simulators.item_text`)."""
+    public_estimates: bool = True
+    """Publish the noisy CTR and completion estimates as item features. False: the platform
+    knows only topic and length (new items have no measured rates yet)."""
+    new_items_per_day: int = 0
+    """Item churn: items are released this many a day, in id order (0 = every item is
+    available every day); ``num_items`` must cover the episode's days."""
+    item_lifetime_days: int = 7
+    """With item churn, the days an item stays available after its release."""
 
     def __post_init__(self) -> None:
         self._check_numbers()
-        self._check_positive("num_items", "num_topics", "session_budget", "churn_gap_days")
+        self._check_positive(
+            "num_items", "num_topics", "session_budget", "churn_gap_days", "item_lifetime_days"
+        )
+        self._check_nonnegative("new_items_per_day")
         self._check_nonnegative(
             "appeal_noise",
             "length_log_std",
@@ -150,7 +165,9 @@ def make_engagement_catalog(config: EngagementConfig) -> Catalog:
     """Draw the catalog of ``config.num_items`` items from ``config.catalog_seed``.
 
     Public features: topic one-hot, length (minutes), and noisy population-level
-    CTR and completion estimates (proxies of the hidden appeal and quality).
+    CTR and completion estimates (proxies of the hidden appeal and quality) unless
+    ``public_estimates`` is off; titles with ``item_text``; a release schedule with
+    ``new_items_per_day``.
     """
     rng = np.random.default_rng(config.catalog_seed)
     m, k = config.num_items, config.num_topics
@@ -163,16 +180,21 @@ def make_engagement_catalog(config: EngagementConfig) -> Catalog:
     completion = expit(config.completion_bias + config.completion_quality_weight * quality)
     ctr_estimate = np.clip(ctr + rng.normal(0.0, config.estimate_noise, m), 0.0, 1.0)
     completion_estimate = np.clip(completion + rng.normal(0.0, config.estimate_noise, m), 0.0, 1.0)
-    features = np.concatenate(
-        [np.eye(k)[topics], np.stack([length, ctr_estimate, completion_estimate], axis=1)],
-        axis=1,
-    )
+    numbers = [length, ctr_estimate, completion_estimate]
     names = (*(f"topic_{i}" for i in range(k)), "length", "ctr_estimate", "completion_estimate")
+    if not config.public_estimates:
+        numbers, names = numbers[:1], names[: k + 1]
+    # Text and churn draw from their own stream: the items stay those of the same seed.
+    extra_rng = np.random.default_rng([config.catalog_seed, 1])
     return Catalog(
-        features=features,
+        features=np.concatenate([np.eye(k)[topics], np.stack(numbers, axis=1)], axis=1),
         feature_names=names,
         hidden={"quality": quality, "appeal": appeal, "length": length},
         topics=topics,
+        texts=item_titles(topics, quality, appeal, extra_rng) if config.item_text else None,
+        availability=release_schedule(m, config.new_items_per_day, config.item_lifetime_days)
+        if config.new_items_per_day
+        else None,
     )
 
 

@@ -185,10 +185,12 @@ class ForkedVectorEnv(RecommendationVectorEnv):
             self._observation_space = batch_space(self.single_observation_space, self.num_envs)
         return self._observation_space
 
-    def _draw_candidates(self, count: int) -> IntArray:
-        if self.copies == 1 or count != self.num_envs:
-            return super()._draw_candidates(count)
-        groups = super()._draw_candidates(count // self.copies)
+    def _draw_candidates(self, count: int, days: IntArray) -> IntArray:
+        # Copies share their candidates (common random numbers), unless items churn:
+        # copies that diverged may be on different days, with different items available.
+        if self.copies == 1 or count != self.num_envs or self.catalog.availability is not None:
+            return super()._draw_candidates(count, days)
+        groups = super()._draw_candidates(count // self.copies, days[:: self.copies])
         return np.repeat(groups, self.copies, axis=0)
 
 

@@ -6,7 +6,6 @@ view, and the SB3 adapter in ``agents`` drives it in ``same_step`` autoreset mod
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from loe_gym.envs.candidates import CandidateRetrieval
 from loe_gym.envs.config import EnvConfig, parse_autoreset
 from loe_gym.envs.observations import (
     PROFILE_WEIGHTS,
@@ -221,11 +221,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
         self._candidate_rng: Generator = np.random.default_rng()
         self._next_user_id = 0
         self._has_reset = False
-        # Probability that C uniform draws with replacement are distinct: decides how
-        # candidates are drawn without replacement (rejection is fastest when it is high).
-        m, c = self.catalog.num_items, cfg.num_candidates
-        self._distinct_probability = math.exp(sum(math.log1p(-i / m) for i in range(c)))
-        self._candidate_dtype = np.int16 if m <= np.iinfo(np.int16).max else np.int64
+        self._retrieval = CandidateRetrieval(self.catalog, cfg.num_candidates, cfg.horizon_days)
 
     def _build_spaces(self) -> None:
         """The observation layout and the single and batched spaces."""
@@ -325,7 +321,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             (n, cfg.slate_size, len(self.layout.response_fields)), np.float32
         )
         self._needs_reset = np.zeros(n, bool)
-        self._candidates = self._draw_candidates(n)
+        self._candidates = self._draw_candidates(n, self._day)
 
     def _reset_users(self, mask: BoolArray, fresh: frozenset[str] = frozenset()) -> None:
         """Replace the users in ``mask`` by new ones.
@@ -362,8 +358,11 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
                 array = array.copy()
             array[mask] = value
             setattr(self, name, array)
-        if "_candidates" not in fresh:
-            self._candidates = _put(self._candidates, mask, self._draw_candidates(count))
+        if "_candidates" not in fresh or self.catalog.availability is not None:
+            # With item churn the batch drew for the old users' days: new users start on 0.
+            self._candidates = _put(
+                self._candidates, mask, self._draw_candidates(count, np.zeros(count, np.int64))
+            )
 
     # ------------------------------------------------------------------- step
 
@@ -401,7 +400,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
 
         terminated, truncated = self._advance_time(day, session, step_in_session, responses)
         self._record(slates, responses)
-        self._candidates = self._draw_candidates(self.num_envs)
+        self._candidates = self._draw_candidates(self.num_envs, self._day)
         fresh = self._fresh_after_step
 
         info: dict[str, Any] = {
@@ -516,44 +515,9 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
                 )
         return slots
 
-    def _draw_candidates(self, count: int) -> IntArray:
-        """``(count, C)`` distinct item ids per row, uniform over the catalog."""
-        m, c = self.catalog.num_items, self.config.num_candidates
-        rng = self._candidate_rng
-        if self._distinct_probability < 0.5:
-            # Dense case (C close to M): the C smallest of M uniform keys, in key order.
-            keys = rng.random((count, m))
-            chosen = np.argpartition(keys, c - 1, axis=1)[:, :c]
-            order = np.argsort(np.take_along_axis(keys, chosen, axis=1), axis=1)
-            return np.take_along_axis(chosen, order, axis=1).astype(np.int64)
-        dtype = self._candidate_dtype  # small ids sort as int16: half the cost
-
-        def uniform_ids(rows: int) -> np.ndarray:
-            # Bounded integer draws carry a fixed cost of microseconds per call, which
-            # dominates a single-user step; there, scaled uniform floats are cheaper (and
-            # exact enough: catalogs are far smaller than 2**53).
-            if rows * c >= 1024:
-                return rng.integers(0, m, (rows, c), dtype=dtype)
-            return (rng.random((rows, c)) * m).astype(dtype)
-
-        candidates: np.ndarray = uniform_ids(count)
-        if c > 1:
-            # Rejection: redraw whole rows with a repeat, which keeps every row exactly
-            # uniform over ordered tuples of distinct items.
-            rows = np.arange(count)
-            block = candidates
-            while True:
-                ordered = np.sort(block, axis=1)
-                repeats = np.flatnonzero(ordered[:, 1:] == ordered[:, :-1])
-                if repeats.size == 0:
-                    break
-                # Rows holding a repeat (a scatter is cheaper than np.unique here).
-                repeated = np.zeros(rows.size, bool)
-                repeated[repeats // (c - 1)] = True
-                rows = rows[repeated]
-                block = uniform_ids(rows.size)
-                candidates[rows] = block
-        return candidates.astype(np.int64)
+    def _draw_candidates(self, count: int, days: IntArray) -> IntArray:
+        """``(count, C)`` distinct candidate ids per row, for users on ``days (count,)``."""
+        return self._retrieval.draw(count, days, self._candidate_rng)
 
     def _record(self, slates: IntArray, responses: Responses) -> None:
         """Push the shown items into the history and keep the responses for ``recsim``."""

@@ -54,7 +54,14 @@ as text, e.g. ISO 8601, or a timestamp column)."""
 DURATION_UNITS: Final = {"ms": 1.0 / 60_000.0, "s": 1.0 / 60.0, "min": 1.0}
 """Units of watch-time and duration columns: minutes per unit."""
 
-_RESERVED_FEATURES: Final = ("item_id", "topic", "text", "length")
+_RESERVED_FEATURES: Final = (
+    "item_id",
+    "topic",
+    "text",
+    "available_from",
+    "available_until",
+    "length",
+)
 _COMMON_ENCODINGS: Final = ("utf-8", "latin-1", "cp1252", "gb18030", "shift_jis", "utf-16")
 
 

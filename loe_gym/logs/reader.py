@@ -258,6 +258,10 @@ def read_log(path: str | os.PathLike[str], *, allow_partial: bool = False) -> pa
     return pa.concat_tables(tables).unify_dictionaries().combine_chunks()
 
 
+_NOT_FEATURES = ("item_id", "topic", "text", "available_from", "available_until")
+"""Columns of ``_catalog.parquet`` that are not public features."""
+
+
 def read_catalog(path: str | os.PathLike[str]) -> pa.Table | None:
     """The catalog stored with the log at ``path`` (a directory), or None if it has none."""
     file = Path(path) / CATALOG_FILE
@@ -275,9 +279,21 @@ def read_public_catalog(path: str | os.PathLike[str]) -> Catalog | None:
     names = tuple(
         name
         for name in table.column_names
-        if name not in ("item_id", "topic", "text") and not name.startswith("hidden_")
+        if name not in _NOT_FEATURES and not name.startswith("hidden_")
     )
     features = np.stack([table.column(name).to_numpy() for name in names], axis=1)
     topics = table.column("topic").to_numpy() if "topic" in table.column_names else None
     texts = tuple(table.column("text").to_pylist()) if "text" in table.column_names else None
-    return Catalog(features=features, feature_names=names, topics=topics, texts=texts)
+    availability = None
+    if "available_from" in table.column_names:
+        availability = np.stack(
+            [table.column(name).to_numpy() for name in ("available_from", "available_until")],
+            axis=1,
+        )
+    return Catalog(
+        features=features,
+        feature_names=names,
+        topics=topics,
+        texts=texts,
+        availability=availability,
+    )

@@ -176,8 +176,8 @@ def _is_log_file(name: str) -> bool:
 
 
 def catalog_table(catalog: Catalog) -> pa.Table:
-    """The catalog as a table: ``item_id``, ``topic`` and ``text`` (if any), each public
-    feature by name, then each hidden attribute as ``hidden_<name>``.
+    """The catalog as a table: ``item_id``, ``topic``, ``text`` and the availability
+    ``available_from`` / ``available_until`` (if any), each public feature by name, then each hidden attribute as ``hidden_<name>``.
 
     Hidden attributes of shape ``(num_items, ...)`` with more than one axis become
     fixed-size list columns; the field metadata ``shape`` keeps the trailing shape.
@@ -200,6 +200,9 @@ def catalog_table(catalog: Catalog) -> pa.Table:
         add("topic", pa.array(np.asarray(catalog.topics, dtype=np.int64)))
     if catalog.texts is not None:
         add("text", pa.array(catalog.texts, type=pa.string()))
+    if catalog.availability is not None:
+        add("available_from", pa.array(np.ascontiguousarray(catalog.availability[:, 0])))
+        add("available_until", pa.array(np.ascontiguousarray(catalog.availability[:, 1])))
     for index, name in enumerate(catalog.feature_names):
         add(name, pa.array(np.ascontiguousarray(catalog.features[:, index])))
     for name, values in catalog.hidden.items():

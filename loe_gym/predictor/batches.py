@@ -164,6 +164,8 @@ class TargetBatches:
             on the session's last step. Training signal for the return head grows by the
             mean session length; evaluation keeps the default (the Bayes reference is
             defined at session ends).
+        target_rows: ``(num_rows,) bool``: only these rows are targets (every row stays
+            in the histories), e.g. the rows after a temporal split's cut.
         seed: seeds the subsample and the shuffles. The order of an epoch depends only on
             ``seed`` and the epoch number: `set_epoch` chooses it (a resumed run repeats
             the orders), else each iteration starts the next epoch.
@@ -183,6 +185,7 @@ class TargetBatches:
         session_return_labels: bool = False,
         target_policies: Sequence[str] = (),
         click_target_policies: Sequence[str] = (),
+        target_rows: np.ndarray | None = None,
         seed: int = 0,
     ) -> None:
         self.sequences = sequences
@@ -202,6 +205,8 @@ class TargetBatches:
         is_target = self._step_start > self._user_start
         if target_policies:
             is_target &= _rows_chosen_by(s, target_policies, "target_policies")
+        if target_rows is not None:
+            is_target &= _row_mask("target_rows", target_rows, num_rows)
         self._click_rows = (
             _rows_chosen_by(s, click_target_policies, "click_target_policies")
             if click_target_policies
@@ -516,3 +521,12 @@ class MaskedItemBatches:
             f"max_history_length={self.max_history_length}, "
             f"mask_probability={self.mask_probability})"
         )
+
+
+def _row_mask(name: str, mask: np.ndarray, num_rows: int) -> np.ndarray:
+    if np.shape(mask) != (num_rows,):
+        raise ValueError(
+            f"{name} must be a (num_rows,) = ({num_rows},) bool mask, got shape "
+            f"{np.shape(mask)}."
+        )
+    return np.asarray(mask, dtype=bool)

@@ -38,6 +38,8 @@ LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 """``fixed``: ``Σ w_i L_i``; ``uncertainty``: ``Σ w_i (exp(−s_i) L_i + s_i)``, learned ``s_i``."""
 ADVERSARIAL_METHODS = ("none", "fgm", "pgd")
 """Perturbations of the input embeddings during training."""
+SPLITS = ("users", "temporal")
+"""How `fit_predictor` holds out data (`FitPredictorConfig.split`)."""
 LR_SCHEDULES = ("linear", "cosine")
 """Decay after the linear warm-up (``transformers.get_scheduler`` names)."""
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -85,6 +87,14 @@ class ModelConfig(FrozenConfig):
     at session ends only (about 5 % of rows) in evaluation, so it weighs 5."""
     loss_weighting: str = "fixed"
     """``fixed`` (the weights above) or ``uncertainty`` (Kendall et al. 2018)."""
+    text_model: str | None = None
+    """Items also carry their catalog text, encoded once by this frozen language model
+    (``minilm``: the ``text`` extra's all-MiniLM-L6-v2, or a local Hugging Face folder)
+    and projected into the item vector; None = no text."""
+    pretrained_backbone: str | None = None
+    """Start the transformer from this pretrained model's layers (``minilm`` or a local
+    BERT / GPT-2 folder); its sizes replace ``hidden_size``, ``num_hidden_layers`` and
+    ``num_attention_heads``. Adapt it with ``training.lora_rank`` (LoRA)."""
 
     def __post_init__(self) -> None:
         self._check_numbers()
@@ -121,6 +131,7 @@ class ModelConfig(FrozenConfig):
         catalog's sizes)."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         dropout = values.pop("dropout")
+        values.pop("pretrained_backbone")  # resolved into sizes and a path by the fit
         values.update(
             hidden_dropout_prob=dropout,
             attention_dropout_prob=dropout,
@@ -304,10 +315,14 @@ class FitPredictorConfig(FrozenConfig):
     session_return_labels: bool = True
     """Train the return head on every row with its session's outcome, not only on the
     session's last step (evaluation always scores session ends)."""
+    split: str = "users"
+    """``users``: hold out whole users (validation and test fractions of users);
+    ``temporal``: hold out the latest days of every user (fractions of rows, cut at whole
+    days), and report items first seen after the cut (cold) apart from the others."""
     validation_fraction: float = 0.1
-    """Share of users for validation (early stopping)."""
+    """Share of users (or, split by time, of rows) for validation (early stopping)."""
     test_fraction: float = 0.1
-    """Share of users held out for the report."""
+    """Share of users (or, split by time, of the latest rows) held out for the report."""
     validation_target_fraction: float = 0.25
     """Share of the validation users' targets scored after each epoch (early stopping);
     the held-out test users are always scored in full."""
@@ -317,6 +332,7 @@ class FitPredictorConfig(FrozenConfig):
     def __post_init__(self) -> None:
         self._check_numbers()
         self._check_nonnegative("pretrain_epochs", "gru_epochs")
+        self._check_choice("split", SPLITS)
         self._check_unit_interval(
             "validation_fraction", "test_fraction", "validation_target_fraction"
         )

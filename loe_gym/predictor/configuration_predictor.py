@@ -27,6 +27,7 @@ _NON_ARCHITECTURE_ARGUMENTS = (
     "feedback_size",
     "backbone_path",
     "initializer_range",
+    "text_embedding_size",
 )
 """Arguments of `PredictorConfig` that `ModelConfig` does not choose: the catalog's sizes,
 read from the log, and settings kept at their defaults by the fit on a log."""
@@ -64,6 +65,8 @@ class PredictorConfig(_ConfigBase):
     | `target_attention` | candidate heads also attend from the candidate to the history outputs (DIN-style; under evaluation) | False |
     | `long_term_profile` | summarise the *whole* history (not only the last `max_history_length` rows) per public item feature, for the user state and, crossed with each candidate's features, for the candidate heads | True |
     | `item_id_embeddings` | items are their id embedding + projected features; ``False``: features only, so nothing is learnt per item (a learned simulator's choice: id embeddings absorb the logging policy's selection of items for users) | True |
+    | `text_model` | the frozen text model whose item vectors the model reads (``"minilm"`` or a local folder), or ``None`` for no item text | ``None`` |
+    | `text_embedding_size` | width ``D`` of those vectors (the catalog's, set by `PredictorModel.set_item_text_vectors`' caller) | 0 |
     | `profile_decays` | one profile per time scale: each row's weight is ``decay ** (rows after it)``; 1.0 = plain sums over the whole history | ``(1.0, 0.95)`` |
 
     Example:
@@ -100,6 +103,8 @@ class PredictorConfig(_ConfigBase):
         long_term_profile: bool = True,
         profile_decays: tuple[float, ...] | list[float] = (1.0, 0.95),
         item_id_embeddings: bool = True,
+        text_model: str | None = None,
+        text_embedding_size: int = 0,
         **kwargs: Any,
     ) -> None:
         # `transformers` builds configs with no arguments (e.g. to diff against defaults
@@ -152,6 +157,9 @@ class PredictorConfig(_ConfigBase):
         # Without per-item embeddings the model generalises over features only: an item
         # shown mostly to users who like it cannot get a high click rate of its own.
         self.item_id_embeddings = _flag("item_id_embeddings", item_id_embeddings)
+        # Item text enters as frozen vectors of a language model, projected into the item
+        # vector: items never seen in training are still told apart by their text.
+        self.text_model, self.text_embedding_size = _text(text_model, text_embedding_size)
         super().__init__(**kwargs)
 
     @classmethod
@@ -269,6 +277,18 @@ def _backbone_path(value: str | os.PathLike[str] | None) -> str | None:
             "written by BertModel/GPT2Model.save_pretrained."
         )
     return path
+
+
+def _text(model: str | None, size: int) -> tuple[str | None, int]:
+    model = None if model is None else str(model)
+    size = _nonnegative_int("text_embedding_size", size)
+    if (model is None) != (size == 0):
+        raise ValueError(
+            f"PredictorConfig: text_model={model!r} needs text_embedding_size > 0 and "
+            f"text_embedding_size={size} needs a text_model; set both (the text model's "
+            "width) or neither."
+        )
+    return model, size
 
 
 def _task_weights(value: dict[str, float] | None) -> dict[str, float]:

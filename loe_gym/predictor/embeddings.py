@@ -59,13 +59,16 @@ def to_catalog_ids(model_ids: IdsT) -> IdsT:
 
 
 class ItemEmbeddings(nn.Module):
-    """Item vectors ``(*ids.shape, H)`` of model ids ``(*)``: id embedding + projected features.
+    """Item vectors ``(*ids.shape, H)`` of model ids ``(*)``: id embedding + projected
+    features (+ projected text vectors ``(N, D)`` when ``config.text_embedding_size``).
 
     ``item_features (N, F)`` are the catalog's public features (the model's buffer: they
     are shared with the long-term profile). The feature part is zero for `PAD_ID` and
     `MASK_ID`; the id part is zero for catalog items when ``config.item_id_embeddings`` is
     False (items are their features only).
     """
+
+    item_text_vectors: torch.Tensor | None
 
     def __init__(self, config: PredictorConfig) -> None:
         super().__init__()
@@ -74,11 +77,19 @@ class ItemEmbeddings(nn.Module):
             config.num_items + NUM_SPECIAL_IDS, config.hidden_size, padding_idx=PAD_ID
         )
         self.item_feature_projection = nn.Linear(config.num_item_features, config.hidden_size)
+        # Frozen text vectors of the catalog: data saved with the weights, like features.
+        size = config.text_embedding_size
+        self.register_buffer(
+            "item_text_vectors", torch.zeros(config.num_items, size) if size else None
+        )
+        self.text_projection = nn.Linear(size, config.hidden_size) if size else None
 
     def forward(self, model_ids: torch.Tensor, item_features: torch.Tensor) -> torch.Tensor:
         is_item = model_ids >= NUM_SPECIAL_IDS
         catalog_ids = (model_ids - NUM_SPECIAL_IDS).clamp_min(0)
         features = self.item_feature_projection(item_features[catalog_ids])
+        if self.text_projection is not None and self.item_text_vectors is not None:
+            features = features + self.text_projection(self.item_text_vectors[catalog_ids])
         if not self.config.item_id_embeddings:
             # Catalog items look up the (zero, frozen) padding row: features only.
             model_ids = torch.where(is_item, PAD_ID, model_ids)

@@ -244,6 +244,21 @@ class PredictorModel(PredictorPreTrainedModel):
             raise ValueError(f"item features must be finite; item {row} has NaN or inf.")
         self.item_features.copy_(values.to(self.item_features))
 
+    @torch.no_grad()
+    def set_item_text_vectors(self, vectors: torch.Tensor | np.ndarray) -> None:
+        """Copy the catalog's text vectors ``(num_items, text_embedding_size)`` (from
+        `loe_gym.predictor.text.item_text_vectors`) into the model."""
+        expected = (self.config.num_items, self.config.text_embedding_size)
+        values = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+        buffer = self.items.item_text_vectors
+        if buffer is None or tuple(values.shape) != expected:
+            raise ValueError(
+                f"item text vectors must have shape (num_items, text_embedding_size) = "
+                f"{expected}, got {tuple(values.shape)}; build the model with text_model and "
+                "text_embedding_size set to the text model's width."
+            )
+        buffer.copy_(values.to(buffer))
+
     def embed_items(self, model_ids: torch.Tensor) -> torch.Tensor:
         """Item embeddings ``(*ids.shape, H)`` (`ItemEmbeddings`)."""
         return self.items(model_ids, self.item_features)

@@ -27,11 +27,17 @@ from loe_gym.predictor.batches import MaskedItemBatches, TargetBatches
 from loe_gym.predictor.configs import FitPredictorConfig
 from loe_gym.predictor.configuration_predictor import PredictorConfig
 from loe_gym.predictor.evaluation import evaluate, evaluate_perturbed
+from loe_gym.predictor.fit_inputs import (
+    FitParts,
+    catalog_text_vectors,
+    fit_parts,
+    pretrained_backbone_arguments,
+)
 from loe_gym.predictor.lora import adaptation_lora_modules
 from loe_gym.predictor.metrics import hit_rate_at_k, ndcg_at_k
 from loe_gym.predictor.modeling_predictor import PredictorModel
 from loe_gym.predictor.ranking_baselines import PopularityRanker, ranking_scores, train_gru_ranker
-from loe_gym.predictor.sequences import UserSequences, item_popularity, load_sequences, split_users
+from loe_gym.predictor.sequences import UserSequences, item_popularity, load_sequences
 from loe_gym.predictor.training import FitResult, finetune, pretrain
 from loe_gym.run_folders import finish_run_folder, mark_run_folder, remove_run_folder
 
@@ -93,6 +99,11 @@ class FitPredictorResult:
     ranking: dict[str, dict[str, float]]
     """NDCG@10 and HR@10 of the transformer and the ranking baselines."""
     seconds: float
+    split: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """How the log was held out (``kind``: users or temporal, with its cut days)."""
+    test_by_item_age: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    """Split by time: the test metrics on ``cold`` items (first seen on test days) and on
+    ``warm`` ones."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``metrics.json`` content."""
@@ -117,10 +128,17 @@ def catalog_features(log_path: Path) -> tuple[int, np.ndarray, tuple[str, ...]]:
     return catalog.num_items, np.asarray(catalog.features, dtype=np.float32), catalog.feature_names
 
 
-def build_model(config: FitPredictorConfig, num_items: int, features: np.ndarray) -> PredictorModel:
+def build_model(
+    config: FitPredictorConfig,
+    num_items: int,
+    features: np.ndarray,
+    texts: np.ndarray | None = None,
+) -> PredictorModel:
     """A fresh predictor for a catalog, or the saved `initial_model` checked against it.
 
-    The catalog's sizes are filled here: they are read from the log, not options."""
+    The catalog's sizes are filled here: they are read from the log, not options.
+    ``texts (num_items, D)`` are the items' text vectors when ``config.model.text_model``
+    is set (`catalog_text_vectors`)."""
     if config.initial_model is not None:
         from loe_gym.predictor.loading import load_predictor
 
@@ -130,14 +148,22 @@ def build_model(config: FitPredictorConfig, num_items: int, features: np.ndarray
         model.train()
         return model
     torch.manual_seed(config.training.seed)
-    model = PredictorModel(
-        PredictorConfig(
-            num_items=num_items,
-            num_item_features=features.shape[1],
-            **config.model.predictor_arguments(),
+    arguments = config.model.predictor_arguments()
+    if config.model.pretrained_backbone is not None:
+        arguments.update(pretrained_backbone_arguments(config.model.pretrained_backbone))
+    if texts is not None:
+        arguments["text_embedding_size"] = texts.shape[1]
+    elif config.model.text_model is not None:
+        raise ValueError(
+            f"ModelConfig.text_model={config.model.text_model!r} needs the items' text "
+            "vectors: pass texts (catalog_text_vectors) or set text_model to None."
         )
+    model = PredictorModel(
+        PredictorConfig(num_items=num_items, num_item_features=features.shape[1], **arguments)
     )
     model.set_item_features(features)
+    if texts is not None:
+        model.set_item_text_vectors(texts)
     return model
 
 
@@ -218,31 +244,20 @@ def fit_predictor(
     sequences, load_report = load_sequences(
         log_path, num_items=num_items, allow_partial=allow_partial
     )
-    train, validation, test = split_users(
-        sequences,
-        validation_fraction=config.validation_fraction,
-        test_fraction=config.test_fraction,
-        seed=config.training.seed,
-    )
-    for name, part in (("training", train), ("validation", validation), ("test", test)):
-        if part.num_users == 0 and (name != "validation" or config.validation_fraction > 0):
-            raise ValueError(
-                f"The log {str(log_path)!r} holds {sequences.num_users} users, which leaves "
-                f"none for the {name} split (validation_fraction="
-                f"{config.validation_fraction}, test_fraction={config.test_fraction}); "
-                "collect more users or change the fractions."
-            )
-    model = build_model(config, num_items, features)
+    parts = fit_parts(config, sequences, log_path)
+    texts = catalog_text_vectors(config, log_path, progress)
+    model = build_model(config, num_items, features, texts)
     batches = _BatchBuilder(config, model.config, features)
-    trained, stages, train_targets = _train(
-        model, config, batches, train, validation, folder, progress
-    )
+    trained, stages, train_targets = _train(model, config, batches, parts, folder, progress)
     trained.eval()
-    test_batches = batches.targets(test, shuffle=False, seed=0)
+    test_batches = batches.targets(parts.test, shuffle=False, seed=0, rows=parts.test_rows)
     metrics = evaluate(trained, test_batches)
+    by_item_age = _cold_and_warm(trained, batches, parts, num_items)
     epsilon = config.training.adversarial_epsilon
     perturbed = evaluate_perturbed(trained, test_batches, epsilon) if epsilon > 0 else {}
-    ranking = _ranking(config, metrics, train, train_targets, test_batches, num_items, progress)
+    ranking = _ranking(
+        config, metrics, parts.train, train_targets, test_batches, num_items, progress
+    )
     trained.save_pretrained(folder.model)  # type: ignore[operator]
     result = FitPredictorResult(
         folder=folder,
@@ -250,14 +265,16 @@ def fit_predictor(
         config=config.to_dict(),
         load_report=dataclasses.asdict(load_report),
         users={
-            "train": train.num_users,
-            "validation": validation.num_users,
-            "test": test.num_users,
+            "train": parts.train.num_users,
+            "validation": parts.validation.num_users,
+            "test": parts.test.num_users,
         },
+        split=parts.description,
         feature_names=list(feature_names),
         stages=stages,
         test=metrics,
         test_perturbed=perturbed,
+        test_by_item_age=by_item_age,
         ranking=ranking,
         seconds=time.perf_counter() - start,
     )
@@ -280,7 +297,13 @@ class _BatchBuilder:
         self.profile_features = features if model_config.long_term_profile else None
 
     def targets(
-        self, part: UserSequences, *, shuffle: bool, seed: int, fraction: float = 1.0
+        self,
+        part: UserSequences,
+        *,
+        shuffle: bool,
+        seed: int,
+        fraction: float = 1.0,
+        rows: np.ndarray | None = None,
     ) -> TargetBatches:
         config = self.config
         return TargetBatches(
@@ -298,6 +321,7 @@ class _BatchBuilder:
             # test keep every row, so the reported metrics stay comparable.
             target_policies=config.target_policies if shuffle else (),
             click_target_policies=config.click_target_policies if shuffle else (),
+            target_rows=rows,
         )
 
     def masked(self, part: UserSequences, *, shuffle: bool, seed: int = 0) -> MaskedItemBatches:
@@ -314,13 +338,13 @@ def _train(
     model: torch.nn.Module,
     config: FitPredictorConfig,
     batches: _BatchBuilder,
-    train: UserSequences,
-    validation: UserSequences,
+    parts: FitParts,
     folder: PredictorRunFolder,
     progress: bool,
 ) -> tuple[torch.nn.Module, dict[str, Any], TargetBatches]:
     """Pre-training (if asked) and fine-tuning: ``(model, stage summaries, training
     targets)``."""
+    train, validation = parts.train, parts.validation
     stages: dict[str, Any] = {}
     seed = config.training.seed
     if config.pretrain_epochs and config.initial_model is None:
@@ -347,7 +371,11 @@ def _train(
         model,
         train_targets,
         batches.targets(
-            validation, shuffle=False, seed=0, fraction=config.validation_target_fraction
+            validation,
+            shuffle=False,
+            seed=0,
+            fraction=config.validation_target_fraction,
+            rows=parts.validation_rows,
         ),
         finetuning,
         output_dir=folder.stage("finetune"),
@@ -389,6 +417,22 @@ def _ranking(
     return ranking
 
 
+def _cold_and_warm(
+    model: torch.nn.Module, batches: _BatchBuilder, parts: FitParts, num_items: int
+) -> dict[str, dict[str, float]]:
+    """Test metrics on targets whose item is cold (first seen on test days) and warm."""
+    if parts.cold_items is None or parts.test_rows is None:
+        return {}
+    cold_rows = parts.cold_items[parts.test.item_id]
+    result = {}
+    for name, rows in (("cold", cold_rows), ("warm", ~cold_rows)):
+        targets = batches.targets(parts.test, shuffle=False, seed=0, rows=parts.test_rows & rows)
+        result[name] = {"targets": float(targets.num_targets)}
+        if targets.num_targets:
+            result[name].update(evaluate(model, targets))
+    return result
+
+
 def _stage_summary(result: FitResult) -> dict[str, Any]:
     return {
         "epochs": len(result.history),
@@ -424,6 +468,29 @@ def _censoring_line(load_report: dict[str, Any]) -> str:
         f"{censored} censored (the user's last session in an imported log: the return is "
         "unknown, so it is left out of the return loss and AUC)."
     )
+
+
+def _item_age_lines(result: dict[str, Any]) -> list[str]:
+    split, by_age = result.get("split") or {}, result.get("test_by_item_age") or {}
+    if split.get("kind") != "temporal":
+        return []
+    lines = [
+        "",
+        f"Split by time: training before day {split['validation_from_day']}, validation "
+        f"until day {split['test_from_day']}, test from day {split['test_from_day']} "
+        "(every user's later rows; histories keep all earlier rows).",
+        "",
+        "| test targets | rows | click AUC | watch time RMSE (minutes given a click) |",
+        "|---|---|---|---|",
+    ]
+    for name, label in (("cold", "cold items (first seen on test days)"), ("warm", "warm items")):
+        values = by_age.get(name, {})
+        lines.append(
+            f"| {label} | {int(values.get('targets', 0))} | "
+            f"{_format(values.get('click_auc', math.nan))} | "
+            f"{_format(values.get('watch_time_rmse_clicked_minutes', math.nan))} |"
+        )
+    return lines
 
 
 def render_report(result: dict[str, Any]) -> str:
@@ -465,6 +532,7 @@ def render_report(result: dict[str, Any]) -> str:
             f"{_format(test.get(bayes, math.nan)) if bayes else '—'} | "
             f"{_format(perturbed.get(key, math.nan))} |"
         )
+    lines += _item_age_lines(result)
     lines += [
         "",
         "## Ranking of the next clicked item (full catalog)",

@@ -1,0 +1,88 @@
+"""Temporal splits of a log: train on the past, evaluate on the future.
+
+A user split (`loe_gym.predictor.sequences.split_users`) holds out whole users; a temporal
+split holds out the *latest days* of every user, as a deployed model meets them: histories
+keep every earlier row, targets are the rows after the cut, and items first seen after
+the cut are *cold* (no row of them was trained on). Metrics comparable with the
+literature's "temporal split" protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from loe_gym.predictor.sequences import UserSequences
+
+__all__ = ["TemporalSplit", "keep_rows", "temporal_split"]
+
+
+def keep_rows(sequences: UserSequences, keep: np.ndarray) -> UserSequences:
+    """``sequences`` with only the rows where ``keep (num_rows,) bool`` (users kept, even
+    with no row left)."""
+    users = sequences.row_user_index()
+    counts = np.bincount(users[keep], minlength=sequences.num_users)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(sequences.offsets.dtype)
+    rows = {name: getattr(sequences, name)[keep] for name in UserSequences._ROW_FIELDS}
+    return dataclasses.replace(sequences, offsets=offsets, **rows)
+
+
+@dataclass(frozen=True)
+class TemporalSplit:
+    """Training rows before ``validation_day``, validation targets in ``[validation_day,
+    test_day)`` and test targets from ``test_day`` on; each part's histories hold every
+    earlier row."""
+
+    train: UserSequences
+    validation: UserSequences
+    validation_rows: np.ndarray
+    """``(validation.num_rows,) bool`` the validation targets."""
+    test: UserSequences
+    test_rows: np.ndarray
+    """``(test.num_rows,) bool`` the test targets."""
+    validation_day: int
+    test_day: int
+
+    def cold_items(self, num_items: int) -> np.ndarray:
+        """``(num_items,) bool`` items with no row before the test day (never trained on,
+        never validated on)."""
+        seen = np.zeros(num_items, bool)
+        seen[self.validation.item_id] = True
+        return ~seen
+
+
+def temporal_split(
+    sequences: UserSequences, *, validation_fraction: float, test_fraction: float
+) -> TemporalSplit:
+    """Cut the log's days so that about ``test_fraction`` of the rows fall on test days and
+    ``validation_fraction`` on the validation days before them (whole days each)."""
+    days = sequences.day
+    if days.size == 0:
+        raise ValueError("A temporal split needs rows; the log has none.")
+    order = np.sort(days)
+
+    def cut(fraction: float) -> int:
+        # The first day whose rows start the last `fraction` of rows.
+        return int(order[min(order.size - 1, round((1.0 - fraction) * order.size))])
+
+    test_day = cut(test_fraction)
+    validation_day = min(cut(test_fraction + validation_fraction), test_day)
+    if test_day <= int(order[0]):
+        raise ValueError(
+            f"The log's rows span days {int(order[0])} to {int(order[-1])}: a temporal split "
+            f"with test_fraction={test_fraction} leaves no earlier day to train on. Use "
+            "split='users', a smaller test_fraction or a log over more days."
+        )
+    before_test = days < test_day
+    validation = keep_rows(sequences, before_test)
+    return TemporalSplit(
+        train=keep_rows(sequences, days < validation_day),
+        validation=validation,
+        validation_rows=validation.day >= validation_day,
+        test=sequences,
+        test_rows=~before_test,
+        validation_day=validation_day,
+        test_day=test_day,
+    )
