@@ -17,7 +17,6 @@ Titles are reproducible from the generator's seed.
 
 from __future__ import annotations
 
-
 from loe_gym.types import FloatArray, Generator, IntArray
 
 __all__ = ["item_titles"]

@@ -526,7 +526,6 @@ class MaskedItemBatches:
 def _row_mask(name: str, mask: np.ndarray, num_rows: int) -> np.ndarray:
     if np.shape(mask) != (num_rows,):
         raise ValueError(
-            f"{name} must be a (num_rows,) = ({num_rows},) bool mask, got shape "
-            f"{np.shape(mask)}."
+            f"{name} must be a (num_rows,) = ({num_rows},) bool mask, got shape {np.shape(mask)}."
         )
     return np.asarray(mask, dtype=bool)
