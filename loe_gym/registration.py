@@ -29,6 +29,9 @@ ENVIRONMENTS: dict[str, dict[str, Any]] = {
             "num_items": 1440,
             "item_text": True,
             "public_estimates": False,
+            # Headline-driven clicks: the item's appeal weighs more against interest.
+            "appeal_weight": 4.0,
+            "interest_weight": 2.5,
             "new_items_per_day": 40,
             "item_lifetime_days": 7,
         },

@@ -7,9 +7,10 @@ noise, so that text tells a platform something its numeric features do not: the 
 Each attribute shows up with a probability, so a title is evidence, never a readout:
 
     topic        one noun of the topic's list (always) and a second with probability 0.5
-    quality q    a quality word with probability 0.8: a high-quality word with probability
-                 q, else a low-quality word
-    appeal a     a clickbait word with probability a², else (probability 0.5) a calm one
+    quality q    a quality word with probability 0.9 and another with probability 0.5:
+                 each a high-quality word with probability q, else a low-quality word
+    appeal a     a clickbait word with probability a and another with probability a²;
+                 without one, a calm word with probability 0.7
     noise        one word of a neutral list with probability 0.7
 
 Titles are reproducible from the generator's seed.
@@ -57,12 +58,14 @@ def item_titles(
         words = [nouns[rng.integers(len(nouns))]]
         if rng.random() < 0.5:
             words.append(nouns[rng.integers(len(nouns))])
-        if rng.random() < 0.8:
-            pool = _HIGH_QUALITY if rng.random() < q else _LOW_QUALITY
-            words.insert(0, pool[rng.integers(len(pool))])
-        if rng.random() < a * a:
+        for chance in (0.9, 0.5):  # up to two pieces of evidence of quality
+            if rng.random() < chance:
+                pool = _HIGH_QUALITY if rng.random() < q else _LOW_QUALITY
+                words.insert(0, pool[rng.integers(len(pool))])
+        baits = [rng.random() < a, rng.random() < a * a]
+        for _ in range(sum(baits)):
             words.insert(0, _CLICKBAIT[rng.integers(len(_CLICKBAIT))])
-        elif rng.random() < 0.5:
+        if not any(baits) and rng.random() < 0.7:
             words.append(_CALM[rng.integers(len(_CALM))])
         if rng.random() < 0.7:
             words.append(_NEUTRAL[rng.integers(len(_NEUTRAL))])

@@ -490,3 +490,21 @@ def test_import_logs_command_reads_movielens_100k(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "What the feedback means:" in done.stdout and "self-selected" in done.stdout
     assert read_public_catalog(tmp_path / "log").texts is not None
+
+
+def test_the_bench_fixture_writer_imports_as_movielens_100k(tmp_path: Path) -> None:
+    """bench/movielens_fixture.py writes the published layout; the preset reads it as is."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "movielens_fixture.py"
+    folder = tmp_path / "ml-100k"
+    command = [sys.executable, str(script), "--output", str(folder), "--users", "20"]
+    subprocess.run(command, check=True, capture_output=True)
+    report = import_logs(
+        folder / "u.data", tmp_path / "log", "movielens-100k", items=folder / "u.item"
+    )
+    assert report.rows_written > 40
+    catalog = read_public_catalog(tmp_path / "log")
+    assert catalog is not None and catalog.texts is not None
+    assert catalog.texts[0].startswith("Movie 1 (")

@@ -243,15 +243,7 @@ class ItemTableMapping:
         cls, data: Mapping[str, Any], *, base: ItemTableMapping | None = None
     ) -> ItemTableMapping:
         """A mapping from field values, on top of ``base`` when given."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"An item-table mapping must be a JSON object, got {data!r}.")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [key for key in data if key not in names]
-        if unknown:
-            raise ValueError(
-                f"Unknown item-table mapping field {unknown[0]!r}."
-                f"{did_you_mean(str(unknown[0]), names)} The fields are {names}."
-            )
+        _check_fields(cls, data, what="an item-table mapping", field="item-table mapping field")
         values: dict[str, Any] = {
             key: tuple(v) if isinstance(v, list) else v for key, v in data.items()
         }
@@ -477,15 +469,7 @@ class ColumnMapping:
     ) -> ColumnMapping:
         """A mapping from a dict of field values (e.g. parsed JSON), on top of ``base``
         when given (a preset whose fields ``data`` changes)."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"A column mapping must be a JSON object, got {data!r}.")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = [key for key in data if key not in names]
-        if unknown:
-            raise ValueError(
-                f"Unknown column-mapping field {unknown[0]!r}.{did_you_mean(str(unknown[0]), names)}"
-                f" The fields are {names}."
-            )
+        _check_fields(cls, data, what="a column mapping", field="column-mapping field")
         values = dict(data)
         for key in ("item_features", "rating_range", "column_names", "directory_files"):
             if isinstance(values.get(key), list):
@@ -506,3 +490,17 @@ class ColumnMapping:
                 f"from: {sorted(PRESETS)})."
             )
         return cls(**values)
+
+
+def _check_fields(cls: type, data: Any, *, what: str, field: str) -> None:
+    """``data`` is a mapping whose keys are fields of the dataclass ``cls``; ``what`` and
+    ``field`` name it in errors ("a column mapping", "column-mapping field")."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{what[0].upper()}{what[1:]} must be a JSON object, got {data!r}.")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in data if key not in names]
+    if unknown:
+        raise ValueError(
+            f"Unknown {field} {unknown[0]!r}.{did_you_mean(str(unknown[0]), names)} "
+            f"The fields are {names}."
+        )

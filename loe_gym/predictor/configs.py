@@ -87,6 +87,10 @@ class ModelConfig(FrozenConfig):
     at session ends only (about 5 % of rows) in evaluation, so it weighs 5."""
     loss_weighting: str = "fixed"
     """``fixed`` (the weights above) or ``uncertainty`` (Kendall et al. 2018)."""
+    item_features: bool = True
+    """Read the catalog's numeric item features; False: items are their id (and text)
+    only, an ablation (such a model cannot serve an environment, whose items carry
+    features)."""
     text_model: str | None = None
     """Items also carry their catalog text, encoded once by this frozen language model
     (``minilm``: the ``text`` extra's all-MiniLM-L6-v2, or a local Hugging Face folder)
@@ -131,6 +135,7 @@ class ModelConfig(FrozenConfig):
         catalog's sizes)."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         dropout = values.pop("dropout")
+        values.pop("item_features")  # decides the features the fit passes, not a size
         values.pop("pretrained_backbone")  # resolved into sizes and a path by the fit
         values.update(
             hidden_dropout_prob=dropout,

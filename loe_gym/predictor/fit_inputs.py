@@ -78,7 +78,8 @@ def catalog_text_vectors(
     config: FitPredictorConfig, log_path: Path, progress: bool
 ) -> np.ndarray | None:
     """``(num_items, D)`` text vectors of the log's catalog with ``config.model.text_model``
-    (cached, `loe_gym.predictor.text.item_text_vectors`), or None without a text model."""
+    (cached, `loe_gym.predictor.text.item_text_vectors`), standardised per dimension, or
+    None without a text model."""
     if config.model.text_model is None or config.initial_model is not None:
         return None
     catalog = read_public_catalog(log_path)
@@ -90,7 +91,11 @@ def catalog_text_vectors(
         )
     from loe_gym.predictor.text import item_text_vectors
 
-    return item_text_vectors(catalog.texts, config.model.text_model, progress=progress)
+    vectors = item_text_vectors(catalog.texts, config.model.text_model, progress=progress)
+    # Standardised per dimension over the catalog: a language model's vectors share a large
+    # common direction that says nothing about one item against another, and a projection
+    # learns faster from centred inputs of unit scale.
+    return (vectors - vectors.mean(0)) / (vectors.std(0) + 1e-6)
 
 
 def pretrained_backbone_arguments(name: str) -> dict[str, Any]:

@@ -241,6 +241,9 @@ def fit_predictor(
     _claim_folder(folder, _run_fingerprint(config, log_path), overwrite)
     start = time.perf_counter()
     num_items, features, feature_names = catalog_features(log_path)
+    if not config.model.item_features:
+        # One constant column: no item information, and the profile keeps its shape.
+        features, feature_names = np.ones((num_items, 1), np.float32), ("constant",)
     sequences, load_report = load_sequences(
         log_path, num_items=num_items, allow_partial=allow_partial
     )
