@@ -11,9 +11,9 @@ shows of users it was not fitted on:
   logged items in the logged order, one step at a time (the replay); a user more active
   than in the log, past the end of their logged items, is shown items drawn from the
   log's exposure (each item as often as it was shown);
-* both worlds are observed over the same window: days 0 … the log's last day in each
-  user's day count (imported days count from the user's first visit, so for a user who
-  arrived late the learned world observes a longer window than the log did);
+* both worlds are observed over the same window: from each user's first visit to the
+  log's last calendar day (`loe_gym.logs.read_user_first_days` puts every user on the
+  log's calendar);
 * compared: sessions per user, rows per session, the return-gap distribution
   (quantiles and a histogram), the share of users who never returned, and the click rate
   on the logged exposures; each with the logged value, the learned value, their 95 %
@@ -33,10 +33,11 @@ from typing import Any, Final
 import numpy as np
 
 from agents.configs import ValidationConfig
-from loe_gym.logs import read_log
+from loe_gym.logs import read_log, read_user_first_days
 from loe_gym.predictor.censoring import IMPORTED_POLICY_PREFIX
 from loe_gym.predictor.sequences import UserSequences, load_sequences, split_users
 from loe_gym.predictor.serving import PredictorService
+from loe_gym.predictor.splits import log_calendar_days
 from simulators.learned import LearnedUsers
 from simulators.return_gaps import ChurnCalibration
 
@@ -132,16 +133,24 @@ def logged_statistics(sequences: UserSequences) -> ReplayStatistics:
     )
 
 
+def _user_window_ends(sequences: UserSequences, logs: Path, last_day: int) -> np.ndarray:
+    """``(num_users,)`` the log's last calendar day in each user's own day count."""
+    first_days = read_user_first_days(logs)
+    if first_days is None:
+        return np.full(sequences.num_users, last_day, dtype=np.int64)
+    return last_day - first_days[sequences.user_id]
+
+
 def replay_statistics(
     simulator: LearnedUsers,
     sequences: UserSequences,
     exposure: np.ndarray,
-    window_end_day: int,
+    window_end_day: int | np.ndarray,
     seed: int,
 ) -> ReplayStatistics:
     """The learned world's `ReplayStatistics` of ``sequences``' users, each shown their
     logged items in order (then items drawn with probabilities ``exposure (num_items,)``)
-    over days 0 … ``window_end_day``."""
+    over days 0 … ``window_end_day`` (one number, or one per user)."""
     rng = np.random.default_rng(seed)
     n = sequences.num_users
     start, lengths = sequences.offsets[:-1], sequences.lengths
@@ -326,7 +335,11 @@ def validate_on_imported_logs(
     simulator = LearnedUsers(**env_options["simulator_kwargs"])
     sequences, test = _held_out_users(logs, simulator.service, fit_config)
     exposure = np.bincount(sequences.item_id, minlength=sequences.num_items).astype(np.float64)
-    window_end_day = int(sequences.day.max())
+    # Each held-out user is observed to the log's last calendar day, in the user's own
+    # day count (imported days start at each user's first visit).
+    calendar = log_calendar_days(sequences, Path(logs))
+    last_day = int((sequences.day if calendar is None else calendar).max())
+    window_end_day = _user_window_ends(test, Path(logs), last_day)
     logged = logged_statistics(test)
     replays = [
         replay_statistics(simulator, test, exposure / exposure.sum(), window_end_day, seed)
@@ -340,7 +353,7 @@ def validate_on_imported_logs(
         stopped=sum(r.stopped for r in replays),
     )
     comparison = compare_replay(logged, learned, config)
-    comparison["window_end_day"] = window_end_day
+    comparison["window_end_day"] = last_day
     comparison["replay_seeds"] = list(config.evaluation.seeds)
     _, load_report = load_sequences(logs, num_items=simulator.catalog.num_items)
     payload = {
@@ -371,8 +384,8 @@ def _markdown(payload: dict[str, Any], logs: Path) -> str:
         f"# The learned world against the imported log {logs}",
         "",
         f"{payload['users']['held_out']} held-out users (the fit's test users), each "
-        f"replayed in the learned world under their logged items over days 0–"
-        f"{payload['window_end_day']} (seeds {payload['replay_seeds']}). Values with 95 % CIs.",
+        f"replayed in the learned world under their logged items to the log's last "
+        f"calendar day {payload['window_end_day']} (seeds {payload['replay_seeds']}). Values with 95 % CIs.",
         "",
         "| statistic | logged | learned | error | tolerance | |",
         "|---|---|---|---|---|---|",

@@ -5,9 +5,8 @@ log written by a simulator the answer is known (``gap_days`` ≥ 1, or 0 = churn
 returns). In a log imported from a platform (policy ``imported:*``) a session end with no
 later visit is only *silent until the window closes*: the user may come back after the
 log ends. Such a gap is right-censored at the days of silence the window still saw,
-``window_end_day − day`` (the window's end is the log's last day unless given; imported
-days count from each user's first visit, so for a user who arrived late this overstates
-the silence the log really saw).
+``window_end_day − day`` (the window's end is the log's last day unless given; an imported
+log's days are counted on its calendar, from the users' first days).
 
 `kaplan_meier` estimates ``S(t) = P(no return within t days)`` from those observations
 (censored gaps leave the risk set without counting as non-returns, the honest use of
@@ -36,7 +35,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from loe_gym.logs import read_log, read_public_catalog
+from loe_gym.logs import read_log, read_public_catalog, read_user_first_days
 from loe_gym.predictor.censoring import IMPORTED_POLICY_PREFIX
 
 __all__ = [
@@ -93,13 +92,19 @@ def return_gap_observations(
     ``observed``: the next visit came after ``days`` days. Otherwise ``days`` is the
     silence seen before censoring: ``inf`` for a simulator's churned user (never
     returns), ``window_end_day − day`` for an imported log's last session
-    (``window_end_day``: the log's last day by default).
+    (``window_end_day``: the log's last day by default; an imported log's days are put
+    on its calendar with `loe_gym.logs.read_user_first_days`, so a user who arrived late is
+    silent only from the last session to the log's end).
     """
     table = read_log(log) if isinstance(log, (str, os.PathLike)) else log
     columns = {
         name: table.column(name).to_numpy(zero_copy_only=False)
         for name in ("day", "session_end", "gap_days", "position")
     }
+    first_days = read_user_first_days(log) if isinstance(log, (str, os.PathLike)) else None
+    if first_days is not None:  # an imported log: every user's days on the log's calendar
+        columns["user_id"] = table.column("user_id").to_numpy(zero_copy_only=False)
+        columns["day"] = columns["day"] + first_days[columns["user_id"]]
     policy = table.column("policy").cast(pa.string()).to_numpy(zero_copy_only=False)
     # session_end and gap_days describe the step: one observation per step, at position 0.
     ends = columns["session_end"].astype(bool) & (columns["position"] == 0)

@@ -214,3 +214,30 @@ def test_fit_with_text_and_a_pretrained_lora_backbone_reports_cold_items(
     saved = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert saved["hidden_size"] == 384 and saved["text_model"] == "minilm"
     assert "cold items" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_an_imported_logs_temporal_split_cuts_calendar_days(tmp_path: Path) -> None:
+    """Imported days count from each user's first visit; the split cuts the log's calendar:
+    a user who joined late is tested on the same latest days as one who joined early."""
+    from loe_gym.logs import ColumnMapping, import_logs
+    from loe_gym.predictor.splits import log_calendar_days
+
+    lines = ["user,item,time,clicked"]
+    for user, days in ((1, range(10)), (2, (8, 9))):
+        for day in days:
+            for step in range(5):
+                lines.append(f"{user},{(day + step) % 7},{day * 86_400 + 60 * step},1")
+    (tmp_path / "events.csv").write_text("\n".join(lines) + "\n")
+    mapping = ColumnMapping(user="user", item="item", timestamp="time", clicked="clicked")
+    import_logs(tmp_path / "events.csv", tmp_path / "log", mapping)
+    sequences, _ = load_sequences(tmp_path / "log", num_items=7)
+    calendar = log_calendar_days(sequences, tmp_path / "log")
+    assert calendar is not None
+    late = sequences.row_user_index() == 1
+    assert sequences.day[late].tolist() == [0] * 5 + [1] * 5
+    assert calendar[late].tolist() == [8] * 5 + [9] * 5
+    split = temporal_split(
+        sequences, validation_fraction=0.1, test_fraction=0.15, calendar_days=calendar
+    )
+    assert split.test_day == 9
+    assert split.test_rows[late].sum() == 5  # the late user's day 9, not kept for training

@@ -166,7 +166,8 @@ def test_kuairec_preset_end_to_end(tmp_path: Path) -> None:
     ids = pq.read_table(tmp_path / "log" / ITEM_IDS_FILE).to_pydict()
     assert ids == {"item_id": [0, 1, 2, 3], "source_item_id": [3, 5, 7, 9]}
     users = pq.read_table(tmp_path / "log" / USER_IDS_FILE).to_pydict()
-    assert users == {"user_id": [0, 1], "source_user_id": [10, 20]}
+    # first_day: the user's first calendar day, counted from the log's first.
+    assert users == {"user_id": [0, 1], "source_user_id": [10, 20], "first_day": [0, 2]}
 
     assert (report.users, report.items, report.sessions) == (2, 4, 6)
     assert report.next_day_returns == 3

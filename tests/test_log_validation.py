@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from agents.configs import EvaluationConfig
@@ -61,8 +62,12 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_logged_statistics_by_hand(imported: Path) -> None:
     sequences, report = load_sequences(imported, num_items=NUM_ITEMS)
     assert is_imported_log(imported)
-    # Every user's last session has an unknown return: one censored label per user.
-    assert report.censored_returns == sequences.num_users
+    # A last session's next-day return is unknown only when its next day lies past the
+    # log's last calendar day (first_day places each user on the log's calendar).
+    last = sequences.offsets[1:] - 1
+    first_day = pq.read_table(imported / "_user_ids.parquet").column("first_day").to_numpy()
+    calendar = sequences.day[last] + first_day[sequences.user_id]
+    assert report.censored_returns == np.count_nonzero(calendar == calendar.max()) >= 1
     stats = logged_statistics(sequences.select([0]))
     first = sequences.select([0])
     assert stats.sessions[0] == np.count_nonzero(first.session_end)
@@ -98,7 +103,7 @@ def test_validate_simulator_on_an_imported_log(imported: Path, tmp_path: Path) -
         assert isinstance(row["passes"], bool) and row["tolerance"] > 0
     # 200 users, the fit's 10 % test split: 20 held out, replayed once per seed.
     assert metrics["users"] == {"held_out": 20, "replayed": 40}
-    assert metrics["censored_return_labels"]["censored"] == 200
+    assert 1 <= metrics["censored_return_labels"]["censored"] < 200
     assert 0 < metrics["churn_calibration"]["never_return_share"] < 1
     gaps = statistics["return_gap_distribution"]
     assert sum(gaps["histogram"]["logged"]) == pytest.approx(1.0)

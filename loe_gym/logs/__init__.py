@@ -25,7 +25,7 @@ schema         `LOG_SCHEMA`, `PRIVILEGED_LOG_SCHEMA`, `PRIVILEGED_COLUMNS`, the 
                `LogSchemaError`, `catalog_table` (the columns, described there)
 writer         `ParquetLogWriter` (atomic part files)
 recording      `LogInteractions` (a vector-env wrapper that logs every real step)
-reader         `read_log`, `read_catalog`, `read_public_catalog`, `read_log_metadata`,
+reader         `read_log`, `read_catalog`, `read_public_catalog`, `read_user_first_days`, `read_log_metadata`,
                `log_part_files`, `log_fingerprint`
 mapping        `ColumnMapping`, `ItemTableMapping` (no pyarrow: light to import)
 presets        `PRESETS` (KuaiRec, MovieLens 25M / 1M / 100k), `resolve_mapping` (light)
@@ -73,6 +73,7 @@ if TYPE_CHECKING:
         read_log,
         read_log_metadata,
         read_public_catalog,
+        read_user_first_days,
     )
     from loe_gym.logs.recording import LogInteractions
     from loe_gym.logs.report import DUPLICATE_CONFLICT, DUPLICATE_EXACT, INCOMPLETE, ImportReport
@@ -114,6 +115,7 @@ _LAZY: dict[str, str] = {
             "read_log",
             "read_log_metadata",
             "read_public_catalog",
+            "read_user_first_days",
         ),
         "reader",
     ),
@@ -160,6 +162,7 @@ __all__ = [
     "read_log",
     "read_log_metadata",
     "read_public_catalog",
+    "read_user_first_days",
     "resolve_mapping",
     "sessionize",
 ]

@@ -74,7 +74,7 @@ from loe_gym.logs.report import (
     feedback_meaning,
 )
 from loe_gym.logs.schema import _is_log_file
-from loe_gym.logs.sessions import sessionize
+from loe_gym.logs.sessions import sessionize, user_first_days
 from loe_gym.logs.source_paths import _sources
 from loe_gym.logs.writer import ParquetLogWriter
 from loe_gym.simulator import Responses
@@ -278,23 +278,27 @@ def _write_all(
     columns: Mapping[str, np.ndarray],
     catalog: Catalog,
     mapping: ColumnMapping,
-    ids: tuple[pa.Array, pa.Array],
+    ids: tuple[pa.Array, pa.Array, np.ndarray],
     rows_per_group: int,
     overwrite: bool,
 ) -> int:
-    """Write the log, its catalog and the ``(user, item)`` id mappings; the rows written."""
+    """Write the log, its catalog and the ``(user, item)`` id mappings (users with their
+    ``first_day``, `user_first_days`); the rows written."""
     _check_output(output, overwrite)
     rows_written = _write_log(output, columns, catalog, mapping.policy, rows_per_group, overwrite)
-    _write_ids(output / USER_IDS_FILE, "user_id", ids[0])
+    _write_ids(output / USER_IDS_FILE, "user_id", ids[0], {"first_day": ids[2]})
     _write_ids(output / ITEM_IDS_FILE, "item_id", ids[1])
     return rows_written
 
 
-def _write_ids(path: Path, name: str, ids: pa.Array) -> None:
+def _write_ids(
+    path: Path, name: str, ids: pa.Array, extra: Mapping[str, np.ndarray] | None = None
+) -> None:
     table = pa.table(
         {
             name: pa.array(np.arange(len(ids), dtype=np.int64)),
             f"source_{name}": ids,
+            **{key: pa.array(values) for key, values in (extra or {}).items()},
         }
     )
     pq.write_table(table, path)
@@ -611,8 +615,17 @@ def import_logs(
     columns, zeroed = _log_columns(rows, user, item, mapping, length_by_item, where)
 
     # ---- write (only now: every check has passed)
+    first_days = user_first_days(
+        user, rows.timestamp, num_users=len(user_ids), utc_offset_hours=mapping.utc_offset_hours
+    )
     rows_written = _write_all(
-        output, columns, catalog, mapping, (user_ids, item_ids), rows_per_group, overwrite
+        output,
+        columns,
+        catalog,
+        mapping,
+        (user_ids, item_ids, first_days),
+        rows_per_group,
+        overwrite,
     )
 
     report = _report(

@@ -297,3 +297,21 @@ def read_public_catalog(path: str | os.PathLike[str]) -> Catalog | None:
         texts=texts,
         availability=availability,
     )
+
+
+def read_user_first_days(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """``(max user id + 1,) int64``: each user's first calendar day in an imported log,
+    counted from the log's first (``first_day`` of ``_user_ids.parquet``); a row's day on
+    the log's calendar is ``day + first_days[user_id]``. None for a log whose ``day`` is
+    already one calendar for every user (simulated logs) or a path that is not a log
+    directory."""
+    file = Path(path) / "_user_ids.parquet"
+    if not file.is_file():
+        return None
+    table = _parquet(pq.read_table, file)
+    if "first_day" not in table.column_names or table.num_rows == 0:
+        return None
+    users = table.column("user_id").to_numpy()
+    first_days = np.zeros(int(users.max()) + 1, np.int64)
+    first_days[users] = table.column("first_day").to_numpy()
+    return first_days

@@ -110,3 +110,17 @@ def sessionize(
         "session_end": session_end,
         "returned_next_day": session_end & (gap_days == 1),
     }
+
+
+def user_first_days(
+    user: np.ndarray, timestamp: np.ndarray, *, num_users: int, utc_offset_hours: float = 0.0
+) -> np.ndarray:
+    """``(num_users,) int64`` calendar day of each user's first row, counted from the log's
+    first calendar day: a row's calendar day in the log is ``day + first_day[user]`` (its
+    ``day`` counts from the user's first visit). Users without rows get 0."""
+    calendar = np.floor((timestamp + utc_offset_hours * 3600.0) / _SECONDS_PER_DAY).astype(np.int64)
+    first = np.full(num_users, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, user, calendar)
+    seen = first != np.iinfo(np.int64).max
+    start = first[seen].min() if seen.any() else 0
+    return np.where(seen, first - start, 0)

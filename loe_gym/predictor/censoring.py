@@ -19,12 +19,13 @@ The rule (`return_label_known`), per session-ending row:
   window still covered the next day (``day + 1 ≤ window_end_day``: the log would have
   seen a next-day visit, so "did not return the next day" is known).
 
-Imported logs count days from each user's first visit (`loe_gym.logs.sessions`), so the
-log cannot place a user's last session against the end of the calendar window:
-`load_sequences` passes no ``window_end_day`` and every last session of an imported log
-is censored. Censoring all of them drops the session ends that were truly last (the
-users who left), so the return head reads a return rate biased upwards; a learned world
-corrects churn separately, from a Kaplan–Meier estimate (`simulators.return_gaps`).
+Imported logs count days from each user's first visit (`loe_gym.logs.sessions`); their
+``_user_ids.parquet`` keeps each user's first calendar day, so `load_sequences` passes each
+user's window end (the log's last calendar day in the user's day count) and only last
+sessions on the log's last day are censored. A log without those first days censors
+every last session, which drops the session ends that were truly last (the users who
+left) and biases the return rate upwards; a learned world takes its churn from a
+Kaplan–Meier estimate (`simulators.return_gaps`) either way.
 
 There is no churn label in the predictor; the session-continuation label is not
 censored (a session cut by the window's end is a rare case of at most one session per

@@ -13,7 +13,7 @@ import numpy as np
 from loe_gym.logs import read_public_catalog
 from loe_gym.predictor.configs import FitPredictorConfig
 from loe_gym.predictor.sequences import UserSequences, split_users
-from loe_gym.predictor.splits import temporal_split
+from loe_gym.predictor.splits import log_calendar_days, temporal_split
 
 __all__ = ["FitParts", "catalog_text_vectors", "fit_parts", "pretrained_backbone_arguments"]
 
@@ -40,6 +40,7 @@ def fit_parts(config: FitPredictorConfig, sequences: UserSequences, log_path: Pa
             sequences,
             validation_fraction=config.validation_fraction,
             test_fraction=config.test_fraction,
+            calendar_days=log_calendar_days(sequences, log_path),
         )
         cold = split.cold_items(sequences.num_items)
         return FitParts(

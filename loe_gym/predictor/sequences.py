@@ -33,7 +33,13 @@ import numpy as np
 import pyarrow as pa
 
 from loe_gym.errors import check_positive_int
-from loe_gym.logs import PRIVILEGED_COLUMNS, LogSchemaError, log_part_files, read_log
+from loe_gym.logs import (
+    PRIVILEGED_COLUMNS,
+    LogSchemaError,
+    log_part_files,
+    read_log,
+    read_user_first_days,
+)
 from loe_gym.predictor.censoring import imported_policy_rows, return_label_known
 
 __all__ = [
@@ -396,9 +402,10 @@ def load_sequences(
     day, session = columns["day"].astype(np.int64), columns["session"].astype(np.int64)
     gap = _gap_buckets(day, session, offsets, num_gap_buckets)
 
+    window_end = _window_end_days(log, users[keep_user], day, offsets)
     sequences = _user_sequences(
         columns, users[keep_user], offsets, gap, num_items, num_gap_buckets, privileged,
-        policy_names,
+        policy_names, window_end,
     )  # fmt: skip
     dropped = {f"fewer than min_length={min_length} rows": (dropped_users, dropped_rows)}
     report = LoadReport(
@@ -433,6 +440,22 @@ def _read_columns(tables: list[pa.Table], privileged: bool) -> dict[str, np.ndar
     }
 
 
+def _window_end_days(
+    log: Any, user_ids: np.ndarray, day: np.ndarray, offsets: np.ndarray
+) -> np.ndarray | None:
+    """Per user, the log's last calendar day in the user's own day count, for an imported
+    log whose users' first days are known (None otherwise): a last session ending before
+    that day has a known next-day return."""
+    if not isinstance(log, (str, os.PathLike)) or user_ids.size == 0:
+        return None
+    first_days = read_user_first_days(log)
+    if first_days is None:
+        return None
+    first = first_days[user_ids]
+    last_calendar_day = int((day + np.repeat(first, np.diff(offsets))).max())
+    return last_calendar_day - first
+
+
 def _user_sequences(
     columns: dict[str, np.ndarray],
     user_ids: np.ndarray,
@@ -442,8 +465,10 @@ def _user_sequences(
     num_gap_buckets: int,
     privileged: bool,
     policy_names: list[str],
+    window_end: np.ndarray | None = None,
 ) -> UserSequences:
-    """`UserSequences` of the sorted, kept ``columns`` of a log."""
+    """`UserSequences` of the sorted, kept ``columns`` of a log; ``window_end (num_users,)``
+    the last day the log observed, in each user's day count (None: unknown)."""
     nan = np.full(offsets[-1], np.nan, dtype=np.float32)
     day, session = columns["day"].astype(np.int64), columns["session"].astype(np.int64)
     imported = imported_policy_rows(columns["policy"], policy_names)
@@ -468,7 +493,7 @@ def _user_sequences(
         has_privileged=privileged,
         policy=columns["policy"],
         policy_names=tuple(policy_names) or ("unknown",),
-        return_known=return_label_known(offsets, day, session, imported),
+        return_known=return_label_known(offsets, day, session, imported, window_end),
     )
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from loe_gym.logs import read_user_first_days
 from loe_gym.predictor.sequences import UserSequences
 
-__all__ = ["TemporalSplit", "keep_rows", "temporal_split"]
+__all__ = ["TemporalSplit", "keep_rows", "log_calendar_days", "temporal_split"]
 
 
 def keep_rows(sequences: UserSequences, keep: np.ndarray) -> UserSequences:
@@ -54,11 +56,20 @@ class TemporalSplit:
 
 
 def temporal_split(
-    sequences: UserSequences, *, validation_fraction: float, test_fraction: float
+    sequences: UserSequences,
+    *,
+    validation_fraction: float,
+    test_fraction: float,
+    calendar_days: np.ndarray | None = None,
 ) -> TemporalSplit:
     """Cut the log's days so that about ``test_fraction`` of the rows fall on test days and
-    ``validation_fraction`` on the validation days before them (whole days each)."""
-    days = sequences.day
+    ``validation_fraction`` on the validation days before them (whole days each).
+
+    ``calendar_days (num_rows,)`` are the rows' days on one clock for every user; by default
+    ``sequences.day``, which is that clock in simulated logs. An imported log counts each
+    user's days from the user's first visit: pass ``day + first_day[user]``
+    (`log_calendar_days`)."""
+    days = sequences.day if calendar_days is None else np.asarray(calendar_days)
     if days.size == 0:
         raise ValueError("A temporal split needs rows; the log has none.")
     order = np.sort(days)
@@ -80,9 +91,18 @@ def temporal_split(
     return TemporalSplit(
         train=keep_rows(sequences, days < validation_day),
         validation=validation,
-        validation_rows=validation.day >= validation_day,
+        validation_rows=days[before_test] >= validation_day,
         test=sequences,
         test_rows=~before_test,
         validation_day=validation_day,
         test_day=test_day,
     )
+
+
+def log_calendar_days(sequences: UserSequences, log_path: Path) -> np.ndarray | None:
+    """``(num_rows,)`` days of an imported log on one clock (``day`` + the user's first
+    day, `loe_gym.logs.read_user_first_days`), or None for a log whose days already are."""
+    first_days = read_user_first_days(log_path)
+    if first_days is None:
+        return None
+    return sequences.day + first_days[sequences.user_id][sequences.row_user_index()]
