@@ -615,19 +615,11 @@ def import_logs(
     columns, zeroed = _log_columns(rows, user, item, mapping, length_by_item, where)
 
     # ---- write (only now: every check has passed)
-    first_days = user_first_days(
+    days = user_first_days(
         user, rows.timestamp, num_users=len(user_ids), utc_offset_hours=mapping.utc_offset_hours
     )
-    rows_written = _write_all(
-        output,
-        columns,
-        catalog,
-        mapping,
-        (user_ids, item_ids, first_days),
-        rows_per_group,
-        overwrite,
-    )
-
+    ids = (user_ids, item_ids, days)
+    rows_written = _write_all(output, columns, catalog, mapping, ids, rows_per_group, overwrite)
     report = _report(
         output,
         mapping,

@@ -254,6 +254,11 @@ class TargetBatches:
     def num_targets(self) -> int:
         return int(self.targets.size)
 
+    def history_end(self, rows: np.ndarray) -> np.ndarray:
+        """``(B,) int64`` the first row of each target row's step: the target's past is
+        its user's rows before it (the history is the last ``L`` of them)."""
+        return self._step_start[np.asarray(rows, dtype=np.int64)]
+
     def __len__(self) -> int:
         if self.drop_last:
             return self.num_targets // self.batch_size

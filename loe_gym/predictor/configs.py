@@ -38,7 +38,7 @@ LOSS_WEIGHTINGS = ("fixed", "uncertainty")
 """``fixed``: ``Σ w_i L_i``; ``uncertainty``: ``Σ w_i (exp(−s_i) L_i + s_i)``, learned ``s_i``."""
 ADVERSARIAL_METHODS = ("none", "fgm", "pgd")
 """Perturbations of the input embeddings during training."""
-SPLITS = ("users", "temporal")
+SPLITS = ("users", "temporal", "leave_last_out")
 """How `fit_predictor` holds out data (`FitPredictorConfig.split`)."""
 LR_SCHEDULES = ("linear", "cosine")
 """Decay after the linear warm-up (``transformers.get_scheduler`` names)."""
@@ -323,7 +323,10 @@ class FitPredictorConfig(FrozenConfig):
     split: str = "users"
     """``users``: hold out whole users (validation and test fractions of users);
     ``temporal``: hold out the latest days of every user (fractions of rows, cut at whole
-    days), and report items first seen after the cut (cold) apart from the others."""
+    days), and report items first seen after the cut (cold) apart from the others;
+    ``leave_last_out``: each user's last clicked row is the test target and the clicked row
+    before it the validation target (the fractions are unused; users with fewer than 3
+    clicked rows only train)."""
     validation_fraction: float = 0.1
     """Share of users (or, split by time, of rows) for validation (early stopping)."""
     test_fraction: float = 0.1

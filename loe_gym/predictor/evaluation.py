@@ -45,6 +45,7 @@ def evaluate(model: nn.Module, batches: Iterable[Mapping[str, torch.Tensor]]) ->
     |---|---|
     | ``loss``, ``loss_<task>`` | total and per-task losses: batch means, averaged with the batch rows as weights |
     | ``click_auc``, ``click_gauc``, ``click_ece``, ``click_log_loss`` | clicks; GAUC averages per-user AUCs (``user_index``) |
+    | ``<auc>_ci_low``, ``<auc>_ci_high`` | 95 % DeLong interval of ``click_auc``, ``continuation_auc`` and ``return_auc`` (`metrics.auc_interval`) |
     | ``watch_time_rmse_clicked_minutes`` | RMSE in minutes of E[watch │ click] on clicked rows |
     | ``watch_time_rmse_expected_minutes`` | RMSE in minutes of p(click)·E[watch │ click] vs the minutes watched, all rows |
     | ``continuation_auc`` | the session-continuation head |
@@ -179,9 +180,10 @@ def _has_both_classes(labels: np.ndarray) -> bool:
     return labels.size > 0 and 0 < int(np.count_nonzero(labels > 0.5)) < labels.size
 
 
-def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """`metrics.auc`, NaN where undefined (one class only, e.g. a small validation set)."""
-    return metric_functions.auc(labels, scores) if _has_both_classes(labels) else math.nan
+def _auc_with_interval(name: str, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """``name``, ``name_ci_low`` and ``name_ci_high`` (95 %, DeLong), NaN where undefined."""
+    interval = metric_functions.auc_interval(labels, scores)
+    return {name: interval.auc, f"{name}_ci_low": interval.low, f"{name}_ci_high": interval.high}
 
 
 def _gauc(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> float:
@@ -210,7 +212,7 @@ def _metrics(collector: _Collector) -> dict[str, float]:
     clicks = collector.get("click_labels")
     click_probability = collector.get("click_probability")
     if clicks is not None and click_probability is not None:
-        results["click_auc"] = _auc(clicks, click_probability)
+        results.update(_auc_with_interval("click_auc", clicks, click_probability))
         user_index = collector.get("user_index")
         if user_index is not None:
             results["click_gauc"] = _gauc(clicks, click_probability, user_index)
@@ -233,13 +235,15 @@ def _metrics(collector: _Collector) -> dict[str, float]:
     continuation = collector.get("continuation_labels")
     continuation_logits = collector.get("continuation_logits")
     if continuation is not None and continuation_logits is not None:
-        results["continuation_auc"] = _auc(continuation, continuation_logits)
+        results.update(_auc_with_interval("continuation_auc", continuation, continuation_logits))
     returns = collector.get("return_labels")
     return_probability = collector.get("return_probability")
     return_mask = collector.get("return_mask")
     if returns is not None and return_probability is not None and return_mask is not None:
         ending = return_mask.astype(bool)
-        results["return_auc"] = _auc(returns[ending], return_probability[ending])
+        results.update(
+            _auc_with_interval("return_auc", returns[ending], return_probability[ending])
+        )
         results["return_ece"] = _ece(returns[ending], return_probability[ending])
         results["return_log_loss"] = _log_loss(returns[ending], return_probability[ending])
     for name in ("ranking", "masked_item"):

@@ -1,5 +1,6 @@
-"""What `fit_predictor` prepares before training: the held-out parts of the log (by users
-or by time), the items' text vectors and the sizes of a pretrained backbone."""
+"""What `fit_predictor` prepares before training: the held-out parts of the log (by users,
+by time or leaving each user's last click out), the items' text vectors and the sizes of a
+pretrained backbone."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 from loe_gym.logs import read_public_catalog
 from loe_gym.predictor.configs import FitPredictorConfig
 from loe_gym.predictor.sequences import UserSequences, split_users
-from loe_gym.predictor.splits import log_calendar_days, temporal_split
+from loe_gym.predictor.splits import leave_last_out_split, log_calendar_days, temporal_split
 
 __all__ = ["FitParts", "catalog_text_vectors", "fit_parts", "pretrained_backbone_arguments"]
 
@@ -35,6 +36,21 @@ class FitParts:
 
 def fit_parts(config: FitPredictorConfig, sequences: UserSequences, log_path: Path) -> FitParts:
     """Split ``sequences`` as ``config.split`` asks, refusing an empty part."""
+    if config.split == "leave_last_out":
+        held_out = leave_last_out_split(sequences)
+        return FitParts(
+            held_out.train,
+            held_out.validation,
+            held_out.test,
+            held_out.validation_rows,
+            held_out.test_rows,
+            description={
+                "kind": "leave_last_out",
+                "users_with_targets": held_out.users_with_targets,
+                "users_without_targets": held_out.users_without_targets,
+                "test_rows": int(held_out.test_rows.sum()),
+            },
+        )
     if config.split == "temporal":
         split = temporal_split(
             sequences,

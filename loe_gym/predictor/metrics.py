@@ -3,6 +3,7 @@
 | metric | for | definition |
 |---|---|---|
 | `auc` | click, continuation, return | P(score of a random positive > that of a random negative), ties ½ |
+| `auc_interval` | click, continuation, return | the AUC and its 95 % interval, DeLong's variance (normal approximation, clipped to [0, 1]) |
 | `gauc` | click | per-user AUC, averaged with weights = the user's rows, over users with both classes |
 | `log_loss` | binary heads | mean binary cross-entropy of probabilities |
 | `rmse` | watch time | root mean squared error |
@@ -29,13 +30,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import norm, rankdata
 
 __all__ = [
+    "AUCInterval",
     "auc",
+    "auc_interval",
     "bayes_reference",
     "expected_calibration_error",
     "gauc",
@@ -129,6 +132,56 @@ def auc(labels: Any, scores: Any) -> float:
     negatives = y.size - positives
     u = ranks[y == 1.0].sum() - positives * (positives + 1.0) / 2.0
     return float(u / (positives * negatives))
+
+
+class AUCInterval(NamedTuple):
+    """An AUC with its confidence interval (`auc_interval`)."""
+
+    auc: float
+    low: float
+    high: float
+    standard_error: float
+
+
+def auc_interval(labels: Any, scores: Any, level: float = 0.95) -> AUCInterval:
+    """The AUC and its ``level`` confidence interval from DeLong's variance (DeLong et al.
+    1988, with the midrank algorithm of Sun & Xu 2014: O(n log n), no pair loop).
+
+    Each positive ``i`` gets ``V10_i``, the share of negatives it outscores (ties ½), and
+    each negative ``j`` ``V01_j``, the share of positives that outscore it; the AUC is the
+    mean of either, and ``Var(AUC) = var(V10)/m + var(V01)/n`` over ``m`` positives and
+    ``n`` negatives. The interval is ``AUC ± z·SE``, clipped to [0, 1]. With few positives
+    it is wide, as it should be: read a small test's AUC with it.
+
+    Args:
+        labels: ``(n,)`` bool or 0/1.
+        scores: ``(n,)`` finite scores.
+        level: coverage of the interval, in (0, 1).
+
+    Returns:
+        ``(auc, low, high, standard_error)``: all NaN without both classes, the bounds and
+        the error NaN with fewer than two positives or two negatives (no variance).
+    """
+    if not (isinstance(level, (int, float)) and 0.0 < level < 1.0):
+        raise ValueError(f"level must lie in (0, 1), got {level!r}.")
+    y = _labels(labels)
+    s = _reals("scores", scores, y.size)
+    nan = float("nan")
+    if not _has_both_classes(y):
+        return AUCInterval(nan, nan, nan, nan)
+    positive, negative = s[y == 1.0], s[y == 0.0]
+    m, n = positive.size, negative.size
+    ranks = rankdata(np.concatenate([positive, negative]))  # midranks of all rows
+    # The same formula as `auc`, so that the two agree to the last bit.
+    value = float((ranks[:m].sum() - m * (m + 1.0) / 2.0) / (m * n))
+    if m < 2 or n < 2:
+        return AUCInterval(value, nan, nan, nan)
+    # Rank among all minus rank among its own class: the rows of the other class below it.
+    v10 = (ranks[:m] - rankdata(positive)) / n
+    v01 = 1.0 - (ranks[m:] - rankdata(negative)) / m
+    error = float(np.sqrt(v10.var(ddof=1) / m + v01.var(ddof=1) / n))
+    half = float(norm.ppf(0.5 + level / 2.0)) * error
+    return AUCInterval(value, max(0.0, value - half), min(1.0, value + half), error)
 
 
 def gauc(labels: Any, scores: Any, groups: Any) -> float:

@@ -1,10 +1,12 @@
 """Logs in, trained predictor and metrics report out (``loe-gym fit-predictor``).
 
-One function, `fit_predictor`, reads a Parquet interaction log, splits its users into
-train / validation / test, optionally pre-trains the transformer with masked items,
-fine-tunes every head, evaluates on held-out users next to the Bayes references of the
+One function, `fit_predictor`, reads a Parquet interaction log, splits it into
+train / validation / test (by users, by time or leaving each user's last click out,
+`FitPredictorConfig.split`), optionally pre-trains the transformer with masked items,
+fine-tunes every head, evaluates on the held-out part next to the Bayes references of the
 log (when it carries the simulator's privileged columns) and next to popularity and GRU
-ranking baselines, and writes the model, ``metrics.json`` and ``report.md``.
+ranking baselines under the ranking protocols of `loe_gym.predictor.protocols`, and
+writes the model, ``metrics.json`` and ``report.md`` (`loe_gym.predictor.report`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -34,10 +35,10 @@ from loe_gym.predictor.fit_inputs import (
     pretrained_backbone_arguments,
 )
 from loe_gym.predictor.lora import adaptation_lora_modules
-from loe_gym.predictor.metrics import hit_rate_at_k, ndcg_at_k
 from loe_gym.predictor.modeling_predictor import PredictorModel
-from loe_gym.predictor.ranking_baselines import PopularityRanker, ranking_scores, train_gru_ranker
-from loe_gym.predictor.sequences import UserSequences, item_popularity, load_sequences
+from loe_gym.predictor.protocols import PROTOCOLS, ranking_table
+from loe_gym.predictor.report import json_default, render_report
+from loe_gym.predictor.sequences import UserSequences, load_sequences
 from loe_gym.predictor.training import FitResult, finetune, pretrain
 from loe_gym.run_folders import finish_run_folder, mark_run_folder, remove_run_folder
 
@@ -93,17 +94,23 @@ class FitPredictorResult:
     stages: dict[str, Any]
     """Per training stage: epochs, best epoch and metric, steps, trainable parameters."""
     test: dict[str, float]
-    """Held-out users' metrics (`loe_gym.predictor.evaluation.evaluate`), Bayes references
-    included when the log has the privileged columns."""
+    """The held-out targets' metrics (`loe_gym.predictor.evaluation.evaluate`, AUCs with
+    their 95 % intervals), Bayes references included when the log has the privileged
+    columns, and the transformer's ranking under every protocol."""
     test_perturbed: dict[str, float]
     ranking: dict[str, dict[str, float]]
-    """NDCG@10 and HR@10 of the transformer and the ranking baselines."""
+    """NDCG@10 and HR@10 of the transformer and the ranking baselines, per protocol
+    (`loe_gym.predictor.protocols`: ``ndcg_at_10``, ``ndcg_at_10_unseen``,
+    ``ndcg_at_10_sampled_100``, the same for ``hit_rate_at_10``)."""
     seconds: float
     split: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """How the log was held out (``kind``: users or temporal, with its cut days)."""
+    """How the log was held out (``kind``: users, temporal with its cut days, or
+    leave_last_out with the users that have targets and those that have none)."""
     test_by_item_age: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     """Split by time: the test metrics on ``cold`` items (first seen on test days) and on
     ``warm`` ones."""
+    ranking_protocols: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """The ranking protocols' targets, repeat targets, sampled negatives and seed."""
 
     def to_dict(self) -> dict[str, Any]:
         """The ``metrics.json`` content."""
@@ -207,13 +214,6 @@ def _claim_folder(folder: PredictorRunFolder, fingerprint: dict[str, str], overw
         os.replace(temporary, folder.fingerprint)
 
 
-def _ranking_row(scores: np.ndarray, targets: np.ndarray) -> dict[str, float]:
-    return {
-        "ndcg_at_10": float(ndcg_at_k(scores, targets, k=10)),
-        "hit_rate_at_10": float(hit_rate_at_k(scores, targets, k=10)),
-    }
-
-
 def fit_predictor(
     log_path: str | Path,
     output_dir: str | Path,
@@ -258,9 +258,11 @@ def fit_predictor(
     by_item_age = _cold_and_warm(trained, batches, parts, num_items)
     epsilon = config.training.adversarial_epsilon
     perturbed = evaluate_perturbed(trained, test_batches, epsilon) if epsilon > 0 else {}
-    ranking = _ranking(
-        config, metrics, parts.train, train_targets, test_batches, num_items, progress
-    )
+    ranking = ranking_table(config, trained, parts.train, train_targets, test_batches, progress)
+    for suffix in PROTOCOLS:  # the transformer's numbers under each protocol, in `test` too
+        for metric in ("ndcg", "hit_rate"):
+            name = f"{metric}_at_10{suffix}"
+            metrics.setdefault(f"ranking_{name}", ranking.models["transformer"][name])
     trained.save_pretrained(folder.model)  # type: ignore[operator]
     result = FitPredictorResult(
         folder=folder,
@@ -278,12 +280,13 @@ def fit_predictor(
         test=metrics,
         test_perturbed=perturbed,
         test_by_item_age=by_item_age,
-        ranking=ranking,
+        ranking=ranking.models,
+        ranking_protocols=ranking.description,
         seconds=time.perf_counter() - start,
     )
     folder.root.mkdir(parents=True, exist_ok=True)
     folder.config.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    folder.metrics.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default))
+    folder.metrics.write_text(json.dumps(result.to_dict(), indent=2, default=json_default))
     folder.report.write_text(render_report(result.to_dict()))
     finish_run_folder(folder.root, "fit-predictor")
     return result
@@ -388,38 +391,6 @@ def _train(
     return tuned.model, stages, train_targets
 
 
-def _ranking(
-    config: FitPredictorConfig,
-    metrics: dict[str, float],
-    train: UserSequences,
-    train_targets: TargetBatches,
-    test_batches: TargetBatches,
-    num_items: int,
-    progress: bool,
-) -> dict[str, dict[str, float]]:
-    """NDCG@10 and HR@10 of the transformer, popularity and (if asked) a GRU."""
-    ranking = {
-        "transformer": {
-            "ndcg_at_10": metrics.get("ranking_ndcg_at_10", math.nan),
-            "hit_rate_at_10": metrics.get("ranking_hit_rate_at_10", math.nan),
-        }
-    }
-    popularity = PopularityRanker(item_popularity(train, num_items))
-    ranking["popularity"] = _ranking_row(*ranking_scores(popularity, test_batches))
-    if config.gru_epochs:
-        gru = train_gru_ranker(
-            train_targets,
-            num_items=num_items,
-            hidden_size=config.model.hidden_size,
-            epochs=config.gru_epochs,
-            steps_per_epoch=config.training.steps_per_epoch,
-            seed=config.training.seed,
-            progress=progress,
-        )
-        ranking["gru"] = _ranking_row(*ranking_scores(gru, test_batches))
-    return ranking
-
-
 def _cold_and_warm(
     model: torch.nn.Module, batches: _BatchBuilder, parts: FitParts, num_items: int
 ) -> dict[str, dict[str, float]]:
@@ -447,113 +418,3 @@ def _stage_summary(result: FitResult) -> dict[str, Any]:
         "total_parameters": result.total_parameters,
         "trainable_fraction": result.trainable_fraction,
     }
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return "—" if math.isnan(value) else f"{value:.4f}"
-    return str(value)
-
-
-def _censoring_line(load_report: dict[str, Any]) -> str:
-    """The report's line on censored next-day return labels (`LoadReport`)."""
-    censored = int(load_report.get("censored_returns", 0))
-    return (
-        f"Next-day return labels: {load_report.get('session_ends', 0)} session ends, "
-        f"{censored} censored (the user's last session in an imported log: the return is "
-        "unknown, so it is left out of the return loss and AUC)."
-    )
-
-
-def _item_age_lines(result: dict[str, Any]) -> list[str]:
-    split, by_age = result.get("split") or {}, result.get("test_by_item_age") or {}
-    if split.get("kind") != "temporal":
-        return []
-    lines = [
-        "",
-        f"Split by time: training before day {split['validation_from_day']}, validation "
-        f"until day {split['test_from_day']}, test from day {split['test_from_day']} "
-        "(every user's later rows; histories keep all earlier rows).",
-        "",
-        "| test targets | rows | click AUC | watch time RMSE (minutes given a click) |",
-        "|---|---|---|---|",
-    ]
-    for name, label in (("cold", "cold items (first seen on test days)"), ("warm", "warm items")):
-        values = by_age.get(name, {})
-        lines.append(
-            f"| {label} | {int(values.get('targets', 0))} | "
-            f"{_format(values.get('click_auc', math.nan))} | "
-            f"{_format(values.get('watch_time_rmse_clicked_minutes', math.nan))} |"
-        )
-    return lines
-
-
-def render_report(result: dict[str, Any]) -> str:
-    """The markdown report of a `fit_predictor` run."""
-    test = result["test"]
-    rows = [
-        ("click AUC", "click_auc", "bayes_click_auc"),
-        ("click GAUC", "click_gauc", None),
-        ("click ECE", "click_ece", "bayes_click_ece"),
-        ("click log loss", "click_log_loss", "bayes_click_log_loss"),
-        (
-            "watch time RMSE (expected minutes, all rows)",
-            "watch_time_rmse_expected_minutes",
-            "bayes_watch_time_rmse_expected_minutes",
-        ),
-        ("watch time RMSE (minutes given a click)", "watch_time_rmse_clicked_minutes", None),
-        ("continuation AUC", "continuation_auc", None),
-        ("next-day return AUC (session ends)", "return_auc", "bayes_return_auc"),
-        ("next-day return ECE", "return_ece", "bayes_return_ece"),
-        ("ranking NDCG@10", "ranking_ndcg_at_10", None),
-        ("ranking HR@10", "ranking_hit_rate_at_10", None),
-    ]
-    lines = [
-        f"# Predictor report — {result['log']}",
-        "",
-        f"Users: {result['users']}; {result['seconds']:.0f} s in all.",
-        "",
-        _censoring_line(result.get("load_report") or {}),
-        "",
-        "## Held-out users",
-        "",
-        "| metric | predictor | Bayes (true probabilities) | perturbed (FGM) |",
-        "|---|---|---|---|",
-    ]
-    perturbed = result.get("test_perturbed") or {}
-    for label, key, bayes in rows:
-        lines.append(
-            f"| {label} | {_format(test.get(key, math.nan))} | "
-            f"{_format(test.get(bayes, math.nan)) if bayes else '—'} | "
-            f"{_format(perturbed.get(key, math.nan))} |"
-        )
-    lines += _item_age_lines(result)
-    lines += [
-        "",
-        "## Ranking of the next clicked item (full catalog)",
-        "",
-        "| model | NDCG@10 | HR@10 |",
-        "|---|---|---|",
-    ]
-    for name, values in result["ranking"].items():
-        lines.append(
-            f"| {name} | {_format(values['ndcg_at_10'])} | {_format(values['hit_rate_at_10'])} |"
-        )
-    lines += [
-        "",
-        "## Training",
-        "",
-        "```json",
-        json.dumps(result["stages"], indent=2, default=_json_default),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)

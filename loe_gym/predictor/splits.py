@@ -5,6 +5,10 @@ split holds out the *latest days* of every user, as a deployed model meets them:
 keep every earlier row, targets are the rows after the cut, and items first seen after
 the cut are *cold* (no row of them was trained on). Metrics comparable with the
 literature's "temporal split" protocol.
+
+A leave-last-out split (`leave_last_out_split`) is the next-item literature's protocol
+(SASRec, BERT4Rec): each user's last clicked row is the test target, the clicked row before
+it the validation target, and training takes the rows before that.
 """
 
 from __future__ import annotations
@@ -18,7 +22,19 @@ import numpy as np
 from loe_gym.logs import read_user_first_days
 from loe_gym.predictor.sequences import UserSequences
 
-__all__ = ["TemporalSplit", "keep_rows", "log_calendar_days", "temporal_split"]
+__all__ = [
+    "MIN_LEAVE_LAST_OUT_CLICKS",
+    "LeaveLastOutSplit",
+    "TemporalSplit",
+    "keep_rows",
+    "leave_last_out_split",
+    "log_calendar_days",
+    "temporal_split",
+]
+
+MIN_LEAVE_LAST_OUT_CLICKS = 3
+"""Clicked rows a user needs for a leave-last-out target: one to test, one to validate and
+one to train on."""
 
 
 def keep_rows(sequences: UserSequences, keep: np.ndarray) -> UserSequences:
@@ -106,3 +122,63 @@ def log_calendar_days(sequences: UserSequences, log_path: Path) -> np.ndarray | 
     if first_days is None:
         return None
     return sequences.day + first_days[sequences.user_id][sequences.row_user_index()]
+
+
+@dataclass(frozen=True)
+class LeaveLastOutSplit:
+    """Per user with at least `MIN_LEAVE_LAST_OUT_CLICKS` clicked rows: the last clicked
+    row is the test target, the clicked row before it the validation target, and the rows
+    before the validation target's step train. Users with fewer clicks have no target:
+    all their rows train. Each part's histories hold every earlier row of the user."""
+
+    train: UserSequences
+    validation: UserSequences
+    validation_rows: np.ndarray
+    """``(validation.num_rows,) bool`` one row per user with targets."""
+    test: UserSequences
+    test_rows: np.ndarray
+    """``(test.num_rows,) bool`` one row per user with targets."""
+    users_with_targets: int
+    users_without_targets: int
+    """Users with fewer than `MIN_LEAVE_LAST_OUT_CLICKS` clicked rows (training only)."""
+
+
+def leave_last_out_split(sequences: UserSequences) -> LeaveLastOutSplit:
+    """Hold out each user's last clicked row (test) and the one before it (validation)."""
+    user = sequences.row_user_index()
+    clicked_rows = np.flatnonzero(sequences.clicked)
+    clicks = np.bincount(user[clicked_rows], minlength=sequences.num_users)
+    has_targets = clicks >= MIN_LEAVE_LAST_OUT_CLICKS
+    if not has_targets.any():
+        raise ValueError(
+            f"A leave-last-out split needs users with at least {MIN_LEAVE_LAST_OUT_CLICKS} "
+            f"clicked rows; none of the log's {sequences.num_users} users has (most clicks "
+            f"of one user: {int(clicks.max(initial=0))}). Use split='users' or a log of "
+            "longer lives."
+        )
+    # Rows are ordered by user, then time: each user's clicked rows are consecutive in
+    # `clicked_rows`, the last ones ending at the running count of clicks.
+    ends = np.cumsum(clicks)
+    row = np.arange(sequences.num_rows)
+    beyond = sequences.num_rows  # past every row: the user's rows all stay
+    last = np.where(has_targets, clicked_rows[np.maximum(ends - 1, 0)], beyond)[user]
+    second = np.where(has_targets, clicked_rows[np.maximum(ends - 2, 0)], beyond)[user]
+    anchor = np.minimum(second, beyond - 1)  # a valid index to compare steps with
+    same_step = (
+        (sequences.day == sequences.day[anchor])
+        & (sequences.session == sequences.session[anchor])
+        & (sequences.step == sequences.step[anchor])
+    )
+    with_targets = has_targets[user]
+    train = keep_rows(sequences, (row < second) & ~(with_targets & same_step))
+    validation = keep_rows(sequences, with_targets & (row <= second))
+    test = keep_rows(sequences, with_targets & (row <= last))
+    return LeaveLastOutSplit(
+        train=train,
+        validation=validation,
+        validation_rows=(row == second)[with_targets & (row <= second)],
+        test=test,
+        test_rows=(row == last)[with_targets & (row <= last)],
+        users_with_targets=int(has_targets.sum()),
+        users_without_targets=int((~has_targets).sum()),
+    )
