@@ -10,7 +10,7 @@ Stages (each skipped when its output exists, so an interrupted run resumes):
    last days, whose items are fresh): ``features`` and ``features + text`` (frozen MiniLM);
 3. PPO (``loe-gym train``, the predictor as frozen state encoder, the simulator's reward)
    for each predictor and training seed, ``--steps`` environment steps each;
-4. one evaluation of every run and the random and myopic baselines on the same
+4. an evaluation of each encoder's runs and the random and myopic baselines on the same
    populations (``--eval-seeds``), then IQM and mean with stratified-bootstrap 95 % CIs over
    (training seeds × evaluation populations), `agents.aggregate.aggregate_runs` (rliable).
 
@@ -67,20 +67,20 @@ def main() -> None:
                      "--agent.total-steps", str(args.steps), "--agent.seed", str(seed),
                      "--eval-every", "0", "--overwrite")  # fmt: skip
             runs[name].append(run.name)
-    report = work / "evaluation"
-    if not (report / "metrics.json").exists():
-        _cli("evaluate", "--env-id", ENV, "--output", str(report), "--overwrite",
-             "--agents", *(str(work / r) for names in runs.values() for r in names),
-             "--baselines", "random", "myopic",
-             "--evaluation.num-users", str(args.eval_users),
-             "--evaluation.seeds", *map(str, args.eval_seeds))  # fmt: skip
-    policies = json.loads((report / "metrics.json").read_text())["policies"]
-    scores = {
-        name: np.array([policies[r]["total_watch"]["per_seed"] for r in names])
-        for name, names in runs.items()
-    }
-    for baseline in ("random", "myopic"):
-        scores[baseline] = np.array([policies[baseline]["total_watch"]["per_seed"]])
+    # `evaluate` serves one predictor per call: one report per encoder, on the same
+    # populations (the evaluation seeds fix the users and their candidates).
+    scores: dict[str, np.ndarray] = {}
+    for name, names in runs.items():
+        report = work / f"evaluation_{name}"
+        if not (report / "metrics.json").exists():
+            _cli("evaluate", "--env-id", ENV, "--output", str(report), "--overwrite",
+                 "--agents", *(str(work / r) for r in names), "--baselines", "random", "myopic",
+                 "--evaluation.num-users", str(args.eval_users),
+                 "--evaluation.seeds", *map(str, args.eval_seeds))  # fmt: skip
+        policies = json.loads((report / "metrics.json").read_text())["policies"]
+        scores[name] = np.array([policies[r]["total_watch"]["per_seed"] for r in names])
+        for baseline in ("random", "myopic"):
+            scores[baseline] = np.array([policies[baseline]["total_watch"]["per_seed"]])
     aggregates = aggregate_runs(scores)
     # The ratio's interval: bootstrap over training runs and populations of both groups.
     rng = np.random.default_rng(0)

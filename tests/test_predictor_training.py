@@ -451,7 +451,10 @@ result = fit(
     **toy.run_in(Path(sys.argv[1])),
 )
 checksum = sum(parameter.double().sum().item() for parameter in result.model.parameters())
-print("RESULT", torch.distributed.get_rank(), result.history[0].steps, repr(checksum))
+# A file per rank: the two processes' stdout lines may interleave under load.
+rank = torch.distributed.get_rank()
+line = f"{{rank}} {{result.history[0].steps}} {{checksum!r}}"
+(Path(sys.argv[1]) / f"result_{{rank}}.txt").write_text(line)
 """
 
 
@@ -479,9 +482,9 @@ def test_fit_runs_unchanged_under_ddp(tmp_path: Path) -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
-    results = sorted(
-        line.split()[1:] for line in completed.stdout.splitlines() if line.startswith("RESULT")
-    )
+    files = sorted(tmp_path.glob("result_*.txt"))
+    assert len(files) == 2, completed.stdout[-2000:] + completed.stderr[-2000:]
+    results = [file.read_text().split() for file in files]
     assert [rank for rank, _, _ in results] == ["0", "1"]
     assert [steps for _, steps, _ in results] == ["2", "2"]  # 4 batches shared by 2 processes
     assert results[0][2] == results[1][2]  # one model: the weights agree exactly
