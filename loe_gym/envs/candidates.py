@@ -39,6 +39,11 @@ class CandidateRetrieval:
             self._available = [catalog.available_items(day) for day in range(horizon_days)]
             self._check_available()
 
+    @property
+    def by_day(self) -> bool:
+        """Whether a user's candidates depend on the user's day (item churn)."""
+        return self._available is not None
+
     def draw(self, count: int, days: IntArray, rng: Generator) -> IntArray:
         """``(count, C)`` int64 distinct ids per row, for users on ``days (count,)``."""
         if self._available is not None:

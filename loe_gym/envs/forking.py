@@ -188,7 +188,7 @@ class ForkedVectorEnv(RecommendationVectorEnv):
     def _draw_candidates(self, count: int, days: IntArray) -> IntArray:
         # Copies share their candidates (common random numbers), unless items churn:
         # copies that diverged may be on different days, with different items available.
-        if self.copies == 1 or count != self.num_envs or self.catalog.availability is not None:
+        if self.copies == 1 or count != self.num_envs or self._retrieval.by_day:
             return super()._draw_candidates(count, days)
         groups = super()._draw_candidates(count // self.copies, days[:: self.copies])
         return np.repeat(groups, self.copies, axis=0)

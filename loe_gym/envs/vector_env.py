@@ -358,7 +358,7 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
                 array = array.copy()
             array[mask] = value
             setattr(self, name, array)
-        if "_candidates" not in fresh or self.catalog.availability is not None:
+        if "_candidates" not in fresh or self._retrieval.by_day:
             # With item churn the batch drew for the old users' days: new users start on 0.
             self._candidates = _put(
                 self._candidates, mask, self._draw_candidates(count, np.zeros(count, np.int64))

@@ -61,9 +61,23 @@ _ML_100K_FLAGS: Final = tuple(f"genre_{genre}" for genre in MOVIELENS_100K_GENRE
 # The ratings of every MovieLens release: explicit stars, one row per rating the user chose
 # to give. The graded rating stays in the log as completion = rating / 5 on every row.
 _RATINGS: Final[dict[str, Any]] = {
+    "timestamp": "timestamp",
+    "rating": "rating",
     "timestamp_unit": "s",
     "rating_click_threshold": 4.0,
     "keep_unclicked_completion": True,
+}
+# The older releases' rating files: no header, no quoting, whole stars.
+_HEADERLESS_RATINGS: Final[dict[str, Any]] = {
+    **_RATINGS,
+    "rating_range": (1.0, 5.0),
+    "quoted": False,
+}
+# movies.csv (25M) and movies.dat (1M): a title ending in "(year)", pipe-separated genres.
+_TITLE_AND_GENRES: Final[dict[str, Any]] = {
+    "category_lists": {"genres": "genre"},
+    "title_years": ("title",),
+    "texts": ("title",),
 }
 
 PRESETS: Final[dict[str, ColumnMapping]] = {
@@ -95,15 +109,11 @@ PRESETS: Final[dict[str, ColumnMapping]] = {
         name="movielens",
         user="userId",
         item="movieId",
-        timestamp="timestamp",
-        rating="rating",
         rating_range=(0.5, 5.0),
         directory_files=("ratings.csv",),
         items=ItemTableMapping(
             item="movieId",
-            category_lists={"genres": "genre"},
-            title_years=("title",),
-            texts=("title",),
+            **_TITLE_AND_GENRES,
             missing_values=("(no genres listed)",),
             directory_files=("movies.csv",),
         ),
@@ -115,25 +125,19 @@ PRESETS: Final[dict[str, ColumnMapping]] = {
         name="movielens-1m",
         user="user_id",
         item="movie_id",
-        timestamp="timestamp",
-        rating="rating",
-        rating_range=(1.0, 5.0),
         delimiter="::",
         column_names=("user_id", "movie_id", "rating", "timestamp"),
-        quoted=False,
         directory_files=("ratings.dat",),
         items=ItemTableMapping(
             item="movie_id",
-            category_lists={"genres": "genre"},
-            title_years=("title",),
-            texts=("title",),
+            **_TITLE_AND_GENRES,
             delimiter="::",
             column_names=("movie_id", "title", "genres"),
             encoding="latin-1",
             quoted=False,
             directory_files=("movies.dat",),
         ),
-        **_RATINGS,
+        **_HEADERLESS_RATINGS,
     ),
     # MovieLens 100k: u.data (user, item, rating, timestamp; tabs, no header) and u.item
     # (|-separated, latin-1, no header, 19 genre flags).
@@ -141,12 +145,8 @@ PRESETS: Final[dict[str, ColumnMapping]] = {
         name="movielens-100k",
         user="user_id",
         item="item_id",
-        timestamp="timestamp",
-        rating="rating",
-        rating_range=(1.0, 5.0),
         delimiter="\t",
         column_names=("user_id", "item_id", "rating", "timestamp"),
-        quoted=False,
         directory_files=("u.data",),
         items=ItemTableMapping(
             item="movie_id",
@@ -167,7 +167,7 @@ PRESETS: Final[dict[str, ColumnMapping]] = {
             quoted=False,
             directory_files=("u.item",),
         ),
-        **_RATINGS,
+        **_HEADERLESS_RATINGS,
     ),
 }
 """Ready mappings by name (see docs/importing_logs.md for their derivations):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from loe_gym.logs import read_public_catalog
+from loe_gym.catalog import Catalog
 from loe_gym.predictor.configs import FitPredictorConfig
 from loe_gym.predictor.sequences import UserSequences, split_users
 from loe_gym.predictor.splits import leave_last_out_split, log_calendar_days, temporal_split
@@ -92,18 +92,17 @@ def fit_parts(config: FitPredictorConfig, sequences: UserSequences, log_path: Pa
 
 
 def catalog_text_vectors(
-    config: FitPredictorConfig, log_path: Path, progress: bool
+    config: FitPredictorConfig, catalog: Catalog, progress: bool
 ) -> np.ndarray | None:
-    """``(num_items, D)`` text vectors of the log's catalog with ``config.model.text_model``
+    """``(num_items, D)`` text vectors of a log's catalog with ``config.model.text_model``
     (cached, `loe_gym.predictor.text.item_text_vectors`), standardised per dimension, or
     None without a text model."""
     if config.model.text_model is None or config.initial_model is not None:
         return None
-    catalog = read_public_catalog(log_path)
-    if catalog is None or catalog.texts is None:
+    if catalog.texts is None:
         raise ValueError(
             f"ModelConfig.text_model={config.model.text_model!r} needs item texts, but the "
-            f"catalog of {str(log_path)!r} has none (no text column in _catalog.parquet); "
+            "log's catalog has none (no text column in _catalog.parquet); "
             "import an item table with text, or set text_model to None."
         )
     from loe_gym.predictor.text import item_text_vectors

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from loe_gym.catalog import Catalog
 from loe_gym.logs import log_fingerprint, log_part_files, read_public_catalog
 from loe_gym.predictor.batches import MaskedItemBatches, TargetBatches
 from loe_gym.predictor.configs import FitPredictorConfig
@@ -125,13 +126,20 @@ class FitPredictorResult:
         return cls(folder=layout, **json.loads(layout.metrics.read_text()))
 
 
-def catalog_features(log_path: Path) -> tuple[int, np.ndarray, tuple[str, ...]]:
+def log_catalog(log_path: Path) -> Catalog:
+    """The public catalog of the log at ``log_path``, refusing a log without one."""
     catalog = read_public_catalog(log_path)
     if catalog is None:
         raise ValueError(
             f"The log at {str(log_path)!r} has no catalog (_catalog.parquet); the predictor "
             "needs the items' public features. Write logs with a catalog (LogInteractions does)."
         )
+    return catalog
+
+
+def catalog_features(log_path: Path) -> tuple[int, np.ndarray, tuple[str, ...]]:
+    """``(num_items, features (num_items, F) float32, feature names)`` of the log's catalog."""
+    catalog = log_catalog(log_path)
     return catalog.num_items, np.asarray(catalog.features, dtype=np.float32), catalog.feature_names
 
 
@@ -240,7 +248,9 @@ def fit_predictor(
     log_part_files(log_path, allow_partial=allow_partial)  # a bad log claims no folder
     _claim_folder(folder, _run_fingerprint(config, log_path), overwrite)
     start = time.perf_counter()
-    num_items, features, feature_names = catalog_features(log_path)
+    catalog = log_catalog(log_path)
+    num_items, feature_names = catalog.num_items, catalog.feature_names
+    features = np.asarray(catalog.features, dtype=np.float32)
     if not config.model.item_features:
         # One constant column: no item information, and the profile keeps its shape.
         features, feature_names = np.ones((num_items, 1), np.float32), ("constant",)
@@ -248,7 +258,7 @@ def fit_predictor(
         log_path, num_items=num_items, allow_partial=allow_partial
     )
     parts = fit_parts(config, sequences, log_path)
-    texts = catalog_text_vectors(config, log_path, progress)
+    texts = catalog_text_vectors(config, catalog, progress)
     model = build_model(config, num_items, features, texts)
     batches = _BatchBuilder(config, model.config, features)
     trained, stages, train_targets = _train(model, config, batches, parts, folder, progress)
