@@ -68,6 +68,8 @@ REWARD_SOURCES = ("simulator", "predictor", "hybrid")
 """``simulator``: the environment's reward (minutes watched); ``predictor``: the reward model
 (`agents.predictor_env.PredictorReward`), so the agent never reads the simulator's reward;
 ``hybrid``: the environment's reward plus the reward model's centred long-term terms."""
+PRIOR_RANKINGS = ("watch", "reward_model")
+"""Rankings a candidate-scoring policy can start from (`TrainConfig.prior_ranking`)."""
 BACKENDS = ("sb3", "rllib")
 """Where `agents.training.train_agent` trains: SB3 in one process, or Ray RLlib."""
 REFITS = ("full", "lora")
@@ -234,8 +236,13 @@ class TrainConfig(FrozenConfig):
     net_arch: tuple[int, ...] = (64, 64)
     """Widths of the per-candidate scoring MLP."""
     myopic_prior: float = 2.0
-    """PPO / A2C with the predictor: initial weight of the predicted-watch ranking in the
-    logits (learned from there; 0 = start uniform). See agents/networks.py."""
+    """PPO / A2C with the predictor: initial weight of the ``prior_ranking`` in the logits
+    (learned from there; 0 = start uniform). See agents/networks.py."""
+    prior_ranking: str = "watch"
+    """PPO / A2C with the predictor: the ranking the policy starts from: ``watch`` (the
+    predicted watch now, myopic) or ``reward_model`` (the reward model's score
+    ``E[watch] + return_weight · P(return) + continuation_weight · P(continue)``, the
+    ranking of the ``greedy_reward_model`` baseline): the agent learns the correction."""
     normalize_reward: bool = True
     """PPO / A2C: divide the rewards by a running spread of the returns (SB3's
     ``VecNormalize``), so that the critic's targets stay near unit scale whatever minutes a
@@ -256,6 +263,7 @@ class TrainConfig(FrozenConfig):
         self._check_choice("algorithm", ALGORITHMS)
         self._check_choice("encoder", ENCODERS)
         self._check_choice("reward_source", REWARD_SOURCES)
+        self._check_choice("prior_ranking", PRIOR_RANKINGS)
         self._check_choice("backend", BACKENDS)
         self._check_numbers()
         self._check_positive("total_steps", "num_users", "encoder_history_length", "n_steps")
@@ -271,6 +279,20 @@ class TrainConfig(FrozenConfig):
                 )
         if not self.net_arch or any(w < 1 for w in self.net_arch):
             raise ValueError(f"TrainConfig.net_arch needs positive widths, got {self.net_arch!r}.")
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        """Options of `agents.networks.CandidateActorCriticPolicy` (SB3's ``policy_kwargs``,
+        RLlib's ``model_config``). The prior ranking needs the predictor's scores."""
+        with_predictor = self.encoder != "none"
+        extractor: dict[str, Any] = {}
+        if with_predictor and self.prior_ranking == "reward_model":
+            extractor["prior_weights"] = (self.return_weight, self.continuation_weight)
+        return {
+            "net_arch": self.net_arch,
+            "myopic_prior": self.myopic_prior if with_predictor else 0.0,
+            "own_critic": self.own_critic,
+            "features_extractor_kwargs": extractor,
+        }
 
     @property
     def needs_predictor(self) -> bool:
@@ -297,7 +319,9 @@ def reward_model_agent(**options: Any) -> TrainConfig:
     That reward is one step's (expected watch plus the centred return and continuation
     terms), so the long-horizon defaults are off: on `Engagement-v0` the per-step discount,
     short rollouts, 10 epochs and the shared critic learned it fastest (docs/agents.md,
-    "Long-horizon learning")."""
+    "Long-horizon learning"). The policy starts at the greedy ranking on that reward
+    (``prior_ranking='reward_model'``, sharp: ``myopic_prior=10``) and learns the
+    correction, instead of climbing towards it from the myopic ranking."""
     settings: dict[str, Any] = {
         "encoder": "frozen",
         "reward_source": "predictor",
@@ -308,6 +332,8 @@ def reward_model_agent(**options: Any) -> TrainConfig:
         "n_epochs": 10,
         "normalize_reward": False,
         "own_critic": False,
+        "prior_ranking": "reward_model",
+        "myopic_prior": 10.0,
     }
     return TrainConfig(**{**settings, **options})
 

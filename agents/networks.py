@@ -27,6 +27,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
+from agents.ranking import SCORE_NAMES
+
 __all__ = [
     "CandidateActorCriticPolicy",
     "CandidateDQNPolicy",
@@ -59,9 +61,19 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
     means under the same four weights, watch in minutes): the same per-user and
     per-candidate inputs. Without these a network on the candidates alone cannot tell one
     user's taste from another's.
+
+    ``prior_weights = (return_weight, continuation_weight)`` adds, with a predictor, one
+    input per candidate: the reward model's score ``E[watch] + return_weight · P(return) +
+    continuation_weight · P(continue)``, whose standardised column (``prior_column``) is
+    then the ranking a policy starts from (`TrainConfig.prior_ranking`).
     """
 
-    def __init__(self, observation_space: gym.spaces.Dict, user_state_size: int = 16) -> None:
+    def __init__(
+        self,
+        observation_space: gym.spaces.Dict,
+        user_state_size: int = 16,
+        prior_weights: tuple[float, float] | None = None,
+    ) -> None:
         if not isinstance(observation_space, gym.spaces.Dict) or not {
             "candidate_features",
             "context",
@@ -83,6 +95,8 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
         self.has_profile = not self.has_state and "history_profile" in keys
         k = len(_PROFILE_WEIGHTS)
         raw = f + (_shape(observation_space, "candidate_scores")[1] if self.has_scores else 0)
+        self.prior_weights = tuple(prior_weights) if prior_weights and self.has_scores else None
+        raw += 1 if self.prior_weights else 0
         raw += (k + 1 if self.has_history else 0) + (k if self.has_profile else 0)
         per_candidate = 2 * raw  # each input as it is and standardised within the user
         self.has_user = "user" in keys
@@ -91,9 +105,12 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
         user += k * (f + 1) * (int(self.has_history) + int(self.has_profile))
         super().__init__(observation_space, c * per_candidate + user)
         self.num_candidates, self.candidate_size, self.user_size = c, per_candidate, user
-        # Column of the standardised log1p(predicted watch minutes now): the myopic ranking
-        # a policy can start from.
-        self.watch_column = raw + f + 2 if self.has_scores else None
+        # Column of the standardised ranking a policy can start from: log1p(predicted watch
+        # minutes now), the myopic ranking, or with ``prior_weights`` the reward model's
+        # score (the ranking of the greedy policy on it), the input right after the scores.
+        self.prior_column = raw + f + 2 if self.has_scores else None
+        if self.prior_weights:
+            self.prior_column = raw + f + len(SCORE_NAMES)
         if self.has_state:
             hidden = _shape(observation_space, "user_state")[0]
             self.state_projection = nn.Sequential(
@@ -107,6 +124,16 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
             # Minutes (columns 1, 2) on a log scale; probabilities as they are.
             minutes = torch.log1p(scores[..., 1:3].clamp_min(0))
             candidates.append(torch.cat([scores[..., :1], minutes, scores[..., 3:]], -1))
+            if self.prior_weights:
+                # The reward model's score in minutes (agents.predictor_env.PredictorReward's
+                # terms, uncentred: centring changes no ranking).
+                return_weight, continuation_weight = self.prior_weights
+                composite = (
+                    scores[..., 2]
+                    + return_weight * scores[..., 4]
+                    + continuation_weight * scores[..., 3]
+                )
+                candidates.append(composite[..., None])
         user = [torch.log1p(observations["context"].clamp_min(0))]
         if self.has_state:
             user.append(self.state_projection(observations["user_state"]))
@@ -174,8 +201,9 @@ class CandidateScorer(nn.Module):
         hidden_sizes: widths of the shared per-candidate MLP.
         slate_size: positions of a ``MultiDiscrete`` slate action (1 for ``Discrete``).
         prior_column: per-candidate input (standardised within the user's candidates) added
-            to the logits with a learned scale starting at ``prior_scale``: the policy starts near the myopic ranking of that column and
-            learns the long-term correction, instead of starting from uniform.
+            to the logits with a learned scale starting at ``prior_scale``: the policy starts
+            near the ranking by that column (the predicted watch, or the reward model's
+            score) and learns the long-term correction, instead of starting from uniform.
     """
 
     def __init__(
@@ -278,7 +306,7 @@ def _scorer(
         extractor.user_size,
         hidden,
         slate,
-        prior_column=extractor.watch_column if prior_scale else None,
+        prior_column=extractor.prior_column if prior_scale else None,
         prior_scale=prior_scale,
         own_critic=own_critic,
     )
@@ -289,7 +317,9 @@ class CandidateActorCriticPolicy(ActorCriticPolicy):  # type: ignore[misc]
 
     ``net_arch`` (a tuple of widths, default ``(64, 64)``) sizes the per-candidate MLP;
     ``myopic_prior`` > 0 starts the policy near the ranking by the predictor's expected
-    watch now (see `CandidateScorer`; needs the predictor's scores in the observation).
+    watch now, or by the reward model's score with ``features_extractor_kwargs``'
+    ``prior_weights`` (see `CandidateScorer`; needs the predictor's scores in the
+    observation).
     """
 
     def __init__(

@@ -147,7 +147,7 @@ def _module_class() -> Any:
         """The SB3 backend's `agents.networks.CandidateActorCriticPolicy` as an RLlib module:
         the same weights, so the trained module is saved as an SB3 agent.
 
-        ``model_config``: ``net_arch``, ``myopic_prior``, ``own_critic`` (as `TrainConfig`).
+        ``model_config``: `TrainConfig.policy_kwargs`.
         """
 
         def setup(self) -> None:
@@ -161,6 +161,7 @@ def _module_class() -> Any:
                 net_arch=tuple(options.get("net_arch", (64, 64))),
                 myopic_prior=float(options.get("myopic_prior", 0.0)),
                 own_critic=bool(options.get("own_critic", False)),
+                features_extractor_kwargs=dict(options.get("features_extractor_kwargs") or {}),
             )
             if isinstance(self.action_space, gym.spaces.MultiDiscrete):
                 lengths = [int(n) for n in self.action_space.nvec]
@@ -319,11 +320,7 @@ def ppo_config(config: TrainRunConfig) -> Any:
         .rl_module(
             rl_module_spec=RLModuleSpec(
                 module_class=_module_class(),
-                model_config={
-                    "net_arch": agent.net_arch,
-                    "myopic_prior": agent.myopic_prior if agent.encoder != "none" else 0.0,
-                    "own_critic": agent.own_critic,
-                },
+                model_config=agent.policy_kwargs(),
             )
         )
         .debugging(seed=agent.seed)

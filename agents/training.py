@@ -183,11 +183,7 @@ def _make_model(run: TrainRunConfig, env: Any, tensorboard: str | None) -> Any:
             "gae_lambda": config.gae_lambda,
             "n_steps": config.n_steps,
             "ent_coef": config.ent_coef,
-            "policy_kwargs": {
-                "net_arch": config.net_arch,
-                "myopic_prior": config.myopic_prior if config.encoder != "none" else 0.0,
-                "own_critic": config.own_critic,
-            },
+            "policy_kwargs": config.policy_kwargs(),
             **common,
         }
         if config.algorithm == "ppo":

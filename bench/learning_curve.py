@@ -29,7 +29,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oracle_dominance import ENVS, load_notebook_simulator
 
 from agents.configs import TrainConfig, TrainRunConfig
-from agents.training import AgentRunFolder, train_agent
+from agents.evaluation import run_population
+from agents.reference_policies import (
+    GreedyRewardModelPolicy,
+    MyopicPredictedPolicy,
+    Policy,
+    make_policy,
+)
+from agents.training import AgentRunFolder, evaluation_env, train_agent
+from loe_gym.predictor.serving import PredictorService
+
+
+def baseline_levels(config: TrainRunConfig, names: list[str]) -> dict[str, float]:
+    """Total watch of each named policy on the training callback's held-out users."""
+    service = PredictorService.from_pretrained(config.predictor) if config.predictor else None
+    env = evaluation_env(config, config.eval_users, service)
+    agent = config.agent
+    with_predictor: dict[str, Policy] = {
+        "myopic_predicted": MyopicPredictedPolicy(),
+        "greedy_reward_model": GreedyRewardModelPolicy(
+            agent.return_weight, agent.continuation_weight
+        ),
+    }
+    levels = {}
+    for name in names:
+        if name in with_predictor and service is None:
+            raise SystemExit(f"--baselines {name} needs --predictor.")
+        policy = with_predictor[name] if name in with_predictor else make_policy(name)
+        levels[name] = run_population(env, policy, 10_000 + agent.seed).summary()["total_watch"]
+    return levels
 
 
 def main() -> None:
@@ -42,6 +70,7 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=4)
     parser.add_argument("--eval-users", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--baselines", nargs="*", default=[], help="reference policies")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -49,7 +78,7 @@ def main() -> None:
     env_id, options = ENVS.get(args.env, (args.env, {}))
     if args.env_options is not None:
         options = json.loads(args.env_options)
-    agent = TrainConfig(total_steps=args.chunk * args.chunks).merged(json.loads(args.agent))
+    agent = TrainConfig(total_steps=max(args.chunk * args.chunks, 1)).merged(json.loads(args.agent))
     config = TrainRunConfig(
         env_id=env_id,
         env_options=options or None,
@@ -59,16 +88,23 @@ def main() -> None:
         eval_every=args.chunk,
         checkpoint_every=0,
     )
-    with tempfile.TemporaryDirectory(prefix="learning_curve_") as work:
-        summary = train_agent(config, Path(work) / "run", progress=False)
-        lines = AgentRunFolder(Path(work) / "run").evaluations.read_text().splitlines()
-    curve = [json.loads(line) for line in lines]
-    for point in curve:
-        print(f"{args.env} steps={point['steps']} total_watch={point['total_watch']:.1f}")
-    print(f"{summary.steps_per_second:.0f} steps/s (evaluations included)")
+    curve: list[dict] = []
+    if args.chunks > 0:
+        with tempfile.TemporaryDirectory(prefix="learning_curve_") as work:
+            summary = train_agent(config, Path(work) / "run", progress=False)
+            lines = AgentRunFolder(Path(work) / "run").evaluations.read_text().splitlines()
+        curve = [json.loads(line) for line in lines]
+        for point in curve:
+            print(f"{args.env} steps={point['steps']} total_watch={point['total_watch']:.1f}")
+        print(f"{summary.steps_per_second:.0f} steps/s (evaluations included)")
+    levels = baseline_levels(config, args.baselines)
+    for name, level in levels.items():
+        print(f"{args.env} {name} total_watch={level:.1f}")
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         record = {"command": " ".join(sys.argv[1:]), "agent": agent.to_dict(), "curve": curve}
+        if levels:
+            record["baselines"] = levels
         args.output.write_text(json.dumps(record, indent=1) + "\n")
 
 

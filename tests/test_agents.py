@@ -23,7 +23,11 @@ from agents.predictor_env import (
     rank_by_weights,
 )
 from agents.ranking import SCORE_NAMES, top_slates
-from agents.reference_policies import MyopicPredictedPolicy, PopularityPolicy
+from agents.reference_policies import (
+    GreedyRewardModelPolicy,
+    MyopicPredictedPolicy,
+    PopularityPolicy,
+)
 from agents.sb3_vec_env import RecommendationSB3VecEnv, make_sb3_env
 from agents.training import train_agent
 from loe_gym.predictor import PredictorConfig, PredictorModel
@@ -343,6 +347,29 @@ def test_myopic_prior_starts_the_policy_at_the_predicted_watch_ranking(
     obs = env.reset()
     actions, _ = model.predict(obs, deterministic=True)
     np.testing.assert_array_equal(actions, obs["candidate_scores"][..., 2].argmax(1))
+
+
+def test_reward_model_prior_starts_the_policy_at_the_greedy_reward_model_ranking(
+    service: PredictorService,
+) -> None:
+    """``prior_ranking='reward_model'``: the first policy acts as `GreedyRewardModelPolicy`
+    with the same weights, and not as the myopic ranking (the weights are large enough
+    here that the two rankings differ for some users)."""
+    env = _sb3(service, 16)
+    kwargs = {
+        "myopic_prior": 50.0,
+        "features_extractor_kwargs": TrainConfig(
+            prior_ranking="reward_model", return_weight=300.0
+        ).policy_kwargs()["features_extractor_kwargs"],
+    }
+    model = PPO(CandidateActorCriticPolicy, env, n_steps=4, seed=0, policy_kwargs=kwargs)
+    obs = env.reset()
+    actions, _ = model.predict(obs, deterministic=True)
+    greedy = GreedyRewardModelPolicy(return_weight=300.0).scores(obs, None).argmax(1)
+    np.testing.assert_array_equal(actions, greedy)
+    assert (greedy != obs["candidate_scores"][..., 2].argmax(1)).any()
+    without = TrainConfig(prior_ranking="reward_model", encoder="none").policy_kwargs()
+    assert without["features_extractor_kwargs"] == {} and without["myopic_prior"] == 0.0
 
 
 def test_candidate_policy_refuses_a_box_action(service: PredictorService) -> None:
