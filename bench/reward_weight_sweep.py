@@ -7,6 +7,7 @@ myopic-predicted. The sweep picks the scale of
 ``TrainConfig.return_weight``::
 
     python bench/reward_weight_sweep.py --predictor runs/predictor/model --weights 0 10 30 60
+    python bench/reward_weight_sweep.py --env-id loe_gym/ItemChurn-v0 --predictor runs/text_ppo/predictor_text/model
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class GreedyOnRewardModel:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictor", required=True)
+    parser.add_argument("--env-id", default="loe_gym/Engagement-v0", help="the predictor's env")
     parser.add_argument("--weights", type=float, nargs="+", default=[0, 10, 30, 60])
     parser.add_argument(
         "--continuation-weights",
@@ -66,7 +68,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     service = PredictorService.from_pretrained(args.predictor)
     result = evaluate(
-        "loe_gym/Engagement-v0",
+        args.env_id,
         [GreedyOnRewardModel(w, c) for w in args.weights for c in args.continuation_weights]
         + ["oracle_planner"],
         num_users=args.num_users,
