@@ -27,7 +27,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
-from agents.ranking import SCORE_NAMES
+from agents.ranking import SCORE_NAMES, reward_model_score
 
 __all__ = [
     "CandidateActorCriticPolicy",
@@ -105,12 +105,14 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
         user += k * (f + 1) * (int(self.has_history) + int(self.has_profile))
         super().__init__(observation_space, c * per_candidate + user)
         self.num_candidates, self.candidate_size, self.user_size = c, per_candidate, user
-        # Column of the standardised ranking a policy can start from: log1p(predicted watch
-        # minutes now), the myopic ranking, or with ``prior_weights`` the reward model's
-        # score (the ranking of the greedy policy on it), the input right after the scores.
-        self.prior_column = raw + f + 2 if self.has_scores else None
-        if self.prior_weights:
-            self.prior_column = raw + f + len(SCORE_NAMES)
+        # Column of the standardised ranking a policy can start from (the standardised
+        # copies follow the ``raw`` inputs, whose scores follow the ``f`` features):
+        # log1p(predicted watch now), the myopic ranking, or with ``prior_weights`` the
+        # reward model's score, the input right after the scores.
+        self.prior_column = None
+        if self.has_scores:
+            offset = len(SCORE_NAMES) if self.prior_weights else SCORE_NAMES.index("watch_time")
+            self.prior_column = raw + f + offset
         if self.has_state:
             hidden = _shape(observation_space, "user_state")[0]
             self.state_projection = nn.Sequential(
@@ -125,15 +127,7 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
             minutes = torch.log1p(scores[..., 1:3].clamp_min(0))
             candidates.append(torch.cat([scores[..., :1], minutes, scores[..., 3:]], -1))
             if self.prior_weights:
-                # The reward model's score in minutes (agents.predictor_env.PredictorReward's
-                # terms, uncentred: centring changes no ranking).
-                return_weight, continuation_weight = self.prior_weights
-                composite = (
-                    scores[..., 2]
-                    + return_weight * scores[..., 4]
-                    + continuation_weight * scores[..., 3]
-                )
-                candidates.append(composite[..., None])
+                candidates.append(reward_model_score(scores, *self.prior_weights)[..., None])
         user = [torch.log1p(observations["context"].clamp_min(0))]
         if self.has_state:
             user.append(self.state_projection(observations["user_state"]))

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agents.ranking import SCORE_NAMES, top_slates
+from agents.ranking import SCORE_NAMES, reward_model_score, top_slates
 from loe_gym import RecommendationVectorEnv
 from loe_gym.errors import did_you_mean
 
@@ -424,12 +424,8 @@ class GreedyRewardModelPolicy(_ScoringPolicy):
                 f"{self.name} reads the predictor's candidate_scores: evaluate it on an env "
                 "wrapped in agents.predictor_env.PredictorObservations."
             )
-        scores = obs["candidate_scores"]
-        column = {name: scores[..., i] for i, name in enumerate(SCORE_NAMES)}
-        return (
-            column["watch_time"]
-            + self.return_weight * column["return_probability"]
-            + self.continuation_weight * column["continuation_probability"]
+        return reward_model_score(
+            obs["candidate_scores"], self.return_weight, self.continuation_weight
         )
 
 

@@ -137,9 +137,10 @@ def log_catalog(log_path: Path) -> Catalog:
     return catalog
 
 
-def catalog_features(log_path: Path) -> tuple[int, np.ndarray, tuple[str, ...]]:
-    """``(num_items, features (num_items, F) float32, feature names)`` of the log's catalog."""
-    catalog = log_catalog(log_path)
+def catalog_features(source: Path | Catalog) -> tuple[int, np.ndarray, tuple[str, ...]]:
+    """``(num_items, features (num_items, F) float32, feature names)`` of a catalog, or of
+    the catalog of the log at ``source``."""
+    catalog = source if isinstance(source, Catalog) else log_catalog(source)
     return catalog.num_items, np.asarray(catalog.features, dtype=np.float32), catalog.feature_names
 
 
@@ -249,8 +250,7 @@ def fit_predictor(
     _claim_folder(folder, _run_fingerprint(config, log_path), overwrite)
     start = time.perf_counter()
     catalog = log_catalog(log_path)
-    num_items, feature_names = catalog.num_items, catalog.feature_names
-    features = np.asarray(catalog.features, dtype=np.float32)
+    num_items, features, feature_names = catalog_features(catalog)
     if not config.model.item_features:
         # One constant column: no item information, and the profile keeps its shape.
         features, feature_names = np.ones((num_items, 1), np.float32), ("constant",)
