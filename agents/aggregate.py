@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Aggregate", "aggregate_runs", "steps_to_reach"]
+__all__ = ["Aggregate", "Reach", "aggregate_runs", "reach_summary", "steps_to_reach"]
 
 
 @dataclass(frozen=True)
@@ -84,3 +84,35 @@ def steps_to_reach(curves: Sequence[Sequence[tuple[int, float]]], target: float)
         hits = [steps for steps, score in curve if score >= target]
         reached.append(float(hits[0]) if hits else np.nan)
     return np.array(reached)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How many environment steps the runs needed to reach a target: ``reached`` of
+    ``runs`` did within the budget; ``mean`` over those, with a percentile-bootstrap 95 %
+    interval over runs (NaN when none reached it)."""
+
+    runs: int
+    reached: int
+    mean: float
+    ci: tuple[float, float]
+
+    def __str__(self) -> str:
+        if not self.reached:
+            return f"not reached within the budget (0 of {self.runs} runs)"
+        low, high = self.ci
+        return (
+            f"{self.mean:,.0f} steps [{low:,.0f}, {high:,.0f}] ({self.reached} of {self.runs} runs)"
+        )
+
+
+def reach_summary(steps: Sequence[float], *, reps: int = 2000, seed: int = 0) -> Reach:
+    """Summarise `steps_to_reach`'s ``(runs,)`` result (NaN: a run that never reached)."""
+    values = np.asarray(steps, float)
+    reached = values[np.isfinite(values)]
+    if reached.size == 0:
+        return Reach(values.size, 0, float("nan"), (float("nan"), float("nan")))
+    rng = np.random.default_rng(seed)
+    means = rng.choice(reached, (reps, reached.size)).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return Reach(values.size, int(reached.size), float(reached.mean()), (float(low), float(high)))

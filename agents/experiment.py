@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.aggregate import aggregate_runs, steps_to_reach
+from agents.aggregate import aggregate_runs, reach_summary, steps_to_reach
 from agents.collect import collect_logs
 from agents.configs import ExperimentConfig, TrainRunConfig
 from agents.evaluation import evaluate
@@ -236,9 +236,11 @@ def _aggregate_table(
     ]
     if curves:
         lines += [
-            "Environment steps for each agent's held-out total watch to reach a share of the "
-            "lookahead oracle's (NaN: not within the budget): "
-            + "; ".join(f"{share}: {steps}" for share, steps in reach.items()),
+            "Environment steps for the agents' held-out total watch to reach a share of the "
+            "lookahead oracle's (step 0 is the untrained policy; mean over the runs that "
+            "reached it, percentile-bootstrap 95 % CI over runs):",
+            "",
+            *(f"- {share}: {reach_summary(steps)}" for share, steps in reach.items()),
             "",
             "![learning_curve](learning_curve.png)",
             "",

@@ -369,6 +369,11 @@ def train_rllib(
     next_eval = config.eval_every or math.inf
     steps, started = 0, time.perf_counter()
     try:
+        if eval_env is not None:  # the untrained policy, as the SB3 backend's curve starts
+            _copy_weights(algo, model)
+            record_evaluation(
+                config, _as_policy(model, config, agent.algorithm, service), eval_env, folder, 0
+            )
         with tqdm(total=agent.total_steps, disable=not progress, desc="rllib ppo") as bar:
             while steps < agent.total_steps:
                 result = algo.train()

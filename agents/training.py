@@ -518,8 +518,8 @@ def checkpoint_callback(every_calls: int, folder: Path) -> Any:
 
 
 def evaluation_callback(config: TrainRunConfig, service: Any, folder: AgentRunFolder) -> Any:
-    """An SB3 callback that runs the long-term evaluation on held-out users every
-    ``config.eval_every`` steps and logs ``eval/total_watch`` (and friends) to TensorBoard
+    """An SB3 callback that runs the long-term evaluation on held-out users before training
+    and every ``config.eval_every`` steps and logs ``eval/total_watch`` (and friends) to TensorBoard
     and ``evaluations.jsonl``. (Built here so that importing this module stays free of
     SB3 and torch.)"""
     from stable_baselines3.common.callbacks import BaseCallback
@@ -531,17 +531,24 @@ def evaluation_callback(config: TrainRunConfig, service: Any, folder: AgentRunFo
             self._env = evaluation_env(config, config.eval_users, service)
 
         def _on_training_start(self) -> None:
-            # A resumed run evaluates from its checkpoint on, not from step 0 again.
+            # The curve starts at the untrained policy (its prior ranking already scores:
+            # steps-to-reach counts from there); a resumed run evaluates from its
+            # checkpoint on, not from step 0 again.
+            if self.model.num_timesteps == 0:
+                self._evaluate()
             self._next = (self.model.num_timesteps // config.eval_every + 1) * config.eval_every
+
+        def _evaluate(self) -> None:
+            policy = _as_policy(self.model, config, config.agent.algorithm, service)
+            summary = record_evaluation(config, policy, self._env, folder, self.num_timesteps)
+            for name in ("total_watch", "active_days", "ctr", "session_length"):
+                self.logger.record(f"eval/{name}", summary[name])
 
         def _on_step(self) -> bool:
             if self.num_timesteps < self._next:
                 return True
             self._next += config.eval_every
-            policy = _as_policy(self.model, config, config.agent.algorithm, service)
-            summary = record_evaluation(config, policy, self._env, folder, self.num_timesteps)
-            for name in ("total_watch", "active_days", "ctr", "session_length"):
-                self.logger.record(f"eval/{name}", summary[name])
+            self._evaluate()
             return True
 
     return EvaluationCallback()

@@ -591,7 +591,7 @@ def test_a_resumed_run_evaluates_each_step_once(tmp_path: Any) -> None:
         file.unlink()  # as if killed between the evaluation at 256 and its checkpoint
     train_agent(config, run, resume=True, progress=False)
     lines = (run / "evaluations.jsonl").read_text().splitlines()
-    assert [json.loads(line)["steps"] for line in lines] == [64, 128, 192, 256]
+    assert [json.loads(line)["steps"] for line in lines] == [0, 64, 128, 192, 256]
 
 
 def test_training_resumes_from_its_last_checkpoint(tmp_path: Any) -> None:

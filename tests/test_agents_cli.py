@@ -64,7 +64,11 @@ def test_experiment_quick_writes_a_full_report(tmp_path: Path) -> None:
     assert ppo["runs"] == 2 and ppo["mean_ci"][0] <= ppo["mean"] <= ppo["mean_ci"][1]
     per_seed = [metrics["policies"][f"ppo_seed{s}"]["total_watch"]["mean"] for s in (3, 4)]
     assert ppo["mean"] == pytest.approx(sum(per_seed) / 2)
-    assert [len(curve) for curve in metrics["learning_curves"]] == [2, 2]
+    # The untrained policy at step 0, then the two evaluations during training.
+    curves = metrics["learning_curves"]
+    assert [[steps for steps, _ in curve][0] for curve in curves] == [0, 0]
+    assert [len(curve) for curve in curves] == [3, 3]
+    assert "- 80%: " in (out / "report.md").read_text()
     assert "IQM [95 % CI]" in (out / "report.md").read_text()
     assert metrics["seeds"] == [0, 1]
     assert metrics["headline"]["ppo_fraction_of_oracle"] > 0

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import stats
 
-from agents.aggregate import aggregate_runs, steps_to_reach
+from agents.aggregate import aggregate_runs, reach_summary, steps_to_reach
 
 SCORES = arrays(
     np.float64,
@@ -47,3 +47,13 @@ def test_steps_to_reach_takes_the_first_crossing_or_nan() -> None:
     curves = [[(100, 1.0), (200, 5.0), (300, 4.0)], [(100, 0.0), (200, 1.0)]]
     reached = steps_to_reach(curves, target=4.0)
     assert reached[0] == 200 and np.isnan(reached[1])
+
+
+def test_reach_summary_counts_the_runs_that_reached_and_bounds_their_mean() -> None:
+    summary = reach_summary([100.0, 300.0, np.nan, 200.0])
+    assert (summary.runs, summary.reached, summary.mean) == (4, 3, 200.0)
+    assert 100.0 <= summary.ci[0] < 200.0 < summary.ci[1] <= 300.0
+    assert "(3 of 4 runs)" in str(summary)
+    never = reach_summary([np.nan, np.nan])
+    assert never.reached == 0 and np.isnan(never.mean)
+    assert str(never) == "not reached within the budget (0 of 2 runs)"

@@ -75,7 +75,9 @@ def test_rllib_ppo_trains_with_two_env_runners_and_loe_gym_evaluate_judges_it(
     evaluations = [
         json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()
     ]
-    assert [row["steps"] >= users * steps for row in evaluations] == [True, True]
+    # The untrained policy first, then one evaluation per eval_every steps.
+    assert evaluations[0]["steps"] == 0
+    assert [row["steps"] >= users * steps for row in evaluations[1:]] == [True, True]
     assert json.loads((run / "config.json").read_text())["agent"]["backend"] == "rllib"
     _cli(
         "evaluate", "--agents", "run", "--baselines", "random", "myopic",
