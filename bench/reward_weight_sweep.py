@@ -7,6 +7,12 @@ myopic-predicted. The sweep picks the scale of
 ``TrainConfig.return_weight``::
 
     python bench/reward_weight_sweep.py --predictor runs/predictor/model --weights 0 10 30 60
+
+``--true-watch`` adds, per pair, the same policy with the simulator's true expected watch
+(privileged) in place of the predicted one: how much of the gap to ``oracle_planner`` is the
+estimate of the minutes now rather than the long-term terms::
+
+    python bench/reward_weight_sweep.py --predictor runs/predictor/model --weights 30 --continuation-weights 20 --true-watch
     python bench/reward_weight_sweep.py --env-id loe_gym/ItemChurn-v0 --predictor runs/text_ppo/predictor_text/model
 """
 
@@ -23,20 +29,27 @@ from agents.configs import TrainConfig
 from agents.evaluation import evaluate
 from agents.predictor_env import PredictorObservations
 from agents.ranking import SCORE_NAMES
+from agents.reference_policies import expected_responses
 from loe_gym.predictor.serving import PredictorService
 
 
 class GreedyOnRewardModel:
-    privileged = False
     uses_predictor = True
 
-    def __init__(self, weight: float, continuation_weight: float = 0.0) -> None:
+    def __init__(
+        self, weight: float, continuation_weight: float = 0.0, true_watch: bool = False
+    ) -> None:
         self.weight, self.continuation_weight = weight, continuation_weight
-        self.name = f"greedy_w{weight:g}_c{continuation_weight:g}"
+        self.privileged = self.true_watch = true_watch
+        self.name = f"greedy_w{weight:g}_c{continuation_weight:g}" + ("_true_watch" * true_watch)
 
     def act(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
         scores = obs["candidate_scores"]
-        watch = scores[..., SCORE_NAMES.index("watch_time")]
+        watch = (
+            np.asarray(expected_responses(env)["watch_time"])
+            if self.true_watch
+            else scores[..., SCORE_NAMES.index("watch_time")]
+        )
         come_back = scores[..., SCORE_NAMES.index("return_probability")]
         stay = scores[..., SCORE_NAMES.index("continuation_probability")]
         value = watch + self.weight * come_back + self.continuation_weight * stay
@@ -64,12 +77,20 @@ def main() -> None:
         help="history rows the predictor sees per step (TrainConfig.encoder_history_length)",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--true-watch", action="store_true", help="add each pair with the true expected watch"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     service = PredictorService.from_pretrained(args.predictor)
     result = evaluate(
         args.env_id,
-        [GreedyOnRewardModel(w, c) for w in args.weights for c in args.continuation_weights]
+        [
+            GreedyOnRewardModel(w, c, true)
+            for w in args.weights
+            for c in args.continuation_weights
+            for true in (False, True)[: 1 + args.true_watch]
+        ]
         + ["oracle_planner"],
         num_users=args.num_users,
         seeds=args.seeds,
