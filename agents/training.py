@@ -519,9 +519,9 @@ def checkpoint_callback(every_calls: int, folder: Path) -> Any:
 
 def evaluation_callback(config: TrainRunConfig, service: Any, folder: AgentRunFolder) -> Any:
     """An SB3 callback that runs the long-term evaluation on held-out users before training
-    and every ``config.eval_every`` steps and logs ``eval/total_watch`` (and friends) to TensorBoard
-    and ``evaluations.jsonl``. (Built here so that importing this module stays free of
-    SB3 and torch.)"""
+    and every ``config.eval_every`` steps and logs ``eval/total_watch`` (and friends) to
+    TensorBoard and ``evaluations.jsonl``. (Built here so that importing this module stays
+    free of SB3 and torch.)"""
     from stable_baselines3.common.callbacks import BaseCallback
 
     class EvaluationCallback(BaseCallback):  # type: ignore[misc]

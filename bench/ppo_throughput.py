@@ -3,6 +3,7 @@ time goes: simulation, predictor encoding, policy inference during rollouts, pol
 
     python bench/ppo_throughput.py                      # 64 and 1024 users, medians of 3
     python bench/ppo_throughput.py --users 1024 --n-epochs 4 --batch-size 4096
+    python bench/ppo_throughput.py --users 1024 --repeats 1 --no-peer --profile   # + where the update goes
 
 PPO's settings default to the experiment's agent on the reward model
 (`agents.configs.reward_model_agent`), the PPO that runs with the predictor encoder.
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
+import pstats
 import statistics
 import time
 from collections import defaultdict
@@ -70,6 +73,49 @@ def _ppo(env: Any, users: int, n_steps: int, n_epochs: int, batch_size: int) -> 
     )
 
 
+def _env(service: PredictorService | None, users: int, history: int) -> Any:
+    wrappers: list[Any] = []
+    if service is not None:
+        wrappers = [lambda env: PredictorObservations(env, service, history), PredictorReward]
+    return make_sb3_env("loe_gym/Engagement-v0", users, wrappers=wrappers)
+
+
+UPDATE_PARTS = {
+    "backward": ("_tensor.py", "backward"),
+    "forward (evaluate_actions)": ("policies.py", "evaluate_actions"),
+    "rollout-buffer sampling": ("buffers.py", "_get_samples"),
+    "Adam": ("adam.py", "step"),
+}
+"""Parts of one ``PPO.train()`` call: (file name ending, function) in cProfile's table."""
+
+
+def update_shares(
+    service: PredictorService | None,
+    users: int,
+    n_steps: int,
+    history: int,
+    n_epochs: int,
+    batch_size: int,
+) -> dict[str, float]:
+    """Share of each of `UPDATE_PARTS` in one ``PPO.train()`` call (cProfile, cumulative)."""
+    model = _ppo(_env(service, users, history), users, n_steps, n_epochs, batch_size)
+    model.learn(n_steps * users)  # one rollout in the buffer
+    profiler = cProfile.Profile()
+    start = time.perf_counter()
+    profiler.runcall(model.train)
+    total = time.perf_counter() - start
+    table = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    return {
+        part: sum(
+            row[3]
+            for (file, _, name), row in table.items()
+            if file.endswith(ending) and name == function
+        )
+        / total
+        for part, (ending, function) in UPDATE_PARTS.items()
+    }
+
+
 def measure(
     service: PredictorService | None,
     users: int,
@@ -81,10 +127,7 @@ def measure(
 ) -> dict[str, float]:
     """One PPO run of ``rollouts`` rollouts; seconds per part and steps/s."""
     totals: dict[str, float] = defaultdict(float)
-    wrappers: list[Any] = []
-    if service is not None:
-        wrappers = [lambda env: PredictorObservations(env, service, history), PredictorReward]
-    env = make_sb3_env("loe_gym/Engagement-v0", users, wrappers=wrappers)
+    env = _env(service, users, history)
     core = env.venv.core  # type: ignore[attr-defined]
     core.step = _timed(totals, "simulation", core.step)
     outer = env.venv.env  # type: ignore[attr-defined]
@@ -130,6 +173,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-peer", action="store_true", help="skip the DummyVecEnv peer")
+    parser.add_argument(
+        "--profile", action="store_true", help="then where one policy update's time goes"
+    )
     args = parser.parse_args()
     # The predictor and the networks on --device (loe_gym/devices.py), as --device does.
     device = contextlib.ExitStack()
@@ -177,6 +223,15 @@ def main() -> None:
             f"| {users} | {statistics.median(rates):,.0f} ({min(rates):,.0f}–{max(rates):,.0f}) "
             f"| {share['simulation']:.0%} | {share['encoding']:.0%} | {share['policy_update']:.0%} "
             f"| {share['rollout_policy_and_sb3']:.0%} | {peer_cell} | {ratio_cell} |"
+        )
+    if args.profile:
+        users = max(args.users)
+        shares = update_shares(
+            service, users, args.n_steps, args.history_length, args.n_epochs, args.batch_size
+        )
+        print(
+            f"\nOne PPO.train() at {users} users (cProfile): "
+            + ", ".join(f"{part} {value:.0%}" for part, value in shares.items())
         )
 
 

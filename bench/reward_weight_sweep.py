@@ -29,31 +29,26 @@ from agents.configs import TrainConfig
 from agents.evaluation import evaluate
 from agents.predictor_env import PredictorObservations
 from agents.ranking import SCORE_NAMES
-from agents.reference_policies import expected_responses
+from agents.reference_policies import GreedyRewardModelPolicy, expected_responses
 from loe_gym.predictor.serving import PredictorService
 
 
-class GreedyOnRewardModel:
-    uses_predictor = True
+class GreedyOnTrueWatch(GreedyRewardModelPolicy):
+    """`GreedyRewardModelPolicy` with the simulator's true expected watch (privileged) in
+    place of the predicted one; the long-term terms stay the reward model's."""
 
-    def __init__(
-        self, weight: float, continuation_weight: float = 0.0, true_watch: bool = False
-    ) -> None:
-        self.weight, self.continuation_weight = weight, continuation_weight
-        self.privileged = self.true_watch = true_watch
-        self.name = f"greedy_w{weight:g}_c{continuation_weight:g}" + ("_true_watch" * true_watch)
+    privileged: bool = True
 
-    def act(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
-        scores = obs["candidate_scores"]
-        watch = (
-            np.asarray(expected_responses(env)["watch_time"])
-            if self.true_watch
-            else scores[..., SCORE_NAMES.index("watch_time")]
-        )
-        come_back = scores[..., SCORE_NAMES.index("return_probability")]
-        stay = scores[..., SCORE_NAMES.index("continuation_probability")]
-        value = watch + self.weight * come_back + self.continuation_weight * stay
-        return np.asarray(value.argmax(1))
+    def scores(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
+        predicted = obs["candidate_scores"][..., SCORE_NAMES.index("watch_time")]
+        true = np.asarray(expected_responses(env)["watch_time"])
+        return super().scores(obs, env) - predicted + true
+
+
+def greedy(weight: float, continuation_weight: float, true_watch: bool) -> GreedyRewardModelPolicy:
+    name = f"greedy_w{weight:g}_c{continuation_weight:g}" + "_true_watch" * true_watch
+    policy = GreedyOnTrueWatch if true_watch else GreedyRewardModelPolicy
+    return policy(weight, continuation_weight, name=name)
 
 
 def main() -> None:
@@ -86,7 +81,7 @@ def main() -> None:
     result = evaluate(
         args.env_id,
         [
-            GreedyOnRewardModel(w, c, true)
+            greedy(w, c, true)
             for w in args.weights
             for c in args.continuation_weights
             for true in (False, True)[: 1 + args.true_watch]

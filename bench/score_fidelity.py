@@ -47,7 +47,7 @@ def fidelity(args: argparse.Namespace, predictor: str) -> dict[tuple[str, str], 
     core: Any = env.unwrapped  # the RecommendationVectorEnv under the wrapper
     policy = make_policy(args.policy)
     obs, _ = env.reset(seed=args.seed)
-    sums: dict[tuple[str, str], list[float]] = {}
+    correlations: dict[tuple[str, str], list[float]] = {}
     for step in range(args.steps):
         if step % args.every == 0:
             scores = obs["candidate_scores"]
@@ -58,9 +58,11 @@ def fidelity(args: argparse.Namespace, predictor: str) -> dict[tuple[str, str], 
                 if value.shape != scores.shape[:2]:
                     continue  # not a per-candidate quantity
                 for name, column in columns.items():
-                    sums.setdefault((name, truth), []).extend(within_user_spearman(column, value))
+                    correlations.setdefault((name, truth), []).extend(
+                        within_user_spearman(column, value)
+                    )
         obs, *_ = env.step(policy.act(obs, core))
-    return {key: float(np.mean(values)) for key, values in sums.items() if values}
+    return {key: float(np.mean(values)) for key, values in correlations.items() if values}
 
 
 def main() -> None:
