@@ -66,7 +66,7 @@ def test_experiment_quick_writes_a_full_report(tmp_path: Path) -> None:
     assert ppo["mean"] == pytest.approx(sum(per_seed) / 2)
     # The untrained policy at step 0, then the two evaluations during training.
     curves = metrics["learning_curves"]
-    assert [[steps for steps, _ in curve][0] for curve in curves] == [0, 0]
+    assert [curve[0][0] for curve in curves] == [0, 0]  # (steps, score) pairs
     assert [len(curve) for curve in curves] == [3, 3]
     assert "- 80%: " in (out / "report.md").read_text()
     assert "IQM [95 % CI]" in (out / "report.md").read_text()
