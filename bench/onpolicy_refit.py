@@ -1,0 +1,217 @@
+"""Can a policy's own experience correct the reward model it starts from?
+
+The gap between ``greedy_reward_model`` and the oracle on `Engagement-v0` is estimation
+error (docs/agents.md, "Where the rest of the gap lies"). An agent that trains in the
+simulator sees what really happens after its choices; this measures how much of the gap
+that experience can close when it is used as directly as possible, by regression rather
+than by policy gradients::
+
+    python bench/onpolicy_refit.py --predictor reports/experiment/predictor/model
+    python bench/onpolicy_refit.py --predictor reports/experiment/predictor/model --steps 200 --day-discounts
+
+It collects ``--steps`` decisions of ``--users`` training users (population seed 0) under
+the greedy ranking on the reward model, sampled with probabilities
+``softmax(temperature · z)`` of the score's within-user z-score (the sharp prior PPO starts
+from), and fits one MLP per target on the chosen candidate's inputs: public features, the
+predictor's scores and the reward model's score, each also standardised within the user,
+then the predictor's user state and the visit context:
+
+- ``watch_now``: the minutes watched now. Its policy is the reward model with this
+  regression in place of the predicted watch (the long-term terms stay the model's).
+- ``fitted_q_d{δ}``, one per ``--day-discounts`` value: the watch from now on, discounted
+  by δ per day (0: the rest of today's session). Its policy ranks by the regression alone:
+  one step of policy improvement on the collected behaviour. The last 150 steps of the
+  collection only serve as the future of earlier ones.
+
+All policies are evaluated beside ``greedy_reward_model`` on ``--seeds`` populations of
+``--num-users`` users (the experiment's populations at the defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.configs import TrainConfig
+from agents.evaluation import evaluate
+from agents.predictor_env import PredictorObservations
+from agents.ranking import SCORE_NAMES, reward_model_score
+from agents.reference_policies import GreedyRewardModelPolicy
+from agents.sb3_vec_env import make_sb3_env
+from loe_gym.envs.observations import CONTEXT
+from loe_gym.predictor.serving import PredictorService
+
+WATCH = SCORE_NAMES.index("watch_time")
+FUTURE_ONLY_STEPS = 150
+
+
+def candidate_inputs(obs: Mapping[str, np.ndarray], weights: tuple[float, float]) -> np.ndarray:
+    """``(N, C, D)`` float32: each candidate's inputs as the docstring lists them."""
+    scores = obs["candidate_scores"].astype(np.float32)
+    minutes = np.log1p(np.clip(scores[..., 1:3], 0, None))
+    own = np.concatenate(
+        [
+            obs["candidate_features"].astype(np.float32),
+            scores[..., :1],
+            minutes,
+            scores[..., 3:],
+            reward_model_score(scores, *weights)[..., None],
+        ],
+        -1,
+    )
+    standardised = (own - own.mean(1, keepdims=True)) / (own.std(1, keepdims=True) + 1e-3)
+    user = np.concatenate(
+        [obs["user_state"], np.log1p(np.clip(obs["context"], 0, None))], -1
+    ).astype(np.float32)
+    tiled = np.broadcast_to(user[:, None], (*own.shape[:2], user.shape[-1]))
+    return np.concatenate([own, standardised, tiled], -1)
+
+
+def collect(args: argparse.Namespace, service: PredictorService) -> dict[str, np.ndarray]:
+    """Inputs of the chosen candidates ``(T·N, D)``, rewards, dones and days ``(T, N)``."""
+    env = make_sb3_env(
+        args.env_id,
+        args.users,
+        wrappers=[lambda e: PredictorObservations(e, service, args.history_length)],
+    )
+    env.seed(0)
+    obs = env.reset()
+    rng = np.random.default_rng(0)
+    inputs, rewards, dones, days = [], [], [], []
+    for _ in range(args.steps):
+        score = reward_model_score(obs["candidate_scores"], *args.weights)
+        z = (score - score.mean(1, keepdims=True)) / (score.std(1, keepdims=True) + 1e-3)
+        p = np.exp(args.temperature * (z - z.max(1, keepdims=True)))
+        p /= p.sum(1, keepdims=True)
+        action = (p.cumsum(1) > rng.random((len(p), 1))).argmax(1)
+        inputs.append(candidate_inputs(obs, args.weights)[np.arange(len(action)), action])
+        days.append(obs["context"][:, CONTEXT.index("day")].copy())
+        obs, reward, done, _ = env.step(action)
+        rewards.append(reward.astype(np.float32))
+        dones.append(done.copy())
+    env.close()
+    return {
+        "inputs": np.concatenate(inputs),
+        "rewards": np.stack(rewards),
+        "dones": np.stack(dones),
+        "days": np.stack(days),
+    }
+
+
+def discounted_future(data: dict[str, np.ndarray], day_discount: float) -> np.ndarray:
+    """``(T, N)`` watch from each step on, discounted by ``day_discount`` per day."""
+    rewards, dones, days = data["rewards"], data["dones"], data["days"]
+    elapsed = np.clip(np.diff(days, axis=0, append=days[-1:]), 0, None)
+    future = np.zeros_like(rewards)
+    running = np.zeros(rewards.shape[1], np.float32)
+    for t in range(len(rewards) - 1, -1, -1):
+        running = rewards[t] + np.where(dones[t], 0.0, day_discount ** elapsed[t]) * running
+        future[t] = running
+    return future
+
+
+class Regression(nn.Module):
+    """An MLP on standardised inputs, fitted by least squares."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, epochs: int) -> None:
+        super().__init__()
+        self.mean, self.spread = inputs.mean(0), inputs.std(0) + 1e-3
+        self.net = nn.Sequential(
+            nn.Linear(inputs.shape[1], 128),
+            nn.Tanh(),
+            nn.Linear(128, 64),
+            nn.Tanh(),
+            nn.Linear(64, 1),
+        )
+        with torch.no_grad():
+            self.net[-1].bias.fill_(float(targets.mean()))
+        optimiser = torch.optim.Adam(self.parameters(), 1e-3)
+        order = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(0))
+        held_out, train = order[: len(order) // 10], order[len(order) // 10 :]
+        for _ in range(epochs):
+            for batch in train[torch.randperm(len(train))].split(4096):
+                loss = (self(inputs[batch]) - targets[batch]).square().mean()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+        with torch.no_grad():
+            error = (self(inputs[held_out]) - targets[held_out]).square().mean()
+        self.explained = 1.0 - float(error / targets[held_out].var())
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.net((inputs - self.mean) / self.spread).squeeze(-1)  # type: ignore[no-any-return]
+
+
+class RegressionPolicy(GreedyRewardModelPolicy):
+    """Greedy on a fitted regression: alone (``replace_watch=False``) or in place of the
+    reward model's predicted watch."""
+
+    def __init__(
+        self, name: str, model: Regression, weights: tuple[float, float], replace_watch: bool
+    ) -> None:
+        super().__init__(*weights, name=name)
+        self.model, self.weights, self.replace_watch = model, weights, replace_watch
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
+        with torch.no_grad():
+            fitted = self.model(torch.from_numpy(candidate_inputs(obs, self.weights))).numpy()
+        if not self.replace_watch:
+            return fitted  # type: ignore[no-any-return]
+        return super().scores(obs, env) - obs["candidate_scores"][..., WATCH] + fitted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictor", required=True)
+    parser.add_argument("--env-id", default="loe_gym/Engagement-v0", help="the predictor's env")
+    parser.add_argument("--users", type=int, default=1024, help="training users collected")
+    parser.add_argument("--steps", type=int, default=620, help="decisions per training user")
+    parser.add_argument("--temperature", type=float, default=3.0)
+    parser.add_argument("--day-discounts", type=float, nargs="*", default=[0.0, 0.5, 0.8])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--num-users", type=int, default=300)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    agent = TrainConfig()
+    args.weights = (agent.return_weight, agent.continuation_weight)
+    args.history_length = agent.encoder_history_length
+    if args.day_discounts and args.steps <= FUTURE_ONLY_STEPS:
+        parser.error(f"--steps must exceed {FUTURE_ONLY_STEPS} to fit --day-discounts.")
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    service = PredictorService.from_pretrained(args.predictor)
+    data = collect(args, service)
+    inputs = torch.from_numpy(data["inputs"])
+    now = Regression(inputs, torch.from_numpy(data["rewards"].reshape(-1)), args.epochs)
+    print(f"watch_now: R² {now.explained:.3f} on held-out transitions")
+    policies: list[Any] = [
+        GreedyRewardModelPolicy(*args.weights),
+        RegressionPolicy("watch_now", now, args.weights, replace_watch=True),
+    ]
+    kept = (args.steps - FUTURE_ONLY_STEPS) * args.users
+    for delta in args.day_discounts:
+        future = torch.from_numpy(discounted_future(data, delta)[: args.steps - FUTURE_ONLY_STEPS])
+        q = Regression(inputs[:kept], future.reshape(-1), args.epochs)
+        print(f"fitted_q_d{delta:g}: R² {q.explained:.3f} on held-out transitions")
+        policies.append(
+            RegressionPolicy(f"fitted_q_d{delta:g}", q, args.weights, replace_watch=False)
+        )
+    result = evaluate(
+        args.env_id,
+        policies,
+        num_users=args.num_users,
+        seeds=args.seeds,
+        progress=False,
+        wrappers=[lambda env: PredictorObservations(env, service, args.history_length)],
+    )
+    print(result.table())
+
+
+if __name__ == "__main__":
+    main()
