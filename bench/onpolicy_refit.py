@@ -16,8 +16,10 @@ from), and fits one MLP per target on the chosen candidate's inputs: public feat
 predictor's scores and the reward model's score, each also standardised within the user,
 then the predictor's user state and the visit context:
 
-- ``watch_now``: the minutes watched now. Its policy is the reward model with this
-  regression in place of the predicted watch (the long-term terms stay the model's).
+- ``refit_watch``: the minutes watched now, in place of the reward model's predicted watch
+  (its long-term terms stay the predictor's);
+- ``refit_continuation``: whether the session went on after the item (cross-entropy), in
+  place of the predicted continuation probability; ``refit_both``: the two together;
 - ``fitted_q_d{δ}``, one per ``--day-discounts`` value: the watch from now on, discounted
   by δ per day (0: the rest of today's session). Its policy ranks by the regression alone:
   one step of policy improvement on the collected behaviour. The last 150 steps of the
@@ -46,7 +48,6 @@ from agents.sb3_vec_env import make_sb3_env
 from loe_gym.envs.observations import CONTEXT
 from loe_gym.predictor.serving import PredictorService
 
-WATCH = SCORE_NAMES.index("watch_time")
 FUTURE_ONLY_STEPS = 150
 
 
@@ -73,7 +74,8 @@ def candidate_inputs(obs: Mapping[str, np.ndarray], weights: tuple[float, float]
 
 
 def collect(args: argparse.Namespace, service: PredictorService) -> dict[str, np.ndarray]:
-    """Inputs of the chosen candidates ``(T·N, D)``, rewards, dones and days ``(T, N)``."""
+    """Inputs of the chosen candidates ``(T·N, D)``, whether the session went on after
+    them ``(T·N,)``, and rewards, dones and days ``(T, N)``."""
     env = make_sb3_env(
         args.env_id,
         args.users,
@@ -82,7 +84,7 @@ def collect(args: argparse.Namespace, service: PredictorService) -> dict[str, np
     env.seed(0)
     obs = env.reset()
     rng = np.random.default_rng(0)
-    inputs, rewards, dones, days = [], [], [], []
+    inputs, rewards, dones, days, continued = [], [], [], [], []
     for _ in range(args.steps):
         score = reward_model_score(obs["candidate_scores"], *args.weights)
         z = (score - score.mean(1, keepdims=True)) / (score.std(1, keepdims=True) + 1e-3)
@@ -94,12 +96,15 @@ def collect(args: argparse.Namespace, service: PredictorService) -> dict[str, np
         obs, reward, done, _ = env.step(action)
         rewards.append(reward.astype(np.float32))
         dones.append(done.copy())
+        # The session went on: the next decision is the same user's, in the same session.
+        continued.append((obs["context"][:, CONTEXT.index("step_in_session")] > 0) & ~done)
     env.close()
     return {
         "inputs": np.concatenate(inputs),
         "rewards": np.stack(rewards),
         "dones": np.stack(dones),
         "days": np.stack(days),
+        "continued": np.concatenate(continued).astype(np.float32),
     }
 
 
@@ -116,10 +121,16 @@ def discounted_future(data: dict[str, np.ndarray], day_discount: float) -> np.nd
 
 
 class Regression(nn.Module):
-    """An MLP on standardised inputs, fitted by least squares."""
+    """An MLP on standardised inputs, fitted by least squares or, with ``logistic``, by
+    cross-entropy on 0/1 targets (then `forward` gives probabilities). ``explained``: the
+    share of the held-out error (squared, or log loss) that the constant prediction leaves
+    and this one removes."""
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, epochs: int) -> None:
+    def __init__(
+        self, inputs: torch.Tensor, targets: torch.Tensor, epochs: int, logistic: bool = False
+    ) -> None:
         super().__init__()
+        self.logistic = logistic
         self.mean, self.spread = inputs.mean(0), inputs.std(0) + 1e-3
         self.net = nn.Sequential(
             nn.Linear(inputs.shape[1], 128),
@@ -128,41 +139,66 @@ class Regression(nn.Module):
             nn.Tanh(),
             nn.Linear(64, 1),
         )
+        base = targets.mean().clamp(1e-4, 1 - 1e-4).logit() if logistic else targets.mean()
         with torch.no_grad():
-            self.net[-1].bias.fill_(float(targets.mean()))
+            self.net[-1].bias.fill_(float(base))
         optimiser = torch.optim.Adam(self.parameters(), 1e-3)
         order = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(0))
         held_out, train = order[: len(order) // 10], order[len(order) // 10 :]
         for _ in range(epochs):
             for batch in train[torch.randperm(len(train))].split(4096):
-                loss = (self(inputs[batch]) - targets[batch]).square().mean()
+                loss = self._error(self._raw(inputs[batch]), targets[batch])
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
         with torch.no_grad():
-            error = (self(inputs[held_out]) - targets[held_out]).square().mean()
-        self.explained = 1.0 - float(error / targets[held_out].var())
+            error = self._error(self._raw(inputs[held_out]), targets[held_out])
+            constant = self._error(base.expand(len(held_out)), targets[held_out])
+        self.explained = 1.0 - float(error / constant)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def _error(self, raw: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.logistic:
+            return nn.functional.binary_cross_entropy_with_logits(raw, targets)
+        return (raw - targets).square().mean()
+
+    def _raw(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.net((inputs - self.mean) / self.spread).squeeze(-1)  # type: ignore[no-any-return]
 
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        raw = self._raw(inputs)
+        return raw.sigmoid() if self.logistic else raw
 
-class RegressionPolicy(GreedyRewardModelPolicy):
-    """Greedy on a fitted regression: alone (``replace_watch=False``) or in place of the
-    reward model's predicted watch."""
+
+class RefitPolicy(GreedyRewardModelPolicy):
+    """The reward model's score with regressions in place of some of its terms:
+    ``terms`` maps a column of `SCORE_NAMES` (``watch_time``, ``continuation_probability``)
+    to the regression that replaces the predictor's estimate."""
 
     def __init__(
-        self, name: str, model: Regression, weights: tuple[float, float], replace_watch: bool
+        self, name: str, terms: dict[str, Regression], weights: tuple[float, float]
     ) -> None:
         super().__init__(*weights, name=name)
-        self.model, self.weights, self.replace_watch = model, weights, replace_watch
+        self.terms, self.weights = terms, weights
+
+    def scores(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
+        refitted = np.array(obs["candidate_scores"])
+        inputs = torch.from_numpy(candidate_inputs(obs, self.weights))
+        with torch.no_grad():
+            for column, model in self.terms.items():
+                refitted[..., SCORE_NAMES.index(column)] = model(inputs).numpy()
+        return reward_model_score(refitted, *self.weights)  # type: ignore[no-any-return]
+
+
+class FittedQPolicy(GreedyRewardModelPolicy):
+    """Greedy on a regression of the future watch: one step of policy improvement."""
+
+    def __init__(self, name: str, q: Regression, weights: tuple[float, float]) -> None:
+        super().__init__(*weights, name=name)
+        self.q, self.weights = q, weights
 
     def scores(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
         with torch.no_grad():
-            fitted = self.model(torch.from_numpy(candidate_inputs(obs, self.weights))).numpy()
-        if not self.replace_watch:
-            return fitted  # type: ignore[no-any-return]
-        return super().scores(obs, env) - obs["candidate_scores"][..., WATCH] + fitted
+            return self.q(torch.from_numpy(candidate_inputs(obs, self.weights))).numpy()  # type: ignore[no-any-return]
 
 
 def main() -> None:
@@ -188,20 +224,28 @@ def main() -> None:
     service = PredictorService.from_pretrained(args.predictor)
     data = collect(args, service)
     inputs = torch.from_numpy(data["inputs"])
-    now = Regression(inputs, torch.from_numpy(data["rewards"].reshape(-1)), args.epochs)
-    print(f"watch_now: R² {now.explained:.3f} on held-out transitions")
+    watch = Regression(inputs, torch.from_numpy(data["rewards"].reshape(-1)), args.epochs)
+    continuation = Regression(
+        inputs, torch.from_numpy(data["continued"]), args.epochs, logistic=True
+    )
+    print(f"watch now: R² {watch.explained:.3f} on held-out transitions")
+    print(f"session continues: {continuation.explained:.3f} of the log loss explained")
     policies: list[Any] = [
         GreedyRewardModelPolicy(*args.weights),
-        RegressionPolicy("watch_now", now, args.weights, replace_watch=True),
+        RefitPolicy("refit_watch", {"watch_time": watch}, args.weights),
+        RefitPolicy("refit_continuation", {"continuation_probability": continuation}, args.weights),
+        RefitPolicy(
+            "refit_both",
+            {"watch_time": watch, "continuation_probability": continuation},
+            args.weights,
+        ),
     ]
     kept = (args.steps - FUTURE_ONLY_STEPS) * args.users
     for delta in args.day_discounts:
         future = torch.from_numpy(discounted_future(data, delta)[: args.steps - FUTURE_ONLY_STEPS])
         q = Regression(inputs[:kept], future.reshape(-1), args.epochs)
         print(f"fitted_q_d{delta:g}: R² {q.explained:.3f} on held-out transitions")
-        policies.append(
-            RegressionPolicy(f"fitted_q_d{delta:g}", q, args.weights, replace_watch=False)
-        )
+        policies.append(FittedQPolicy(f"fitted_q_d{delta:g}", q, args.weights))
     result = evaluate(
         args.env_id,
         policies,
