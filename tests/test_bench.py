@@ -1,4 +1,5 @@
-"""The dominance bench runs end to end at tiny size (its figures are in docs/agents.md)."""
+"""Benches at tiny size: the dominance bench end to end, the backend comparison and the
+on-policy refit's targets (their figures are in docs/agents.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,3 +70,21 @@ def test_the_backend_comparison_aggregates_training_seeds(tmp_path: Path) -> Non
     missing = [*command[:3], "--first", "sb3", "nope", "--second", "rllib", "b0"]
     done = subprocess.run(missing, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "['nope'] not in the report" in done.stderr
+
+
+def test_the_on_policy_refit_discounts_the_future_per_day_and_stops_at_a_life_end() -> None:
+    """`bench/onpolicy_refit.py`'s fitted-Q targets: one user whose life ends after step 1
+    (the next life starts at step 2) and one who stays in one day, then skips two."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from onpolicy_refit import discounted_future
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    rewards = np.array([[1.0, 1.0], [2.0, 2.0], [4.0, 4.0]], np.float32)
+    dones = np.array([[False, False], [True, False], [False, False]])
+    days = np.array([[0, 3], [1, 3], [0, 5]], np.float32)
+    future = discounted_future({"rewards": rewards, "dones": dones, "days": days}, 0.5)
+    assert future[:, 0].tolist() == [1 + 0.5 * 2, 2, 4]  # one day later; the life ends
+    assert future[:, 1].tolist() == [1 + 2 + 0.25 * 4, 2 + 0.25 * 4, 4]  # same day; 2 days
+    session_only = discounted_future({"rewards": rewards, "dones": dones, "days": days}, 0.0)
+    assert session_only[:, 1].tolist() == [3, 2, 4]  # a day discount of 0: today only
