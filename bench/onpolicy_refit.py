@@ -52,7 +52,7 @@ FUTURE_ONLY_STEPS = 150
 
 
 def candidate_inputs(obs: Mapping[str, np.ndarray], weights: tuple[float, float]) -> np.ndarray:
-    """``(N, C, D)`` float32: each candidate's inputs as the docstring lists them."""
+    """``(N, C, D)`` float32: each candidate's inputs, as the module docstring lists them."""
     scores = obs["candidate_scores"].astype(np.float32)
     minutes = np.log1p(np.clip(scores[..., 1:3], 0, None))
     own = np.concatenate(
