@@ -12,9 +12,10 @@ than by policy gradients::
 It collects ``--steps`` decisions of ``--users`` training users (population seed 0) under
 the greedy ranking on the reward model, sampled with probabilities
 ``softmax(temperature · z)`` of the score's within-user z-score (the sharp prior PPO starts
-from), and fits one MLP per target on the chosen candidate's inputs: public features, the
-predictor's scores and the reward model's score, each also standardised within the user,
-then the predictor's user state and the visit context:
+from), and fits one MLP per target on the chosen candidate's inputs: the PPO scorer's
+per-candidate inputs (`CandidateInputs`: public features, the predictor's scores and the
+reward model's score, each also standardised within the user), then the predictor's user
+state and the visit context:
 
 - ``refit_watch``: the minutes watched now, in place of the reward model's predicted watch
   (its long-term terms stay the predictor's);
@@ -41,6 +42,7 @@ from torch import nn
 
 from agents.configs import TrainConfig
 from agents.evaluation import evaluate
+from agents.networks import CandidateFeaturesExtractor
 from agents.predictor_env import PredictorObservations
 from agents.ranking import SCORE_NAMES, reward_model_score
 from agents.reference_policies import GreedyRewardModelPolicy
@@ -51,36 +53,34 @@ from loe_gym.predictor.serving import PredictorService
 FUTURE_ONLY_STEPS = 150
 
 
-def candidate_inputs(obs: Mapping[str, np.ndarray], weights: tuple[float, float]) -> np.ndarray:
-    """``(N, C, D)`` float32: each candidate's inputs, as the module docstring lists them."""
-    scores = obs["candidate_scores"].astype(np.float32)
-    minutes = np.log1p(np.clip(scores[..., 1:3], 0, None))
-    own = np.concatenate(
-        [
-            obs["candidate_features"].astype(np.float32),
-            scores[..., :1],
-            minutes,
-            scores[..., 3:],
-            reward_model_score(scores, *weights)[..., None],
-        ],
-        -1,
-    )
-    standardised = (own - own.mean(1, keepdims=True)) / (own.std(1, keepdims=True) + 1e-3)
-    user = np.concatenate(
-        [obs["user_state"], np.log1p(np.clip(obs["context"], 0, None))], -1
-    ).astype(np.float32)
-    tiled = np.broadcast_to(user[:, None], (*own.shape[:2], user.shape[-1]))
-    return np.concatenate([own, standardised, tiled], -1)
+class CandidateInputs:
+    """``(N, C, D)`` float32: each candidate's inputs to the PPO scorer
+    (`agents.networks.CandidateFeaturesExtractor` with the reward model's weights, its
+    per-candidate part), then the predictor's user state and ``log1p`` of the visit
+    context (the extractor's own user part holds an untrained projection of that state)."""
+
+    def __init__(self, observation_space: Any, weights: tuple[float, float]) -> None:
+        self.extractor = CandidateFeaturesExtractor(observation_space, prior_weights=weights)
+
+    def __call__(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        extractor = self.extractor
+        c, d = extractor.num_candidates, extractor.candidate_size
+        with torch.no_grad():
+            flat = extractor({key: torch.as_tensor(value) for key, value in obs.items()})
+        own = flat[:, : c * d].reshape(-1, c, d).numpy()
+        user = np.concatenate(
+            [obs["user_state"], np.log1p(np.clip(obs["context"], 0, None))], -1
+        ).astype(np.float32)
+        return np.concatenate(
+            [own, np.broadcast_to(user[:, None], (*own.shape[:2], user.shape[-1]))], -1
+        )
 
 
-def collect(args: argparse.Namespace, service: PredictorService) -> dict[str, np.ndarray]:
+def collect(
+    args: argparse.Namespace, env: Any, inputs_of: CandidateInputs
+) -> dict[str, np.ndarray]:
     """Inputs of the chosen candidates ``(T·N, D)``, whether the session went on after
     them ``(T·N,)``, and rewards, dones and days ``(T, N)``."""
-    env = make_sb3_env(
-        args.env_id,
-        args.users,
-        wrappers=[lambda e: PredictorObservations(e, service, args.history_length)],
-    )
     env.seed(0)
     obs = env.reset()
     rng = np.random.default_rng(0)
@@ -91,7 +91,7 @@ def collect(args: argparse.Namespace, service: PredictorService) -> dict[str, np
         p = np.exp(args.temperature * (z - z.max(1, keepdims=True)))
         p /= p.sum(1, keepdims=True)
         action = (p.cumsum(1) > rng.random((len(p), 1))).argmax(1)
-        inputs.append(candidate_inputs(obs, args.weights)[np.arange(len(action)), action])
+        inputs.append(inputs_of(obs)[np.arange(len(action)), action])
         days.append(obs["context"][:, CONTEXT.index("day")].copy())
         obs, reward, done, _ = env.step(action)
         rewards.append(reward.astype(np.float32))
@@ -175,30 +175,34 @@ class RefitPolicy(GreedyRewardModelPolicy):
     to the regression that replaces the predictor's estimate."""
 
     def __init__(
-        self, name: str, terms: dict[str, Regression], weights: tuple[float, float]
+        self,
+        name: str,
+        terms: dict[str, Regression],
+        inputs_of: CandidateInputs,
+        weights: tuple[float, float],
     ) -> None:
         super().__init__(*weights, name=name)
-        self.terms, self.weights = terms, weights
+        self.terms, self.inputs_of = terms, inputs_of
 
     def scores(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
         refitted = np.array(obs["candidate_scores"])
-        inputs = torch.from_numpy(candidate_inputs(obs, self.weights))
+        inputs = torch.from_numpy(self.inputs_of(obs))
         with torch.no_grad():
             for column, model in self.terms.items():
                 refitted[..., SCORE_NAMES.index(column)] = model(inputs).numpy()
-        return reward_model_score(refitted, *self.weights)  # type: ignore[no-any-return]
+        return reward_model_score(refitted, self.return_weight, self.continuation_weight)  # type: ignore[no-any-return]
 
 
 class FittedQPolicy(GreedyRewardModelPolicy):
     """Greedy on a regression of the future watch: one step of policy improvement."""
 
-    def __init__(self, name: str, q: Regression, weights: tuple[float, float]) -> None:
-        super().__init__(*weights, name=name)
-        self.q, self.weights = q, weights
+    def __init__(self, name: str, q: Regression, inputs_of: CandidateInputs) -> None:
+        super().__init__(name=name)
+        self.q, self.inputs_of = q, inputs_of
 
     def scores(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
         with torch.no_grad():
-            return self.q(torch.from_numpy(candidate_inputs(obs, self.weights))).numpy()  # type: ignore[no-any-return]
+            return self.q(torch.from_numpy(self.inputs_of(obs))).numpy()  # type: ignore[no-any-return]
 
 
 def main() -> None:
@@ -222,7 +226,13 @@ def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     service = PredictorService.from_pretrained(args.predictor)
-    data = collect(args, service)
+    env = make_sb3_env(
+        args.env_id,
+        args.users,
+        wrappers=[lambda e: PredictorObservations(e, service, args.history_length)],
+    )
+    inputs_of = CandidateInputs(env.observation_space, args.weights)
+    data = collect(args, env, inputs_of)
     inputs = torch.from_numpy(data["inputs"])
     watch = Regression(inputs, torch.from_numpy(data["rewards"].reshape(-1)), args.epochs)
     continuation = Regression(
@@ -232,11 +242,17 @@ def main() -> None:
     print(f"session continues: {continuation.explained:.3f} of the log loss explained")
     policies: list[Any] = [
         GreedyRewardModelPolicy(*args.weights),
-        RefitPolicy("refit_watch", {"watch_time": watch}, args.weights),
-        RefitPolicy("refit_continuation", {"continuation_probability": continuation}, args.weights),
+        RefitPolicy("refit_watch", {"watch_time": watch}, inputs_of, args.weights),
+        RefitPolicy(
+            "refit_continuation",
+            {"continuation_probability": continuation},
+            inputs_of,
+            args.weights,
+        ),
         RefitPolicy(
             "refit_both",
             {"watch_time": watch, "continuation_probability": continuation},
+            inputs_of,
             args.weights,
         ),
     ]
@@ -245,7 +261,7 @@ def main() -> None:
         future = torch.from_numpy(discounted_future(data, delta)[: args.steps - FUTURE_ONLY_STEPS])
         q = Regression(inputs[:kept], future.reshape(-1), args.epochs)
         print(f"fitted_q_d{delta:g}: R² {q.explained:.3f} on held-out transitions")
-        policies.append(FittedQPolicy(f"fitted_q_d{delta:g}", q, args.weights))
+        policies.append(FittedQPolicy(f"fitted_q_d{delta:g}", q, inputs_of))
     result = evaluate(
         args.env_id,
         policies,
