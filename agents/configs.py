@@ -200,6 +200,10 @@ class TrainConfig(FrozenConfig):
     encoder_history_length: int = 10
     """History rows the predictor's transformer sees per step when it encodes a user (older
     rows reach it through its long-term profile); shorter is faster."""
+    item_vector_size: int = 0
+    """With the predictor: the policy also reads each candidate's item token (id, feature
+    and text embedding), reduced to this many principal components over the catalog
+    (0 = only the predictor's task scores; agents/predictor_env.py)."""
     return_weight: float = 30.0
     """Reward model: minutes per unit of predicted next-day return probability gained
     over the average candidate (see agents/predictor_env.py)."""
@@ -269,8 +273,14 @@ class TrainConfig(FrozenConfig):
         self._check_positive("total_steps", "num_users", "encoder_history_length", "n_steps")
         self._check_positive("batch_size", "n_epochs", "learning_rate", "buffer_size")
         self._check_nonnegative("return_weight", "continuation_weight", "ent_coef")
-        self._check_nonnegative("myopic_prior", "seed", "num_env_runners")
+        self._check_nonnegative("myopic_prior", "seed", "num_env_runners", "item_vector_size")
         check_backend(self)
+        if self.item_vector_size and self.encoder == "none":
+            raise ValueError(
+                f"TrainConfig.item_vector_size={self.item_vector_size} reads the predictor's "
+                "item vectors, but encoder='none' uses no predictor: pass --agent.encoder "
+                "frozen or set item_vector_size 0."
+            )
         object.__setattr__(self, "net_arch", tuple(self.net_arch))
         for name in ("gamma", "day_discount", "gae_lambda"):
             if not 0 < getattr(self, name) <= 1:

@@ -604,12 +604,15 @@ def _check_policy_names(names: Sequence[str]) -> None:
 def _check_shared_predictor(current: Any, new: Any, run: str) -> None:
     if current is None:
         return
-    shared = (current.predictor, current.agent.encoder_history_length)
-    other = (new.predictor, new.agent.encoder_history_length)
-    if shared != other:
+
+    def observed(config: Any) -> tuple[Any, int, int]:
+        agent = config.agent
+        return config.predictor, agent.encoder_history_length, agent.item_vector_size
+
+    if observed(current) != observed(new):
         raise ValueError(
-            f"All --agents must share one predictor and encoder history length {shared}; "
-            f"{run} uses {other}. Evaluate them separately."
+            "All --agents must share one predictor, encoder history length and item vector "
+            f"size {observed(current)}; {run} uses {observed(new)}. Evaluate them separately."
         )
 
 

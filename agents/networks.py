@@ -47,7 +47,8 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
 
     Per candidate: its public features and, with a predictor in the loop
     (`agents.predictor_env.PredictorObservations`), its 5 task scores (probabilities as
-    they are, minutes as ``log1p``); each both as it is and standardised over the user's
+    they are, minutes as ``log1p``) and its item vector where the wrapper adds one
+    (``candidate_item_vectors``); each both as it is and standardised over the user's
     candidates. Per user: ``log1p`` of the visit context, the simulator's ``user`` features
     where it has them (RecSim's), and, with a predictor, a learned projection of its user
     state to ``user_state_size`` dims.
@@ -97,6 +98,10 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
         raw = f + (_shape(observation_space, "candidate_scores")[1] if self.has_scores else 0)
         self.prior_weights = tuple(prior_weights) if prior_weights and self.has_scores else None
         raw += 1 if self.prior_weights else 0
+        self.has_item_vectors = "candidate_item_vectors" in keys
+        raw += (
+            _shape(observation_space, "candidate_item_vectors")[1] if self.has_item_vectors else 0
+        )
         raw += (k + 1 if self.has_history else 0) + (k if self.has_profile else 0)
         per_candidate = 2 * raw  # each input as it is and standardised within the user
         self.has_user = "user" in keys
@@ -128,6 +133,8 @@ class CandidateFeaturesExtractor(BaseFeaturesExtractor):  # type: ignore[misc]
             candidates.append(torch.cat([scores[..., :1], minutes, scores[..., 3:]], -1))
             if self.prior_weights:
                 candidates.append(reward_model_score(scores, *self.prior_weights)[..., None])
+        if self.has_item_vectors:
+            candidates.append(observations["candidate_item_vectors"])
         user = [torch.log1p(observations["context"].clamp_min(0))]
         if self.has_state:
             user.append(self.state_projection(observations["user_state"]))

@@ -38,6 +38,7 @@ __all__ = [
     "PredictorObservations",
     "PredictorReward",
     "check_predictor_matches",
+    "item_vector_table",
     "rank_by_weights",
 ]
 
@@ -61,7 +62,10 @@ class PredictorObservations(VectorWrapper):  # type: ignore[misc]
 
     New keys: ``user_state`` ``(N, H)`` float32, the predictor's user state, and
     ``candidate_scores`` ``(N, C, 5)`` float32, its prediction for each candidate shown
-    next (columns `agents.ranking.SCORE_NAMES`).
+    next (columns `agents.ranking.SCORE_NAMES`); with ``item_vector_size = K > 0`` also
+    ``candidate_item_vectors`` ``(N, C, K)`` float32, each candidate's item token (id,
+    feature and text embedding) on the catalog's first ``K`` principal components, each
+    scaled to unit variance over the catalog (`item_vector_table`).
 
     Args:
         env: a `RecommendationVectorEnv` (possibly wrapped) with the ``history``
@@ -69,10 +73,18 @@ class PredictorObservations(VectorWrapper):  # type: ignore[misc]
         service: the trained predictor (`PredictorService`), fitted on this catalog.
         history_length: rows the transformer sees (default: the predictor's maximum);
             older rows reach it through the long-term profile.
+        item_vector_size: principal components of the item tokens per candidate (0: none).
+            The task scores are what the predictor makes of an item for this user; the item
+            vector is what it knows of the item itself, which the policy can weigh by the
+            reward it earns (e.g. what a title says of a fresh item's quality).
     """
 
     def __init__(
-        self, env: VectorEnv, service: PredictorService, history_length: int | None = None
+        self,
+        env: VectorEnv,
+        service: PredictorService,
+        history_length: int | None = None,
+        item_vector_size: int = 0,
     ) -> None:
         super().__init__(env)
         core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
@@ -100,6 +112,15 @@ class PredictorObservations(VectorWrapper):  # type: ignore[misc]
             "user_state": spaces.Box(-np.inf, np.inf, (service.hidden_size,), np.float32),
             "candidate_scores": spaces.Box(0.0, np.inf, (c, len(SCORE_NAMES)), np.float32),
         }
+        self._item_vectors = (
+            item_vector_table(service.item_vectors(), item_vector_size)
+            if item_vector_size
+            else None
+        )
+        if self._item_vectors is not None:
+            extra["candidate_item_vectors"] = spaces.Box(
+                -np.inf, np.inf, (c, item_vector_size), np.float32
+            )
         self.single_observation_space = spaces.Dict(
             {**env.single_observation_space.spaces, **extra}  # type: ignore[attr-defined]
         )
@@ -187,7 +208,15 @@ class PredictorObservations(VectorWrapper):  # type: ignore[misc]
     def _augment(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._target_gaps = self._gap_of_next_step(obs["context"])
         states, scores = self._scores(slice(None), obs["candidate_ids"], self._target_gaps)
-        return {**obs, "user_state": states, "candidate_scores": scores}
+        return {**obs, **self._predictor_keys(obs["candidate_ids"], states, scores)}
+
+    def _predictor_keys(
+        self, candidate_ids: np.ndarray, states: np.ndarray, scores: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        keys = {"user_state": states, "candidate_scores": scores}
+        if self._item_vectors is not None:
+            keys["candidate_item_vectors"] = self._item_vectors[candidate_ids]
+        return keys
 
     def _augment_final(self, info: dict[str, Any], done: np.ndarray) -> None:
         """Add the predictor keys to the final observations of finished users (SB3
@@ -198,11 +227,28 @@ class PredictorObservations(VectorWrapper):  # type: ignore[misc]
         context = np.stack([f["context"] for f in finals])
         states, scores = self._scores(users, candidates, self._gap_of_next_step(context))
         for i, user in enumerate(users):
-            info["final_obs"][user] = {
-                **finals[i],
-                "user_state": states[i],
-                "candidate_scores": scores[i],
-            }
+            keys = self._predictor_keys(candidates[i], states[i], scores[i])
+            info["final_obs"][user] = {**finals[i], **keys}
+
+
+def item_vector_table(vectors: np.ndarray, size: int) -> np.ndarray:
+    """``vectors (M, H)`` on their first ``size`` principal components, each scaled to unit
+    variance over the ``M`` rows: ``(M, size)`` float32. Raises ``ValueError`` unless
+    ``1 ≤ size ≤ min(M, H)``."""
+    m, h = vectors.shape
+    if not 1 <= size <= min(m, h):
+        raise ValueError(
+            f"item_vector_size must lie in [1, {min(m, h)}] (the predictor's hidden size "
+            f"{h}, the catalog's {m} items), got {size}; 0 turns the item vectors off."
+        )
+    centred = vectors.astype(np.float64) - vectors.mean(0)
+    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+    # Components of (near) zero variance stay zero instead of being blown up to noise.
+    spread = singular[:size] / np.sqrt(max(m - 1, 1))
+    scale = np.where(spread > 1e-8 * max(spread[0], 1e-30), 1.0 / np.maximum(spread, 1e-30), 0.0)
+    # Each component's sign is fixed by its largest loading, so a refit gives the same table.
+    signs = np.sign(directions[np.arange(size), np.abs(directions[:size]).argmax(1)])
+    return (centred @ (directions[:size].T * signs * scale)).astype(np.float32)
 
 
 def _chosen(values: np.ndarray, actions: np.ndarray) -> np.ndarray:

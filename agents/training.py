@@ -142,7 +142,9 @@ def predictor_wrappers(
         return []
     agent = config.agent
     wrappers: list[Callable[[gym.vector.VectorEnv], gym.vector.VectorEnv]] = [
-        lambda env: PredictorObservations(env, service, agent.encoder_history_length)
+        lambda env: PredictorObservations(
+            env, service, agent.encoder_history_length, agent.item_vector_size
+        )
     ]
     if for_training and agent.reward_source != "simulator":
         observed = agent.reward_source == "hybrid"

@@ -47,6 +47,10 @@ def main() -> None:
     parser.add_argument("--eval-seeds", type=int, nargs="+", default=[100, 101, 102, 103, 104])
     parser.add_argument("--eval-users", type=int, default=500)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--train-options", nargs=argparse.REMAINDER, default=[],
+        help="the rest goes to both encoders' `loe-gym train`, e.g. --agent.item-vector-size 8",
+    )  # fmt: skip
     args = parser.parse_args()
     work = args.work
     log = work / "log"
@@ -65,7 +69,7 @@ def main() -> None:
             if not (run / "agent.safetensors").exists():
                 _cli("train", "--env-id", ENV, "--predictor", str(fit / "model"), "--output", str(run),
                      "--agent.total-steps", str(args.steps), "--agent.seed", str(seed),
-                     "--eval-every", "0", "--overwrite")  # fmt: skip
+                     "--eval-every", "0", "--overwrite", *args.train_options)  # fmt: skip
             runs[name].append(run.name)
     # `evaluate` serves one predictor per call: one report per encoder, on the same
     # populations (the evaluation seeds fix the users and their candidates).

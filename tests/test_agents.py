@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import NUM_ITEMS, SMALL, assert_tree_equal, random_slots
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stable_baselines3 import A2C, DQN, PPO, SAC
 
 from agents.configs import TrainConfig, TrainRunConfig
@@ -20,6 +22,7 @@ from agents.predictor_env import (
     FusionWeights,
     PredictorObservations,
     PredictorReward,
+    item_vector_table,
     rank_by_weights,
 )
 from agents.ranking import SCORE_NAMES, top_slates
@@ -74,12 +77,21 @@ def _vector(num_users: int = 4, autoreset_mode: str = "next_step", **options: An
     )
 
 
-def _sb3(service: PredictorService, num_users: int, *wrappers: Any, **options: Any) -> Any:
+def _sb3(
+    service: PredictorService,
+    num_users: int,
+    *wrappers: Any,
+    item_vector_size: int = 0,
+    **options: Any,
+) -> Any:
     """The SB3 adapter with the predictor's observations (and ``wrappers`` after them)."""
     return RecommendationSB3VecEnv(
         "loe_gym/Engagement-v0",
         num_users=num_users,
-        wrappers=[lambda env: PredictorObservations(env, service), *wrappers],
+        wrappers=[
+            lambda env: PredictorObservations(env, service, item_vector_size=item_vector_size),
+            *wrappers,
+        ],
         **(options or OPTIONS),
     )
 
@@ -183,6 +195,55 @@ def test_history_length_beyond_the_predictors_is_refused(service: PredictorServi
         PredictorObservations(_vector(), service, history_length=7)
 
 
+def test_item_vectors_are_each_candidates_principal_components(
+    service: PredictorService,
+) -> None:
+    env = PredictorObservations(_vector(3, "same_step"), service, item_vector_size=4)
+    table = item_vector_table(service.item_vectors(), 4)
+    # Unit variance, uncorrelated components of the catalog's item tokens.
+    np.testing.assert_allclose(np.cov(table.T), np.eye(4), atol=1e-4)
+    obs, _ = env.reset(seed=2)
+    assert env.observation_space.contains(obs)
+    np.testing.assert_array_equal(obs["candidate_item_vectors"], table[obs["candidate_ids"]])
+    finished = 0
+    for _ in range(80):
+        _, _, terminated, truncated, info = env.step(np.zeros(3, np.int64))
+        for user in np.flatnonzero(terminated | truncated):
+            final = info["final_obs"][user]
+            np.testing.assert_array_equal(
+                final["candidate_item_vectors"], table[final["candidate_ids"]]
+            )
+            finished += 1
+    assert finished > 0
+    with pytest.raises(ValueError, match=r"item_vector_size must lie in \[1, 16\]"):
+        PredictorObservations(_vector(), service, item_vector_size=17)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.integers(3, 12),
+    columns=st.integers(1, 6),
+    size=st.integers(1, 6),
+    seed=st.integers(0, 10_000),
+    scale=st.floats(1e-3, 1e3),
+)
+def test_item_vector_table_whitens_and_keeps_the_leading_directions(
+    rows: int, columns: int, size: int, seed: int, scale: float
+) -> None:
+    size = min(size, rows - 1, columns)
+    if size < 1:
+        return
+    vectors = np.random.default_rng(seed).normal(size=(rows, columns)) * scale
+    table = item_vector_table(vectors, size)
+    assert table.shape == (rows, size)
+    np.testing.assert_allclose(table.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(np.cov(table.T, ddof=1).reshape(size, size), np.eye(size), atol=1e-3)
+    # A rotated and shifted copy of the catalog gives the same table up to each column's sign.
+    rotation, _ = np.linalg.qr(np.random.default_rng(seed + 1).normal(size=(columns, columns)))
+    moved = item_vector_table(vectors @ rotation + 5.0, size)
+    np.testing.assert_allclose(np.abs(moved), np.abs(table), rtol=1e-3, atol=1e-3)
+
+
 # --- reward model and fusion weights ---
 
 
@@ -267,6 +328,8 @@ def _permuted(obs: dict[str, np.ndarray], order: np.ndarray) -> dict[str, np.nda
     out = dict(obs)
     for key in ("candidate_ids", "candidate_features", "candidate_scores"):
         out[key] = obs[key][:, order]
+    if "candidate_item_vectors" in obs:
+        out["candidate_item_vectors"] = obs["candidate_item_vectors"][:, order]
     return out
 
 
@@ -274,7 +337,7 @@ def _permuted(obs: dict[str, np.ndarray], order: np.ndarray) -> dict[str, np.nda
 def test_candidate_policies_are_permutation_equivariant(
     service: PredictorService, algorithm: Any
 ) -> None:
-    env = _sb3(service, 2)
+    env = _sb3(service, 2, item_vector_size=3)
     if algorithm is DQN:
         model = DQN(CandidateDQNPolicy, env, learning_starts=0, seed=0)
     else:
@@ -349,13 +412,14 @@ def test_myopic_prior_starts_the_policy_at_the_predicted_watch_ranking(
     np.testing.assert_array_equal(actions, obs["candidate_scores"][..., 2].argmax(1))
 
 
+@pytest.mark.parametrize("item_vector_size", [0, 4])
 def test_reward_model_prior_starts_the_policy_at_the_greedy_reward_model_ranking(
-    service: PredictorService,
+    service: PredictorService, item_vector_size: int
 ) -> None:
     """``prior_ranking='reward_model'``: the first policy acts as `GreedyRewardModelPolicy`
     with the same weights, and not as the myopic ranking (the weights are large enough
-    here that the two rankings differ for some users)."""
-    env = _sb3(service, 16)
+    here that the two rankings differ for some users), item vectors or not."""
+    env = _sb3(service, 16, item_vector_size=item_vector_size)
     kwargs = {
         "myopic_prior": 50.0,
         "features_extractor_kwargs": TrainConfig(
@@ -453,6 +517,7 @@ def _run_config(**changes: Any) -> TrainRunConfig:
         ({"num_users": -1}, "num_users"),
         ({"gamma": 1.5}, "gamma"),
         ({"encoder": "frozen", "predictor": None}, "need a trained predictor"),
+        ({"item_vector_size": 2}, "encoder='none' uses no predictor"),
         ({"algorithm": "sac", "encoder": "none", "predictor": None}, "need a trained predictor"),
     ],
 )
@@ -462,6 +527,17 @@ def test_train_config_rejects_bad_values(
     with pytest.raises(ValueError, match=message):
         # The env id is checked when training starts, before anything is built.
         train_agent(_run_config(**{"encoder": "none", **changes}), tmp_path / "run")
+
+
+def test_agents_evaluated_together_must_see_the_same_observations() -> None:
+    from agents.evaluation import _check_shared_predictor
+
+    plain = _run_config(predictor="p", encoder="frozen")
+    _check_shared_predictor(plain, _run_config(predictor="p", encoder="frozen", seed=3), "run")
+    with pytest.raises(ValueError, match=r"item vector size \('p', 10, 0\); run uses"):
+        _check_shared_predictor(
+            plain, _run_config(predictor="p", encoder="frozen", item_vector_size=8), "run"
+        )
 
 
 def test_dqn_on_a_slate_env_names_the_algorithms_that_fit(tmp_path: Any) -> None:

@@ -112,6 +112,12 @@ class PredictorService:
             )
         return None
 
+    def item_vectors(self) -> np.ndarray:
+        """The item tokens ``(num_items, H)`` float32 the transformer sees, in catalog id
+        order: id embedding + projected features (+ projected text)."""
+        with torch.inference_mode():
+            return self.model.catalog_item_embeddings().float().cpu().numpy()
+
     def encode(
         self,
         history_item_ids: np.ndarray,
