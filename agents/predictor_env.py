@@ -245,7 +245,7 @@ def item_vector_table(vectors: np.ndarray, size: int) -> np.ndarray:
     _, singular, directions = np.linalg.svd(centred, full_matrices=False)
     # Components of (near) zero variance stay zero instead of being blown up to noise.
     spread = singular[:size] / np.sqrt(max(m - 1, 1))
-    scale = np.where(spread > 1e-8 * max(spread[0], 1e-30), 1.0 / np.maximum(spread, 1e-30), 0.0)
+    scale = np.divide(1.0, spread, out=np.zeros_like(spread), where=spread > 1e-8 * spread[0])
     # Each component's sign is fixed by its largest loading, so a refit gives the same table.
     signs = np.sign(directions[np.arange(size), np.abs(directions[:size]).argmax(1)])
     return (centred @ (directions[:size].T * signs * scale)).astype(np.float32)
