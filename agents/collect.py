@@ -30,7 +30,13 @@ import gymnasium as gym
 import numpy as np
 
 from agents.evaluation import population_steps
-from agents.reference_policies import REFERENCE_POLICIES, Policy, make_policy
+from agents.reference_policies import (
+    REFERENCE_POLICIES,
+    Policy,
+    is_policy_name,
+    make_policy,
+    public_feature_policies,
+)
 from loe_gym import RecommendationVectorEnv
 from loe_gym.errors import check_positive_int, did_you_mean
 from loe_gym.logs import LogInteractions
@@ -209,7 +215,7 @@ class _RecordingComponents:
 
 
 def _make_policy(name: str, seed: int = 0) -> Policy:
-    if name not in REFERENCE_POLICIES:
+    if not is_policy_name(name):
         choices = [*REFERENCE_POLICIES, *LOGGING_POLICIES]
         raise ValueError(
             f"Unknown logging policy {name!r}.{did_you_mean(name, choices)} "
@@ -233,8 +239,10 @@ def _with_horizon(options: dict[str, Any], horizon_days: int | None) -> dict[str
 def deployable_probabilities(env: RecommendationVectorEnv) -> dict[str, float]:
     """`DEPLOYABLE_POLICY` for ``env``'s catalog: the components whose public inputs the
     catalog has (topics, ``ctr_estimate``, ``completion_estimate``), sharing the
-    non-random probability in their proportions; ``random`` keeps its own. Raises naming
-    the alternatives when the catalog supports none of them."""
+    non-random probability in their proportions; ``random`` keeps its own. A catalog that
+    supports none of them gets the rankings by each of its varying features, highest and
+    lowest first (``max_<feature>``, ``min_<feature>``), in equal shares. Raises naming
+    the alternatives when the catalog has no varying feature either."""
     supported, reasons = {}, []
     for name, probability in DEPLOYABLE_POLICY.items():
         if name == "random":
@@ -245,6 +253,8 @@ def deployable_probabilities(env: RecommendationVectorEnv) -> dict[str, float]:
             reasons.append(str(error))
         else:
             supported[name] = probability
+    if not supported:
+        supported = {p.name: 1.0 for p in public_feature_policies(env.catalog)}
     if not supported:
         raise ValueError(
             "The deployable logging policy reads public features this catalog lacks: "
@@ -351,7 +361,7 @@ def collect_logs(
     policy: str | Policy = "mixed",
     seed: int = 0,
     horizon_days: int | None = None,
-    privileged: bool = True,
+    privileged: bool | None = None,
     rows_per_group: int = 65_536,
     overwrite: bool = False,
     progress: bool = True,
@@ -372,7 +382,8 @@ def collect_logs(
         seed: seeds the population, the candidates, the responses and the policy; the
             same seed writes the same log.
         horizon_days: days per user life; None keeps the environment's default.
-        privileged: add the privileged columns (evaluation only; see `loe_gym.logs`).
+        privileged: add the privileged columns (evaluation only; see `loe_gym.logs`);
+            None (default): where the simulator has ``expected_responses``.
         rows_per_group: rows per Parquet part file.
         overwrite: replace an existing log at ``path``.
         progress: show a progress bar over finished users.
@@ -397,6 +408,8 @@ def collect_logs(
         env_id, num_envs=num_users, vectorization_mode="vector_entry_point", **options
     )
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
+    if privileged is None:
+        privileged = callable(getattr(core.simulator, "expected_responses", None))
     started = time.perf_counter()
     # What makes the rows: a resumed log must have been started with the same.
     name = policy if isinstance(policy, str) else repr(policy)

@@ -105,9 +105,10 @@ class LookaheadConfig(FrozenConfig):
     users × top_k × samples × (at most) horizon env steps."""
 
     portfolio: tuple[str, ...] = ("auto",)
-    """Policies each user may follow, by reference-policy name; ``auto``: every
-    reference policy but random that acts on the simulator (privileged ones need its
-    expected_responses)."""
+    """Policies each user may follow, by reference-policy name (``max_<feature>`` /
+    ``min_<feature>`` included); ``auto``: every reference policy that acts on the
+    simulator (privileged ones need its expected_responses) and the rankings by each
+    public catalog feature."""
     switch_every: int = 0
     """Decisions between a user's policy-switching rollouts (0: only when the user's
     life starts)."""

@@ -515,7 +515,9 @@ def policy_table(
 
     from loe_gym.registration import env_facts
 
-    policies = config.policies or env_facts(config.env_id).reference_policies
+    policies = config.policies or _default_policies(
+        env_facts(config.env_id).reference_policies, config.env_id, config.env_options
+    )
     _check_policy_names(policies)
     started = time.perf_counter()
     result = evaluate(
@@ -590,11 +592,11 @@ def evaluate_runs(
 
 
 def _check_policy_names(names: Sequence[str]) -> None:
-    from agents.reference_policies import REFERENCE_POLICIES
+    from agents.reference_policies import REFERENCE_POLICIES, is_policy_name
     from loe_gym.errors import did_you_mean
 
     for name in names:
-        if name not in REFERENCE_POLICIES:
+        if not is_policy_name(name):
             raise ValueError(
                 f"Unknown policy {name!r}.{did_you_mean(name, REFERENCE_POLICIES)} "
                 f"Choose from {', '.join(REFERENCE_POLICIES)}."
@@ -631,12 +633,13 @@ def _baselines(
         GreedyRewardModelPolicy,
         MyopicPredictedPolicy,
         PopularityPolicy,
+        is_policy_name,
     )
     from loe_gym.errors import did_you_mean
 
     policies: list[Any] = []
     for name in config.baselines:
-        if name not in EVALUATE_BASELINES and name not in REFERENCE_POLICIES:
+        if name not in EVALUATE_BASELINES and not is_policy_name(name):
             known = sorted({*EVALUATE_BASELINES, *REFERENCE_POLICIES})
             raise ValueError(
                 f"Unknown baseline {name!r}.{did_you_mean(name, known)} Choose from "
@@ -664,6 +667,23 @@ def _baselines(
         else:
             policies.append(_reference_policy(name, config.lookahead, agents))
     return policies, service, wrap_config
+
+
+def _default_policies(
+    names: Sequence[str], env_id: str, env_options: Mapping[str, Any] | None
+) -> list[str]:
+    """``names`` that act on the env: a simulator without ``expected_responses`` (a
+    custom one) gets the non-privileged ones and its catalog's feature rankings."""
+    from agents.reference_policies import public_feature_policies
+
+    env = gym.make(env_id, **dict(env_options or {}))
+    simulator = env.unwrapped.simulator  # type: ignore[attr-defined]
+    catalog = env.unwrapped.catalog  # type: ignore[attr-defined]
+    env.close()
+    if callable(getattr(simulator, "expected_responses", None)):
+        return list(names)
+    kept = [n for n in names if not make_policy(n).privileged]
+    return kept + [p.name for p in public_feature_policies(catalog)]
 
 
 def _reference_policy(name: str, lookahead: Any, agents: Sequence[Any] = ()) -> Policy:

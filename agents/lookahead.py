@@ -4,8 +4,8 @@ Two rollout steps, both through forks of the env (`loe_gym.envs.forking`) with c
 random numbers, so paired differences measure the choice, not the noise:
 
 1. **Policy switching** (Chang, Givan & Chong's parallel rollout). A portfolio (by
-   default every reference policy but random that runs on the simulator, plus any
-   ``extra`` policies such as the agents it is judged against) is ranked on a pilot
+   default every reference policy that runs on the simulator and the rankings by each
+   public catalog feature, plus any ``extra`` policies such as the agents it is judged against) is ranked on a pilot
    population of its own; the ``keep`` best stay, the best is each new user's default.
    When a user's life starts (and every ``switch_every`` decisions, if set), the rest
    of its life is simulated ``switch_samples`` times under each kept policy; the user
@@ -32,28 +32,39 @@ import numpy as np
 from agents.configs import LookaheadConfig
 from agents.evaluation import population_steps
 from agents.ranking import top_slates
-from agents.reference_policies import REFERENCE_POLICIES, Policy, make_policy
+from agents.reference_policies import (
+    REFERENCE_POLICIES,
+    Policy,
+    make_policy,
+    public_feature_policies,
+)
 from loe_gym import RecommendationVectorEnv
 
 __all__ = ["LookaheadOracle", "PolicySwitch", "paired_choice", "portfolio"]
 
-# Not in the automatic portfolio: a random policy, the oracle itself, and policies that
-# need more than the env to be built (popularity needs logs).
-_NOT_IN_PORTFOLIO = frozenset({"random", "lookahead_oracle", "popularity"})
+# Not in the automatic portfolio: the oracle itself, and policies that need more than the
+# env to be built (popularity needs logs). Random stays: on a simulator where no other
+# policy avoids a trap it can be the best, and every comparison holds it.
+_NOT_IN_PORTFOLIO = frozenset({"lookahead_oracle", "popularity"})
 
 
 def portfolio(
     names: Sequence[str], env: RecommendationVectorEnv, obs: Mapping[str, np.ndarray]
 ) -> tuple[list[Any], dict[str, str]]:
-    """The policies named (``("auto",)``: every reference policy but random) that act on
+    """The policies named (``("auto",)``: every reference policy, and the
+    rankings by each public catalog feature, highest and lowest first) that act on
     ``env``, and ``{name: why}`` for the automatic ones that cannot (a missing privileged
     interface, a missing catalog feature). A policy named explicitly must work."""
     automatic = tuple(names) == ("auto",)
-    chosen = [n for n in REFERENCE_POLICIES if n not in _NOT_IN_PORTFOLIO] if automatic else names
+    chosen: list[Any] = list(names)
+    if automatic:
+        chosen = [n for n in REFERENCE_POLICIES if n not in _NOT_IN_PORTFOLIO]
+        chosen += [p for p in public_feature_policies(env.catalog) if p.name not in chosen]
     policies, skipped = [], {}
-    for name in chosen:
+    for entry in chosen:
+        name = getattr(entry, "name", entry)
         try:
-            policy: Any = make_policy(name)
+            policy: Any = make_policy(entry) if isinstance(entry, str) else entry
             if callable(getattr(policy, "check", None)):
                 policy.check(env)
             policy.act(obs, env)
@@ -65,8 +76,6 @@ def portfolio(
             skipped[name] = str(error)
             continue
         policies.append(policy)
-    if not policies:
-        raise ValueError(f"No portfolio policy acts on this env: {skipped}.")
     return policies, skipped
 
 
@@ -164,10 +173,8 @@ class LookaheadOracle:
         cfg = self.config
         if not self.policies:
             policies, self.skipped = portfolio(cfg.portfolio, env, obs)
-            self.policies = self.rank(
-                env,
-                [*policies, *(p for p in self.extra if not getattr(p, "uses_predictor", False))],
-            )[: cfg.keep]
+            policies += [p for p in self.extra if not getattr(p, "uses_predictor", False)]
+            self.policies = self.rank(env, policies)[: cfg.keep]
         acting = ~env.needs_reset
         active = np.flatnonzero(acting)
         due = np.flatnonzero(self._due(env) & acting)

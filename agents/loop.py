@@ -95,7 +95,8 @@ def round_summary(logs: str | Path) -> dict[str, Any]:
         "total_watch": float(watch.mean()),
         "total_watch_ci95_half_width": half,
         "ctr": float(clicked.mean()),
-        "session_length": float(np.count_nonzero(positions == 0) / max(ends.sum(), 1)),
+        # Items shown per session, as the evaluation's session_length (one row per item).
+        "session_length": float(positions.size / max(ends.sum(), 1)),
         "next_day_retention": float(returned[ends].mean()) if ends.any() else math.nan,
     }
 

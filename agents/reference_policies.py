@@ -72,9 +72,14 @@ def expected_responses(env: RecommendationVectorEnv) -> Mapping[str, np.ndarray]
     several of them over the same state); callers must not write into the arrays."""
     simulator = env.simulator
     if not hasattr(simulator, "expected_responses"):
+        features = ", ".join(env.catalog.feature_names) or "none"
         raise TypeError(
             f"{type(simulator).__name__} exposes no expected_responses(); privileged "
-            "policies need it (see loe_gym.PrivilegedSimulator)."
+            "policies (myopic, max_click, oracle_planner, ...) need it (see "
+            "loe_gym.PrivilegedSimulator). Without it use policies that read only the "
+            "observation: random, lookahead_oracle, trained agents, or max_<feature> / "
+            f"min_<feature> of the catalog's features ({features}); to log, --collect.policy "
+            "random or deployable."
         )
     # The cache holds the state and candidate objects themselves: a new step replaces
     # them (states are frozen), so identity says whether the cached value still holds.
@@ -294,15 +299,16 @@ class PopularityPolicy(_ScoringPolicy):
 
 
 class PublicFeaturePolicy(_ScoringPolicy):
-    """The candidates highest on one public item feature, e.g. the catalog's CTR
-    estimate (a clickbait-prone recommender) or its completion estimate (a quality-seeking
-    one). Reads only the observation: deployable, not privileged."""
+    """The candidates highest (``lowest``: lowest) on one public item feature, e.g. the
+    catalog's CTR estimate (a clickbait-prone recommender) or its completion estimate (a
+    quality-seeking one). Reads only the observation: deployable, not privileged. By name
+    ``max_<feature>`` or ``min_<feature>`` for any feature of the catalog."""
 
     privileged = False
 
-    def __init__(self, feature: str, name: str | None = None) -> None:
-        self.feature = feature
-        self.name = name or f"max_{feature}"
+    def __init__(self, feature: str, name: str | None = None, lowest: bool = False) -> None:
+        self.feature, self.lowest = feature, lowest
+        self.name = name or f"{'min' if lowest else 'max'}_{feature}"
 
     def check(self, env: RecommendationVectorEnv) -> None:
         """Raise a clear error if ``env``'s catalog lacks the feature."""
@@ -316,10 +322,14 @@ class PublicFeaturePolicy(_ScoringPolicy):
     def scores(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
         self.check(env)
         index = env.catalog.feature_names.index(self.feature)
-        return obs["candidate_features"][..., index]
+        if "candidate_features" in obs:
+            value = obs["candidate_features"][..., index]
+        else:  # an observation layout without them (RecSim's): the public catalog's
+            value = env.catalog.features[env.candidates, index]
+        return -value if self.lowest else value
 
     def __repr__(self) -> str:
-        return f"PublicFeaturePolicy({self.feature!r})"
+        return f"PublicFeaturePolicy({self.feature!r}, lowest={self.lowest})"
 
 
 class TopicAffinityPolicy(_ScoringPolicy):
@@ -451,14 +461,48 @@ REFERENCE_POLICIES: dict[str, Callable[..., Any]] = {
 }
 
 
+def feature_policy(name: str) -> PublicFeaturePolicy | None:
+    """``max_<feature>`` / ``min_<feature>`` (a name not in `REFERENCE_POLICIES`) as a
+    `PublicFeaturePolicy`; None for any other name. Whether the catalog has the feature
+    is checked when it acts."""
+    prefix, _, feature = name.partition("_")
+    if name in REFERENCE_POLICIES or prefix not in ("max", "min") or not feature:
+        return None
+    return PublicFeaturePolicy(feature, lowest=prefix == "min")
+
+
+def is_policy_name(name: str) -> bool:
+    """A name `make_policy` builds: a reference policy or a public-feature ranking."""
+    return name in REFERENCE_POLICIES or feature_policy(name) is not None
+
+
 def make_policy(name: str, **kwargs: Any) -> Policy:
-    """Build a reference policy by name (see `REFERENCE_POLICIES`)."""
+    """Build a reference policy by name (see `REFERENCE_POLICIES`; ``max_<feature>`` and
+    ``min_<feature>`` rank by any public catalog feature)."""
+    by_feature = None if kwargs else feature_policy(name)
+    if by_feature is not None:
+        return by_feature
     if name not in REFERENCE_POLICIES:
         raise ValueError(
             f"Unknown policy {name!r}.{did_you_mean(name, REFERENCE_POLICIES)} "
-            f"Choose from {', '.join(REFERENCE_POLICIES)}."
+            f"Choose from {', '.join(REFERENCE_POLICIES)}, or max_<feature> / "
+            "min_<feature> for a public catalog feature."
         )
     return REFERENCE_POLICIES[name](**kwargs)  # type: ignore[no-any-return]
+
+
+def public_feature_policies(catalog: Any) -> list[PublicFeaturePolicy]:
+    """``max_<f>`` and ``min_<f>`` for every public catalog feature ``f`` that varies over
+    the catalog (generic rankings any simulator's catalog allows); a feature of two values
+    (a one-hot topic, a flag) only ``max_<f>``: its lowest-first ranking is near random."""
+    policies = []
+    for name, column in zip(catalog.feature_names, np.asarray(catalog.features).T, strict=True):
+        values = np.unique(column)
+        if values.size > 1:
+            policies.append(PublicFeaturePolicy(name))
+        if values.size > 2:
+            policies.append(PublicFeaturePolicy(name, lowest=True))
+    return policies
 
 
 def policy_names(names: Sequence[str] | None = None) -> list[str]:

@@ -262,15 +262,30 @@ class SB3Policy:
         # training env, which SB3's vec-env wrappers cannot copy.
         return {**self.__dict__, "model": None}
 
+    def _observed(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The keys the network was trained on: an env may observe more (a learned world
+        has no ``user`` features; the deployment's simulator may)."""
+        keys = getattr(self.network.observation_space, "spaces", None)
+        if keys is None:
+            return dict(obs)
+        missing = [key for key in keys if key not in obs]
+        if missing:
+            raise ValueError(
+                f"Agent {self.name!r} reads observation keys {missing} that this env does not "
+                f"give (it gives {sorted(obs)}); evaluate it on the env it was trained for."
+            )
+        return {key: obs[key] for key in keys}
+
     def act(self, obs: Mapping[str, np.ndarray], env: Any) -> np.ndarray:
+        obs = self._observed(obs)
         if self.fusion:
             from agents.predictor_env import rank_by_weights
 
-            action, _ = self.network.predict(dict(obs), deterministic=True)
+            action, _ = self.network.predict(obs, deterministic=True)
             return rank_by_weights(action, obs["candidate_scores"], env.config.slate_size)
         slate_size = env.config.slate_size
         if slate_size == 1:
-            action, _ = self.network.predict(dict(obs), deterministic=True)
+            action, _ = self.network.predict(obs, deterministic=True)
             return np.asarray(action)
         # A slate policy's positions share the candidates' logits (agents/networks.py): the
         # deterministic slate is the best slate_size distinct candidates, not one repeated.
@@ -279,7 +294,7 @@ class SB3Policy:
         from agents.ranking import top_slates
 
         policy = self.network
-        tensors, _ = policy.obs_to_tensor(dict(obs))
+        tensors, _ = policy.obs_to_tensor(obs)
         with torch.no_grad():
             logits = policy.get_distribution(tensors).distribution[0].logits
         return top_slates(logits.cpu().numpy(), slate_size)

@@ -23,6 +23,7 @@ from loe_gym.simulator import (
     select_users,
     state_fields,
     take_users,
+    user_feature_bounds,
 )
 
 
@@ -133,7 +134,7 @@ def _check_user_features(simulator: Any, state: Any, num_users: int) -> np.ndarr
             f"[rule 5: user_features] expected finite values of shape "
             f"({num_users}, {simulator.user_feature_size}), got shape {features.shape}."
         )
-    low, high = getattr(simulator, "user_feature_bounds", (-np.inf, np.inf))
+    low, high = user_feature_bounds(simulator)
     outside = (features < low) | (features > high)
     if outside.any():
         user, column = (int(i) for i in np.argwhere(outside)[0])

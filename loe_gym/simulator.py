@@ -133,58 +133,118 @@ class PrivilegedSimulator(UserSimulator[StateT], Protocol[StateT]):
         ...
 
 
-# --- helpers for states: frozen dataclasses of arrays with leading axis num_users ---
+def user_feature_bounds(simulator: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's declared ``user_feature_bounds`` (default ±∞) as float64 arrays of
+    shape ``(user_feature_size,)``; scalars and sequences are broadcast.
+
+    Raises:
+        ContractError: bounds that are not two numbers or sequences of that length, or a
+            low bound above the high one.
+    """
+    from loe_gym.errors import ContractError
+
+    size = int(simulator.user_feature_size)
+    declared = getattr(simulator, "user_feature_bounds", (-np.inf, np.inf))
+    try:
+        low, high = declared
+        bounds = [np.broadcast_to(np.asarray(b, np.float64), (size,)) for b in (low, high)]
+    except (TypeError, ValueError):
+        raise ContractError(
+            f"[rule 5: user_features] user_feature_bounds must be (low, high), each a number "
+            f"or a sequence of user_feature_size={size} numbers; got {declared!r}."
+        ) from None
+    if np.any(np.isnan(bounds[0]) | np.isnan(bounds[1]) | (bounds[0] > bounds[1])):
+        raise ContractError(
+            f"[rule 5: user_features] user_feature_bounds {declared!r} must have low ≤ high "
+            "and no NaN."
+        )
+    return bounds[0].copy(), bounds[1].copy()
+
+
+# --- helpers for states: frozen dataclasses (possibly nested, or holding mappings) of
+# arrays with leading axis num_users ---
 
 
 def state_fields(state: Any) -> dict[str, np.ndarray]:
-    """The array fields of a simulator state, by name."""
+    """The leaves of a simulator state (arrays, if it follows the contract) by path:
+    ``"fatigue.level"`` for a field ``level`` of a nested dataclass ``fatigue``,
+    ``"traits['age']"`` in a mapping."""
     if not dataclasses.is_dataclass(state) or isinstance(state, type):
         raise TypeError(
             "A simulator state must be a dataclass instance whose fields are numpy "
             f"arrays with leading axis num_users; got {type(state).__name__}."
         )
-    return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    leaves: dict[str, Any] = {}
+
+    def walk(node: Any, where: str) -> None:
+        if dataclasses.is_dataclass(node) and not isinstance(node, type):
+            for f in dataclasses.fields(node):
+                walk(getattr(node, f.name), f"{where}.{f.name}" if where else f.name)
+        elif isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(value, f"{where}[{key!r}]")
+        else:
+            leaves[where] = node
+
+    walk(state, "")
+    return leaves
 
 
-def select_users(state: StateT, index: IntArray | BoolArray) -> StateT:
-    """The sub-batch of users ``index`` (an int or bool index along axis 0)."""
-    return dataclasses.replace(  # type: ignore[type-var]
-        state,  # type: ignore[arg-type]
-        **{name: value[index] for name, value in state_fields(state).items()},
-    )
+def map_users(fn: Any, state: StateT, *others: Any) -> StateT:
+    """``state`` with every array leaf ``a`` replaced by ``fn(a, *other_leaves)`` (the
+    leaves at the same path in ``others``, states of the same structure).
 
-
-def take_users(state: StateT, index: IntArray | BoolArray, *, where: str = "state") -> StateT:
-    """The users ``index`` of ``state`` (rows may repeat: a fork of those users).
-
-    Works on any state the contract allows and on nested ones: a dataclass or mapping
-    whose leaves are arrays with leading axis ``num_users``. Fields are indexed, never
-    shared, so the result can be stepped without touching ``state``.
+    A state is a dataclass or mapping, possibly nested, whose leaves are arrays with
+    leading axis ``num_users``.
 
     Raises:
         TypeError: a leaf that is not an array with a leading user axis, named by its path.
     """
-    if isinstance(state, np.ndarray) and state.ndim > 0:
-        return state[index]  # type: ignore[return-value]
-    if dataclasses.is_dataclass(state) and not isinstance(state, type):
-        return dataclasses.replace(  # type: ignore[type-var]
-            state,  # type: ignore[arg-type]
-            **{
-                f.name: take_users(getattr(state, f.name), index, where=f"{where}.{f.name}")
-                for f in dataclasses.fields(state)
-            },
+
+    def walk(node: Any, rest: tuple[Any, ...], where: str) -> Any:
+        if isinstance(node, np.ndarray) and node.ndim > 0:
+            return fn(node, *rest)
+        if dataclasses.is_dataclass(node) and not isinstance(node, type):
+            return dataclasses.replace(  # type: ignore[type-var]
+                node,  # type: ignore[arg-type]
+                **{
+                    f.name: walk(
+                        getattr(node, f.name),
+                        tuple(getattr(o, f.name) for o in rest),
+                        f"{where}.{f.name}",
+                    )
+                    for f in dataclasses.fields(node)
+                },
+            )
+        if isinstance(node, Mapping):
+            return type(node)(  # type: ignore[call-arg]
+                {k: walk(v, tuple(o[k] for o in rest), f"{where}[{k!r}]") for k, v in node.items()}
+            )
+        shape = getattr(node, "shape", None)
+        raise TypeError(
+            f"{where} is {type(node).__name__}{'' if shape is None else f' of shape {shape}'}, "
+            "not an array with leading axis num_users, so the state cannot be indexed by "
+            "users. Store per-user values as arrays of shape (num_users, ...), and keep "
+            "per-simulator constants (catalog arrays, parameters) on the simulator, not in "
+            "the state."
         )
-    if isinstance(state, Mapping):
-        return type(state)(  # type: ignore[call-arg]
-            {k: take_users(v, index, where=f"{where}[{k!r}]") for k, v in state.items()}
-        )
-    shape = getattr(state, "shape", None)
-    raise TypeError(
-        f"{where} is {type(state).__name__}{'' if shape is None else f' of shape {shape}'}, "
-        "not an array with leading axis num_users, so the state cannot be indexed by users. "
-        "Store per-user values as arrays of shape (num_users, ...), and keep per-simulator "
-        "constants (catalog arrays, parameters) on the simulator, not in the state."
-    )
+
+    return walk(state, others, "state")  # type: ignore[no-any-return]
+
+
+def select_users(state: StateT, index: IntArray | BoolArray) -> StateT:
+    """The sub-batch of users ``index`` (an int or bool index along axis 0)."""
+    return map_users(lambda leaf: leaf[index], state)
+
+
+def take_users(state: StateT, index: IntArray | BoolArray) -> StateT:
+    """The users ``index`` of ``state`` (rows may repeat: a fork of those users).
+
+    Works on any state the contract allows, nested ones included (see `map_users`).
+    Fields are indexed, never shared, so the result can be stepped without touching
+    ``state``.
+    """
+    return select_users(state, index)
 
 
 def replace_users(state: StateT, mask: BoolArray, new_users: StateT) -> StateT:
@@ -192,22 +252,18 @@ def replace_users(state: StateT, mask: BoolArray, new_users: StateT) -> StateT:
 
     ``new_users`` holds exactly ``mask.sum()`` users, in order.
     """
-    merged = {}
-    new_values = state_fields(new_users)
-    for name, value in state_fields(state).items():
-        value = value.copy()
-        value[mask] = new_values[name]
-        merged[name] = value
-    return dataclasses.replace(state, **merged)  # type: ignore[type-var]
+
+    def merge(leaf: np.ndarray, new: np.ndarray) -> np.ndarray:
+        merged = leaf.copy()
+        merged[mask] = new
+        return merged
+
+    return map_users(merge, state, new_users)
 
 
 def concatenate_states(states: list[StateT]) -> StateT:
     """Stack several states along the user axis."""
-    fields = [state_fields(s) for s in states]
-    return dataclasses.replace(  # type: ignore[type-var]
-        states[0],  # type: ignore[arg-type]
-        **{name: np.concatenate([f[name] for f in fields]) for name in fields[0]},
-    )
+    return map_users(lambda *leaves: np.concatenate(leaves), states[0], *states[1:])
 
 
 def select_responses(responses: Responses, index: IntArray | BoolArray) -> Responses:

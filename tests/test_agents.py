@@ -435,6 +435,26 @@ def test_reward_model_prior_starts_the_policy_at_the_greedy_reward_model_ranking
     assert without["features_extractor_kwargs"] == {} and without["myopic_prior"] == 0.0
 
 
+def test_an_agent_acts_where_the_env_observes_more_than_it_was_trained_on() -> None:
+    """A learned world may observe less than the simulator it stands for (no ``user``
+    features): the agent reads the keys it was trained on and says which it lacks."""
+    from agents.training import SB3Policy
+
+    env = make_sb3_env("loe_gym/Engagement-v0", 2, **SMALL)
+    model = PPO(CandidateActorCriticPolicy, env, n_steps=4, seed=0)
+    agent = SB3Policy(model, "ppo", uses_predictor=False, fusion=False)
+    core = gym.make_vec(
+        "loe_gym/Engagement-v0", num_envs=2, vectorization_mode="vector_entry_point", **SMALL
+    ).unwrapped
+    obs, _ = core.reset(seed=0)
+    assert "user" not in obs
+    richer = {**obs, "user": np.zeros((2, 3), np.float32)}
+    np.testing.assert_array_equal(agent.act(richer, core), agent.act(obs, core))
+    poorer = {k: v for k, v in obs.items() if k != "candidate_features"}
+    with pytest.raises(ValueError, match=r"'ppo' reads observation keys \['candidate_features'\]"):
+        agent.act(poorer, core)
+
+
 def test_candidate_policy_refuses_a_box_action(service: PredictorService) -> None:
     env = _sb3(service, 2, FusionWeights)
     with pytest.raises(ValueError, match="use SAC or TD3"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -83,6 +84,19 @@ class CoinFlipUsers:
 
     def user_features(self, state: CoinFlipState) -> np.ndarray:
         return (state.budget[:, None] / 5.0).astype(np.float32)
+
+
+def test_user_feature_bounds_may_be_lists_and_become_float32_bounds() -> None:
+    class Bounded(CoinFlipUsers):
+        user_feature_bounds = ([0.0], [1.0])  # lists, float64 values
+
+    check_simulator(Bounded())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Gymnasium warns on float64 bounds of a float32 Box
+        env = gym.make("loe_gym/Recommendation-v0", simulator=Bounded, num_candidates=5)
+    space = env.observation_space["user"]
+    assert space.low.dtype == np.float32 and space.low.tolist() == [0.0]
+    assert space.high.tolist() == [1.0]
 
 
 def test_a_users_own_simulator_passes_and_runs() -> None:
@@ -318,6 +332,10 @@ class ExpectedWrongShape(Small):
         return {**expected, "watch_time": expected["watch_time"][:, :1]}
 
 
+class BoundsOfTheWrongLength(Small):
+    user_feature_bounds = ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])  # 3 bounds, 0 features
+
+
 class ExpectedCouplesUsers(Small):
     """Users influence each other: probabilities normalised over the batch."""
 
@@ -392,6 +410,11 @@ BROKEN: dict[str, tuple[type[Any], str, str]] = {
     "respond returns a dict": (RespondReturnsDict, "rule 3: responses", r"loe_gym.Responses"),
     "wrong user features": (WrongUserFeatures, "rule 5: user_features", r"\(8, 0\).*\(8, 2\)"),
     "extras as a list": (ExtrasAsList, "rule 1: attributes", r"response_extras"),
+    "bounds of the wrong length": (
+        BoundsOfTheWrongLength,
+        "rule 5: user_features",
+        r"user_feature_bounds.*user_feature_size=0",
+    ),
     "negative user feature size": (
         NegativeUserFeatureSize,
         "rule 1: attributes",

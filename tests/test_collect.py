@@ -18,7 +18,12 @@ from agents.collect import (
     collect_logs,
 )
 from agents.evaluation import run_population
-from agents.reference_policies import PublicFeaturePolicy, TopicAffinityPolicy, make_policy
+from agents.reference_policies import (
+    PublicFeaturePolicy,
+    TopicAffinityPolicy,
+    is_policy_name,
+    make_policy,
+)
 from loe_gym.logs import LOG_SCHEMA, PRIVILEGED_LOG_SCHEMA, read_log, read_log_metadata
 
 SMALL: dict[str, Any] = {"simulator_kwargs": {"num_items": 50}}
@@ -182,6 +187,13 @@ def test_public_feature_policies_read_the_observed_features() -> None:
         np.testing.assert_array_equal(chosen.act(obs, env), expected)
     with pytest.raises(ValueError, match=r"lacks\. Did you mean 'ctr_estimate'"):
         PublicFeaturePolicy("ctr_estimat").act(obs, env)
+    # Any feature by name, highest or lowest first.
+    length = obs["candidate_features"][..., names.index("length")]
+    assert is_policy_name("min_length") and not is_policy_name("mean_length")
+    np.testing.assert_array_equal(make_policy("min_length").act(obs, env), length.argmin(1))
+    np.testing.assert_array_equal(make_policy("max_length").act(obs, env), length.argmax(1))
+    with pytest.raises(ValueError, match=r"Unknown policy 'mx_length'.*min_<feature>"):
+        make_policy("mx_length")
 
 
 def test_topic_affinity_scores_the_smoothed_topic_click_rate() -> None:
@@ -231,16 +243,39 @@ def test_deployable_logs_name_their_components_and_read_no_hidden_state(tmp_path
     assert MixedPolicy(per_user_concentration=1.0).privileged
 
 
+def _blind_trap(**kwargs: Any) -> dict[str, Any]:
+    """Options of the trap simulator without expected_responses (tests/trap_simulator.py)."""
+    return {
+        "simulator": "trap_simulator:BlindTrapUsers",
+        "simulator_kwargs": kwargs,
+        "num_candidates": 4,
+    }
+
+
+def test_deployable_logs_rank_by_the_catalogs_own_features_where_it_lacks_the_named_ones(
+    tmp_path: Path,
+) -> None:
+    """A catalog without topics, CTR or completion estimates: the deployable mixture
+    ranks by each of its features; a simulator without expected_responses logs without
+    the privileged columns; a mixture that needs them names the alternatives."""
+    options = _blind_trap()
+    summary = collect(tmp_path / "log", policy="deployable", env_options=options)
+    table = read_log(tmp_path / "log")
+    assert summary.users == 6 and table.schema.names == LOG_SCHEMA.names
+    components = set(table.column("policy").unique().to_pylist())
+    allowed = {"random", "max_minutes", "min_minutes", "max_trap"}
+    assert components <= {f"deployable:{name}" for name in allowed} and len(components) > 1
+    with pytest.raises(TypeError, match=r"--collect\.policy random or deployable"):
+        collect(tmp_path / "mixed", policy="mixed", env_options=options)
+
+
 def test_deployable_logs_on_a_catalog_without_the_features_create_nothing(
     tmp_path: Path,
 ) -> None:
     with pytest.raises(ValueError, match="lacks"):
-        collect_logs(
-            "loe_gym/InterestEvolution-v0",
-            num_users=4,
-            horizon_days=2,
-            path=tmp_path / "log",
+        collect(
+            tmp_path / "log",
             policy="deployable",
-            progress=False,
+            env_options=_blind_trap(constant_features=True),
         )
     assert not (tmp_path / "log").exists()

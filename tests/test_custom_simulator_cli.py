@@ -69,6 +69,41 @@ def test_the_loop_runs_in_the_simulator_it_is_given(tmp_path: Path) -> None:
     assert catalog is not None and catalog.num_items == 200  # the default has 1000
 
 
+def test_the_loop_deploys_on_a_simulator_with_user_features(tmp_path: Path) -> None:
+    """The learned world observes no ``user`` features; the agent it trains is deployed
+    where the simulator has them (RecSim's interest model: 20)."""
+    options = json.dumps({"simulator": "interest_evolution"})
+    done = loe_gym(
+        "loop", "--quick", "--env-id", GENERIC, "--env-options", options,
+        "--output", str(tmp_path / "loop"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "loop" / "round_1" / "logs").is_dir()
+
+
+# The trap without expected_responses and with a nested state (tests/trap_simulator.py).
+BLIND = json.dumps({"simulator": "trap_simulator:BlindTrapUsers", "num_candidates": 4})
+
+
+def test_a_simulator_without_expected_responses_runs_the_whole_pipeline(tmp_path: Path) -> None:
+    """No privileged baseline acts on it: simulate's defaults become random and the
+    catalog's feature rankings, and the experiment logs with the deployable mixture and
+    judges PPO against the rest, the lookahead oracle included."""
+    done = loe_gym("simulate", "--env-id", GENERIC, "--env-options", BLIND,
+                   "--evaluation.num-users", "20")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for name in ("random", "max_minutes", "min_minutes", "max_trap"):
+        assert f"| {name} |" in done.stdout
+    done = loe_gym(
+        "experiment", "--quick", "--env-id", GENERIC, "--env-options", BLIND,
+        "--collect.policy", "deployable", "--output", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| lookahead_oracle |" in report and "| ppo |" in report
+    assert "| myopic |" not in report and "| oracle_planner |" not in report
+
+
 def test_a_module_env_id_registers_the_id_first(tmp_path: Path) -> None:
     (tmp_path / "my_world.py").write_text(
         "import gymnasium as gym\n"

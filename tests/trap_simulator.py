@@ -105,3 +105,65 @@ class AbsenceUsers:
 
     def user_features(self, state: TrapState) -> np.ndarray:
         return np.zeros((state.steps.shape[0], 0), np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Session:
+    steps: np.ndarray  # (num_users,)
+
+
+@dataclasses.dataclass(frozen=True)
+class NestedTrapState:
+    session: _Session
+    counts: dict[str, np.ndarray]  # {"shown": (num_users, 4)} items shown so far
+
+
+class NestedTrapUsers(TrapUsers):
+    """`TrapUsers` with a nested state (a dataclass and a mapping inside the state): the
+    same responses under the same draws."""
+
+    def reset(self, num_users: int, rng: Any) -> NestedTrapState:  # type: ignore[override]
+        return NestedTrapState(
+            _Session(np.zeros(num_users, np.int64)), {"shown": np.zeros((num_users, 4))}
+        )
+
+    def respond(self, state: Any, slates: np.ndarray, rng: Any) -> Responses:
+        return super().respond(TrapState(state.session.steps), slates, rng)
+
+    def update(self, state: Any, slates: Any, responses: Responses, rng: Any) -> Any:
+        steps = super().update(TrapState(state.session.steps), slates, responses, rng).steps
+        shown = state.counts["shown"] + np.eye(4)[slates[:, 0]]
+        return NestedTrapState(_Session(steps), {"shown": shown})
+
+    def user_features(self, state: Any) -> np.ndarray:
+        return super().user_features(TrapState(state.session.steps))
+
+    def expected_responses(self, state: Any, items: np.ndarray) -> dict[str, np.ndarray]:
+        return super().expected_responses(TrapState(state.session.steps), items)
+
+
+class BlindTrapUsers:
+    """`NestedTrapUsers` without ``expected_responses``: no privileged policy acts on it,
+    only rollouts of the env and what the observation shows."""
+
+    response_extras: tuple[str, ...] = ()
+    user_feature_size = 0
+
+    def __init__(self, constant_features: bool = False) -> None:
+        self._users = NestedTrapUsers()
+        self.catalog = self._users.catalog
+        if constant_features:  # a catalog that tells nothing about its items
+            features = np.ones_like(self.catalog.features)
+            self.catalog = dataclasses.replace(self.catalog, features=features)
+
+    def reset(self, num_users: int, rng: Any) -> Any:
+        return self._users.reset(num_users, rng)
+
+    def respond(self, state: Any, slates: np.ndarray, rng: Any) -> Responses:
+        return self._users.respond(state, slates, rng)
+
+    def update(self, state: Any, slates: Any, responses: Responses, rng: Any) -> Any:
+        return self._users.update(state, slates, responses, rng)
+
+    def user_features(self, state: Any) -> np.ndarray:
+        return self._users.user_features(state)

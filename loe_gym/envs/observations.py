@@ -38,7 +38,7 @@ class ObservationLayout:
     user_feature_size: int
     response_fields: tuple[str, ...]
 
-    def space(self, catalog: Catalog, user_bounds: tuple[float, float]) -> spaces.Dict:
+    def space(self, catalog: Catalog, user_bounds: tuple[Any, Any]) -> spaces.Dict:
         """The single-user observation space."""
         c, f = self.num_candidates, catalog.num_features
         low = np.broadcast_to(catalog.features.min(axis=0), (c, f)).astype(np.float32)

@@ -44,8 +44,10 @@ def load_entry_point(entry_point: str) -> Any:
         ) from error
     if not hasattr(module, attribute):
         public = [name for name in dir(module) if not name.startswith("_")]
-        raise AttributeError(
-            f"Module {module_name!r} has no attribute {attribute!r}.{did_you_mean(attribute, public)}"
+        # ImportError, as for ``from module import Name``: a bad option, not a bug.
+        raise ImportError(
+            f"Module {module_name!r} has no attribute {attribute!r} (simulator entry point "
+            f"{entry_point!r}).{did_you_mean(attribute, public)}"
         )
     return getattr(module, attribute)
 

@@ -25,7 +25,13 @@ from loe_gym.envs.observations import (
 from loe_gym.envs.rendering import RENDER_FPS, RENDER_MODES, check_render_mode, render_text
 from loe_gym.envs.simulators import make_simulator
 from loe_gym.errors import did_you_mean
-from loe_gym.simulator import Responses, check_step, replace_users, row_sum
+from loe_gym.simulator import (
+    Responses,
+    check_step,
+    replace_users,
+    row_sum,
+    user_feature_bounds,
+)
 from loe_gym.spaces import SlateSpace, replace_repeats
 from loe_gym.types import BoolArray, Generator, IntArray
 
@@ -235,8 +241,10 @@ class RecommendationVectorEnv(VectorEnv):  # type: ignore[type-arg]
             user_feature_size=int(self.simulator.user_feature_size),
             response_fields=("clicked", "watch_time", *extras),
         )
-        user_bounds = tuple(getattr(self.simulator, "user_feature_bounds", (-np.inf, np.inf)))
-        self.single_observation_space = self.layout.space(self.catalog, user_bounds)  # type: ignore[arg-type]
+        # float32 like the observation (float64 bounds make Gymnasium warn on every build).
+        low, high = user_feature_bounds(self.simulator)
+        user_bounds = (low.astype(np.float32), high.astype(np.float32))
+        self.single_observation_space = self.layout.space(self.catalog, user_bounds)
         check_memory(self.num_envs, self.single_observation_space)  # before batching it
         if cfg.slate_size == 1:
             self.single_action_space: spaces.Space[Any] = spaces.Discrete(cfg.num_candidates)
