@@ -33,7 +33,7 @@ from typing import Any, Final
 import numpy as np
 
 from agents.configs import ValidationConfig
-from loe_gym.logs import read_log, read_user_first_days
+from loe_gym.logs import REPORT_FILE, read_log, read_user_first_days
 from loe_gym.predictor.censoring import IMPORTED_POLICY_PREFIX
 from loe_gym.predictor.sequences import UserSequences, load_sequences, split_users
 from loe_gym.predictor.serving import PredictorService
@@ -78,7 +78,16 @@ CANNOT_VALIDATE: Final = (
     "Users' lives beyond the window: returns after the log's last day are unknown "
     "(censored), in the log and in the comparison alike.",
 )
-"""What a comparison with an imported log cannot tell, said in every report."""
+"""What a comparison with an imported log cannot tell, said in the reports (the third
+only for logs without impressions: `cannot_validate`)."""
+
+
+def cannot_validate(feedback: dict[str, str] | None) -> list[str]:
+    """`CANNOT_VALIDATE` for a log whose rows mean ``feedback`` (the import report's
+    `loe_gym.logs.report.feedback_meaning`; None: unknown, everything said): the caveat
+    on self-selected feedback only where the log holds no impressions."""
+    impressions = feedback is not None and "no impressions" not in feedback.get("unobserved", "")
+    return [t for t in CANNOT_VALIDATE if not (impressions and t == CANNOT_VALIDATE[2])]
 
 
 def is_imported_log(logs: str | Path) -> bool:
@@ -202,6 +211,18 @@ def _mean_interval(values: np.ndarray) -> dict[str, float]:
     return {"value": mean, "ci_low": mean - half, "ci_high": mean + half}
 
 
+def _share_interval(flags: np.ndarray) -> dict[str, float]:
+    """Share of true ``flags`` with a Wilson 95 % CI (inside [0, 1] even for a share near
+    0 on few users, where the normal interval goes negative)."""
+    n = int(np.asarray(flags).size)
+    if n == 0:
+        return {"value": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    share, z = float(np.mean(flags)), 1.96
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return {"value": share, "ci_low": max(centre - half, 0.0), "ci_high": min(centre + half, 1.0)}
+
+
 def _ratio_interval(numerator: np.ndarray, denominator: np.ndarray) -> dict[str, float]:
     """Ratio of sums over users, with a delta-method 95 % CI (clustered by user)."""
     total = float(denominator.sum())
@@ -241,7 +262,7 @@ def _scalar_rows(
             config.session_length_tolerance, True,
         ),
         "never_returning_share": (
-            _mean_interval(never(logged)), _mean_interval(never(learned)),
+            _share_interval(never(logged)), _share_interval(never(learned)),
             config.return_tolerance, False,
         ),
         "ctr": (
@@ -356,18 +377,55 @@ def validate_on_imported_logs(
     comparison["window_end_day"] = last_day
     comparison["replay_seeds"] = list(config.evaluation.seeds)
     _, load_report = load_sequences(logs, num_items=simulator.catalog.num_items)
+    report_file = Path(logs) / REPORT_FILE
+    feedback = (
+        json.loads(report_file.read_text()).get("feedback") if report_file.is_file() else None
+    )
     payload = {
         **comparison,
+        "feedback": feedback,
+        "cannot_validate": cannot_validate(feedback),
         "learned_simulator": env_options,
         "churn_calibration": churn.to_dict(),
         "censored_return_labels": {
             "session_ends": load_report.session_ends,
             "censored": load_report.censored_returns,
         },
+        "users_left_out": {
+            "users": load_report.users_dropped,
+            "reasons": {reason: users for reason, (users, _) in load_report.dropped.items()},
+        },
     }
     (folder / "metrics.json").write_text(json.dumps(payload, indent=2, default=float) + "\n")
     (folder / "report.md").write_text(_markdown(payload, logs))
     return comparison
+
+
+def _meaning(feedback: dict[str, str] | None) -> list[str]:
+    """What the log's rows, clicks and watch time mean (the import's words)."""
+    if not feedback:
+        return []
+    return [
+        "In this log (as imported): a row is "
+        f"{feedback['rows']}; clicked means {feedback['clicked']}; watch time is "
+        f"{feedback['watch_time']}. The click rate and session length below are on those rows.",
+        "",
+    ]
+
+
+def _left_out(left_out: dict[str, Any]) -> list[str]:
+    """The report's note on the log's users that neither the fit nor this comparison
+    sees (empty when none)."""
+    if not left_out["users"]:
+        return []
+    reasons = "; ".join(f"{users} users: {reason}" for reason, users in left_out["reasons"].items())
+    return [
+        f"The fit and this comparison leave out {left_out['users']} of the log's users "
+        f"({reasons}). Users with a single interaction never came back, so the logged "
+        "never-returning share and sessions per user here describe the users kept, not the "
+        "whole log.",
+        "",
+    ]
 
 
 def _format_interval(value: dict[str, float], digits: int) -> str:
@@ -387,6 +445,8 @@ def _markdown(payload: dict[str, Any], logs: Path) -> str:
         f"replayed in the learned world under their logged items to the log's last "
         f"calendar day {payload['window_end_day']} (seeds {payload['replay_seeds']}). Values with 95 % CIs.",
         "",
+        *_left_out(payload["users_left_out"]),
+        *_meaning(payload["feedback"]),
         "| statistic | logged | learned | error | tolerance | |",
         "|---|---|---|---|---|---|",
     ]
@@ -428,7 +488,7 @@ def _markdown(payload: dict[str, Any], logs: Path) -> str:
         "",
         "## What these logs cannot validate",
         "",
-        *[f"- {text}" for text in CANNOT_VALIDATE],
+        *[f"- {text}" for text in payload["cannot_validate"]],
         "",
     ]
     if payload["replays_stopped_at_row_cap"]:

@@ -359,13 +359,23 @@ class LearnedUsers:
             )
         else:
             cause = "its item inputs do not change its click predictions"
+        if config.item_id_embeddings:
+            # Already on: the fit learned nothing per item (too few steps or rows per item).
+            fix = (
+                "train the predictor longer or on more rows per item (its item id "
+                "embeddings are on but learned no difference)"
+            )
+        else:
+            fix = (
+                "refit with item id embeddings (loe-gym fit-predictor "
+                "--model.item-id-embeddings)"
+            )
         return (
             f"Every item gets the same click probability in this learned world (relative "
             f"spread {self.item_spread:.1e} over the {self.catalog.num_items} items, below "
             f"{ITEM_SPREAD_THRESHOLD:g}): {cause}. No policy could do better than random "
             "in it, so it is refused. Give the items public features or text (import the "
-            "log with item feature columns) and refit, or refit with item id embeddings "
-            "(loe-gym fit-predictor --model.item-id-embeddings)."
+            f"log with item feature columns) and refit, or {fix}."
         )
 
     def _scores(self, state: LearnedUsersState, items: IntArray) -> dict[str, np.ndarray]:

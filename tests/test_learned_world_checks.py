@@ -129,7 +129,14 @@ def test_indistinguishable_items_are_refused() -> None:
     assert "item_id_embeddings=False" in message and "same for every item" in message
     assert "--model.item-id-embeddings" in message and "features or text" in message
     # Item id embeddings, or features that differ, tell the items apart.
-    assert LearnedUsers(_features_only_model(same, item_id_embeddings=True)).item_spread > 1e-3
+    with_ids = _features_only_model(same, item_id_embeddings=True)
+    assert LearnedUsers(with_ids).item_spread > 1e-3
+    # Unless the embeddings learned nothing: the advice is then not to turn them on.
+    with torch.no_grad():
+        with_ids.items.item_id_embeddings.weight.zero_()
+    with pytest.raises(IndistinguishableItemsError, match="train the predictor longer") as error:
+        LearnedUsers(with_ids)
+    assert "--model.item-id-embeddings" not in str(error.value)
     rng = np.random.default_rng(0)
     distinct = LearnedUsers(_features_only_model(rng.random((12, 3)).astype(np.float32)))
     assert distinct.item_spread > 1e-3

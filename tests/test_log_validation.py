@@ -13,7 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from agents.configs import EvaluationConfig
-from agents.log_validation import CANNOT_VALIDATE, is_imported_log, logged_statistics
+from agents.log_validation import (
+    CANNOT_VALIDATE,
+    cannot_validate,
+    is_imported_log,
+    logged_statistics,
+)
 from agents.presets import QUICK_VALIDATION
 from agents.validation import validate_simulator
 from loe_gym.logs import ColumnMapping, import_logs
@@ -100,6 +105,8 @@ def test_validate_simulator_on_an_imported_log(imported: Path, tmp_path: Path) -
         row = statistics[name]
         for side in ("logged", "learned"):
             assert row[side]["ci_low"] <= row[side]["value"] <= row[side]["ci_high"]
+            if name == "never_returning_share":  # a share's interval stays in [0, 1]
+                assert row[side]["ci_low"] >= 0 and row[side]["ci_high"] <= 1
         assert isinstance(row["passes"], bool) and row["tolerance"] > 0
     # 200 users, the fit's 10 % test split: 20 held out, replayed once per seed.
     assert metrics["users"] == {"held_out": 20, "replayed": 40}
@@ -110,8 +117,23 @@ def test_validate_simulator_on_an_imported_log(imported: Path, tmp_path: Path) -
     assert result["verdict"]["all_statistics_pass"] == metrics["verdict"]["all_statistics_pass"]
     report = (tmp_path / "validation" / "report.md").read_text()
     assert "## What these logs cannot validate" in report
-    assert all(text in report for text in CANNOT_VALIDATE)
+    # This log holds impressions (a clicked column): no caveat on self-selected ratings.
+    assert metrics["cannot_validate"] == [t for i, t in enumerate(CANNOT_VALIDATE) if i != 2]
+    assert all(text in report for text in metrics["cannot_validate"])
+    assert CANNOT_VALIDATE[2] not in report
+    assert "clicked means the column 'clicked'" in report
     assert "held-out users" in report and "Kaplan–Meier" in report
+
+
+def test_the_self_selection_caveat_follows_what_the_rows_are() -> None:
+    from loe_gym.logs import resolve_mapping
+    from loe_gym.logs.report import feedback_meaning
+
+    ratings = feedback_meaning(resolve_mapping("movielens-100k"))
+    plays = feedback_meaning(resolve_mapping("kuairec"))
+    assert CANNOT_VALIDATE[2] in cannot_validate(ratings)
+    assert CANNOT_VALIDATE[2] not in cannot_validate(plays)
+    assert cannot_validate(None) == list(CANNOT_VALIDATE)
 
 
 def test_agents_are_refused_on_an_imported_log(imported: Path, tmp_path: Path) -> None:

@@ -123,7 +123,8 @@ CAPTION_HEADER = (
 
 def kuairec(directory: Path) -> Path:
     """``big_matrix.csv`` (videos 100–109), ``item_categories.csv`` and the captions
-    (videos 100–110; a caption with a comma and a line break, UNKNOWN cover texts)."""
+    (videos 100–110; a caption with a comma and a line break, UNKNOWN cover texts, video
+    104 without any text)."""
     directory.mkdir(exist_ok=True)
     rng = np.random.default_rng(3)
     beijing = datetime.timezone(datetime.timedelta(hours=8))
@@ -151,7 +152,10 @@ def kuairec(directory: Path) -> Path:
     for video in range(100, 111):
         caption = '"美食, 第一\n二行"' if video == 101 else f"视频{video}"
         cover = "UNKNOWN" if video % 2 else f"封面{video}"
-        captions.append(f"{video},{cover},{caption},[],8,美食,-124,UNKNOWN,-124,UNKNOWN")
+        category = "美食"
+        if video == 104:  # no text at all: every text cell empty or UNKNOWN
+            cover, caption, category = "UNKNOWN", "", "UNKNOWN"
+        captions.append(f"{video},{cover},{caption},[],8,{category},-124,UNKNOWN,-124,UNKNOWN")
     (directory / "kuairec_caption_category.csv").write_text("\n".join(captions) + "\n")
     return directory
 
@@ -229,6 +233,11 @@ def test_the_report_says_what_ratings_mean(tmp_path: Path) -> None:
     assert "What the feedback means:" in summary and "in minutes" not in summary
     assert "2 items without interactions kept (cold start)" in summary
     assert "not minutes" in report.to_markdown()
+    # The predictor's report then labels watch time in those units, not minutes.
+    from loe_gym.predictor.report import watch_time_units
+
+    assert watch_time_units(tmp_path / "log") == "engagement units"
+    assert watch_time_units(tmp_path) == "minutes"  # not an imported log
     saved = ImportReport.from_dict(report.to_dict())
     assert saved == report
 
@@ -297,6 +306,8 @@ def test_kuairec_with_categories_and_captions(tmp_path: Path) -> None:
     assert catalog.texts is not None
     assert catalog.texts[0] == "封面100 | 视频100 | 美食"  # UNKNOWN and [] left out
     assert catalog.texts[1] == "美食, 第一\n二行 | 美食"
+    # Video 104 has no text; the items after it keep their own.
+    assert catalog.texts[4] == "" and catalog.texts[5] == "视频105 | 美食"
     # Video 110 has no plays: a cold-start item whose length is the mean length.
     assert report.items_without_interactions == 1
     lengths = catalog.features[:, 0]
@@ -393,6 +404,37 @@ def test_wrong_delimiter_names_the_line_and_the_fix(tmp_path: Path) -> None:
     semicolons.write_text("userId;movieId;rating;timestamp\n1;2;4;880000000\n")
     with pytest.raises(LogImportError, match=r"""set --mapping '\{"delimiter": ";"\}'"""):
         import_logs(semicolons, tmp_path / "log", "movielens")
+
+
+def test_a_double_colon_header_is_read_without_aborting_at_exit(tmp_path: Path) -> None:
+    """The header of a ``::`` file is parsed without pyarrow's streaming reader, whose
+    read-ahead thread aborted the process at exit once torch was loaded (in about half
+    the runs of this script before the fix)."""
+    path = tmp_path / "ratings.dat"
+    path.write_text("userId::movieId::rating::timestamp\n1::2::3::880000000\n")
+    script = (
+        "import torch\n"
+        "from pathlib import Path\n"
+        "from loe_gym.logs import resolve_mapping\n"
+        "from loe_gym.logs.text_files import TextFile, TextFormat\n"
+        f"path = Path({str(path)!r})\n"
+        "mapping = resolve_mapping('movielens', {'delimiter': '::'})\n"
+        "print(TextFile(path, TextFormat.of(path, mapping)).column_names())\n"
+    )
+    for _ in range(6):
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "['userId', 'movieId', 'rating', 'timestamp']"
+
+
+def test_a_file_read_with_another_presets_mapping_names_its_preset(tmp_path: Path) -> None:
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2,3.5,88000\n")
+    (tmp_path / "ratings.dat").write_text("1::2::3::880000000\n")
+    with pytest.raises(LogImportError, match=r"preset 'movielens': --preset movielens\.$"):
+        import_logs(tmp_path / "ratings.csv", tmp_path / "a", "movielens-1m")
+    with pytest.raises(LogImportError, match=r"--preset movielens-1m\.$"):
+        import_logs(tmp_path / "ratings.dat", tmp_path / "b", "movielens-100k")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_a_missing_item_column_names_the_files_and_the_fix(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from loe_gym.errors import did_you_mean
 from loe_gym.logs.mapping import DURATION_UNITS, TIMESTAMP_UNITS, ColumnMapping
+from loe_gym.logs.presets import preset_hint
 from loe_gym.logs.text_files import LogImportError, TextFile, TextFormat, delimiter_hint
 
 __all__ = ["LogImportError"]
@@ -94,7 +95,13 @@ class _Source:
     @classmethod
     def of_interactions(cls, path: Path, mapping: ColumnMapping) -> _Source:
         roles = {column: role for role, column in mapping.source_columns().items()}
-        return cls(path, mapping, roles, name=mapping.name)
+        try:
+            return cls(path, mapping, roles, name=mapping.name)
+        except LogImportError as error:
+            hint = preset_hint(path, mapping)  # read with another preset than its own?
+            if not hint:
+                raise
+            raise LogImportError(f"{error}{hint}") from None
 
     def where(self, row: int, column: str) -> str:
         """``'file' row 3 (line 4), column 'x'`` for the 0-based data row ``row``."""

@@ -254,11 +254,12 @@ def _check_found(files: list[_FileItems], items: ItemTableMapping) -> None:
     if absent:
         present = {str(file.source.path): file.source.columns for file in files}
         role = items.source_columns()[absent[0]]
+        empty = "{}" if role == "category_lists" else "[]"  # a mapping, the others lists
         raise LogImportError(
             f"No item file has the column(s) {absent} that the items mapping reads; the "
             f"files read and the mapped columns they hold: {present}. Pass the file that "
             f"holds them (--items FILE ...), or leave them out: --mapping "
-            f'\'{{"items": {{"{role}": []}}}}\'.'
+            f'\'{{"items": {{"{role}": {empty}}}}}\'.'
         )
 
 
@@ -325,8 +326,18 @@ def read_item_tables(paths: list[Path], items: ItemTableMapping) -> ItemTable:
     _check_names(names)
     joined = None
     if items.texts:
-        parts = [pa.array(texts[name], pa.string()) for name in items.texts if name in texts]
-        joined = pc.binary_join_element_wise(*parts, items.text_separator, null_handling="skip")
+        parts = [
+            pa.array(texts[name], pa.string()).to_pylist() for name in items.texts if name in texts
+        ]
+        # Joined in Python: pyarrow's binary_join_element_wise(null_handling="skip") drops
+        # the rows null in every part (pyarrow 26), which shifts every later item's text.
+        joined = pa.array(
+            [
+                items.text_separator.join(p for p in row if p) or None
+                for row in zip(*parts, strict=True)
+            ],
+            pa.string(),
+        )
     values = np.stack(matrix, axis=1) if matrix else np.zeros((len(ids), 0))
     return ItemTable(
         ids=ids,

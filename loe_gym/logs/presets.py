@@ -232,3 +232,34 @@ def resolve_mapping(
             raise ValueError(f"The mapping is not valid JSON: {error}.") from None
     assert not isinstance(overrides, (str, os.PathLike))
     return ColumnMapping.from_dict(overrides, base=base)
+
+
+def preset_hint(path: Path, mapping: ColumnMapping) -> str:
+    """A sentence naming the presets whose files look like ``path`` (its first line), when
+    ``mapping`` is another preset's; "" otherwise. For the error of a file read with the
+    wrong preset (a MovieLens 25M ``ratings.csv`` with ``movielens-1m``)."""
+    if mapping.name not in PRESETS or path.suffix in (".parquet", ".pq"):
+        return ""
+    try:
+        import pyarrow as pa
+
+        with pa.input_stream(str(path), compression="detect") as stream:
+            head = bytes(stream.read(65_536))
+    except (OSError, ValueError):
+        return ""
+    lines = head.decode("utf-8", errors="replace").lstrip("\ufeff").splitlines()
+    if not lines:
+        return ""
+    fitting = [name for name, preset in PRESETS.items() if _fits(lines[0], preset)]
+    fitting = [name for name in fitting if name != mapping.name]
+    if not fitting:
+        return ""
+    return f" Its first line looks like a file of the preset {fitting[0]!r}: --preset {fitting[0]}."
+
+
+def _fits(line: str, preset: ColumnMapping) -> bool:
+    """Whether ``line`` (a file's first) reads as the first line of ``preset``'s files."""
+    fields = [field.strip().strip('"') for field in line.split(preset.delimiter or ",")]
+    if preset.column_names:  # no header: a data row of that many numeric-led fields
+        return len(fields) == len(preset.column_names) and fields[0].isdigit()
+    return len(fields) > 1 and set(preset.source_columns().values()) <= set(fields)

@@ -12,6 +12,7 @@ first.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +162,14 @@ class TextFile:
         if not self.format.header:
             return list(self.format.column_names)
         read, parse = self._options()
+        source = self._input()
+        if isinstance(source, pa.BufferReader):
+            # The header line parsed here: pyarrow's streaming reader over an in-memory
+            # buffer left a read-ahead thread that aborted the process at exit once torch
+            # was loaded ("terminate called without an active exception").
+            return self._buffer_header()
         try:
-            reader = pa_csv.open_csv(self._input(), read_options=read, parse_options=parse)
+            reader = pa_csv.open_csv(source, read_options=read, parse_options=parse)
         except (pa.ArrowInvalid, UnicodeDecodeError) as error:
             if self.path.stat().st_size == 0 or "empty" in str(error).lower():
                 raise LogImportError(
@@ -175,6 +182,22 @@ class TextFile:
             return [name.replace(self._stand_in, self.format.delimiter) for name in names]
         finally:
             reader.close()
+
+    def _buffer_header(self) -> list[str]:
+        """The header of a multi-character-delimited file (its buffer, the stand-in for
+        the delimiter in place)."""
+        assert self._buffer is not None
+        data = self._buffer.to_pybytes()
+        end = data.find(b"\n")
+        line = (data if end < 0 else data[:end]).decode(self._encoding).lstrip("\ufeff")
+        if not line.strip():
+            raise LogImportError(
+                f"{str(self.path)!r} is empty (no header, no rows). Remove it from the "
+                "sources or fill it."
+            )
+        quoting = {"quotechar": '"'} if self.format.quoted else {"quoting": csv.QUOTE_NONE}
+        names = next(csv.reader([line.rstrip("\r")], delimiter=self._stand_in, **quoting))
+        return [name.replace(self._stand_in, self.format.delimiter) for name in names]
 
     def read(self, columns: list[str]) -> pa.Table:
         """The ``columns`` of the file, as text (converted by the caller, which then

@@ -38,7 +38,7 @@ from loe_gym.predictor.fit_inputs import (
 from loe_gym.predictor.lora import adaptation_lora_modules
 from loe_gym.predictor.modeling_predictor import PredictorModel
 from loe_gym.predictor.protocols import PROTOCOLS, ranking_table
-from loe_gym.predictor.report import json_default, render_report
+from loe_gym.predictor.report import json_default, render_report, watch_time_units
 from loe_gym.predictor.sequences import UserSequences, load_sequences
 from loe_gym.predictor.training import FitResult, finetune, pretrain
 from loe_gym.run_folders import finish_run_folder, mark_run_folder, remove_run_folder
@@ -297,7 +297,7 @@ def fit_predictor(
     folder.root.mkdir(parents=True, exist_ok=True)
     folder.config.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     folder.metrics.write_text(json.dumps(result.to_dict(), indent=2, default=json_default))
-    folder.report.write_text(render_report(result.to_dict()))
+    folder.report.write_text(render_report(result.to_dict(), watch_time_units(log_path)))
     finish_run_folder(folder.root, "fit-predictor")
     return result
 

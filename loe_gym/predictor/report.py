@@ -157,8 +157,9 @@ _TEST_ROWS = (
 """The held-out table: label, key in ``test``, key of its Bayes reference."""
 
 
-def render_report(result: dict[str, Any]) -> str:
-    """The markdown report of a `fit_predictor` run (``result``: its ``metrics.json``)."""
+def render_report(result: dict[str, Any], watch_units: str = "minutes") -> str:
+    """The markdown report of a `fit_predictor` run (``result``: its ``metrics.json``);
+    ``watch_units``: what the log's watch time counts (`watch_time_units`)."""
     test = result["test"]
     lines = [
         f"# Predictor report — {result['log']}",
@@ -174,6 +175,7 @@ def render_report(result: dict[str, Any]) -> str:
     ]
     perturbed = result.get("test_perturbed") or {}
     for label, key, bayes in _TEST_ROWS:
+        label = label.replace("minutes", watch_units)
         lines.append(
             f"| {label} | {_with_interval(test, key)} | "
             f"{_format(test.get(bayes, math.nan)) if bayes else '—'} | "
@@ -191,3 +193,15 @@ def render_report(result: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def watch_time_units(log_path: Any) -> str:
+    """``"minutes"``, or ``"engagement units"`` for an imported log whose watch time is
+    not minutes (ratings: completion, one unit per item; its ``_import_report.json``)."""
+    from pathlib import Path
+
+    report = Path(log_path) / "_import_report.json"
+    if not report.is_file():
+        return "minutes"
+    watch = str((json.loads(report.read_text()).get("feedback") or {}).get("watch_time", ""))
+    return "engagement units" if "engagement units" in watch else "minutes"
