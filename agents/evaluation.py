@@ -578,6 +578,7 @@ def evaluate_runs(
         if service is not None and wrap_config is not None
         else []
     )
+    include_rivals(policies, wrappers, config.env_id, env_options)
     return evaluate(
         config.env_id,
         policies,
@@ -589,6 +590,39 @@ def evaluate_runs(
         progress=progress,
         wrappers=wrappers,
     )
+
+
+def include_rivals(
+    policies: Sequence[Any],
+    wrappers: Sequence[Any],
+    env_id: str,
+    env_options: Mapping[str, Any] | None,
+) -> None:
+    """Give each lookahead oracle among ``policies`` every policy it is judged against
+    that its automatic portfolio lacks (the agents, the predictor and popularity
+    baselines) and the env's ``wrappers``, so that it ranks those that read the
+    predictor too: an upper bound on all of them, not only on the reference policies.
+    Where one reads the predictor, the oracle ranks its portfolio now (on ``env_id``), so
+    that it is evaluated on the wrapped env only if it follows such a policy."""
+    from agents.lookahead import LookaheadOracle
+    from agents.reference_policies import is_policy_name
+
+    for oracle in policies:
+        if isinstance(oracle, LookaheadOracle) and not oracle.policies:
+            oracle.extra = [
+                p
+                for p in policies
+                if not isinstance(p, LookaheadOracle) and not is_policy_name(p.name)
+            ]
+            oracle.wrappers = list(wrappers)
+            if oracle.uses_predictor:
+                env = gym.make_vec(
+                    env_id, num_envs=1, vectorization_mode="vector_entry_point",
+                    **dict(env_options or {}),
+                )  # fmt: skip
+                obs, _ = env.reset(seed=oracle.config.pilot_seed)
+                oracle.prepare(env.unwrapped, obs)  # type: ignore[arg-type]
+                env.close()
 
 
 def _check_policy_names(names: Sequence[str]) -> None:

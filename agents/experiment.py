@@ -28,7 +28,7 @@ import numpy as np
 from agents.aggregate import aggregate_runs, reach_summary, steps_to_reach
 from agents.collect import collect_logs
 from agents.configs import ExperimentConfig, TrainRunConfig
-from agents.evaluation import evaluate
+from agents.evaluation import evaluate, include_rivals
 from agents.reference_policies import (
     GreedyRewardModelPolicy,
     MyopicPredictedPolicy,
@@ -159,6 +159,8 @@ def _evaluate(config: ExperimentConfig, folder: Path, progress: bool) -> Any:
         *([make_policy("oracle_planner")] if expected else []),
         make_policy("lookahead_oracle", config=config.lookahead),
     ]
+    wrappers = predictor_wrappers(run, service, for_training=False)
+    include_rivals(policies, wrappers, config.env_id, config.env_options)
     return evaluate(
         config.env_id,
         policies,
@@ -167,7 +169,7 @@ def _evaluate(config: ExperimentConfig, folder: Path, progress: bool) -> Any:
         seeds=config.evaluation.seeds,
         users_per_shard=config.evaluation.users_per_shard,
         progress=progress,
-        wrappers=predictor_wrappers(run, service, for_training=False),
+        wrappers=wrappers,
     )
 
 

@@ -24,7 +24,7 @@ oracle maximises whatever the env rewards). Costs are in `agents.configs.Lookahe
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -79,6 +79,10 @@ def portfolio(
     return policies, skipped
 
 
+def _reads_predictor(policy: Any) -> bool:
+    return bool(getattr(policy, "uses_predictor", False))
+
+
 class PolicySwitch:
     """Each env slot follows one policy of ``policies`` (``assignment (slots,) int``)."""
 
@@ -131,8 +135,13 @@ class LookaheadOracle:
         config: settings (`agents.configs.LookaheadConfig`).
         base: one policy to improve on instead of the portfolio (``config.portfolio``).
         extra: policies the portfolio holds besides ``config.portfolio``, e.g. the trained
-            agents it is judged against (those that read the env's own observations), so
-            that it improves on them too.
+            agents it is judged against, so that it improves on them too.
+        wrappers: the vector wrappers the evaluated env applies (e.g. the predictor's
+            observations, `agents.training.predictor_wrappers`): with them, ``extra``
+            policies that read the predictor join the pilot ranking. Forks carry no
+            predictor history, so such a policy is never rolled out: where it ranks
+            first the oracle follows it for every user (no switching, no action
+            rollouts); otherwise it is dropped.
     """
 
     name = "lookahead_oracle"
@@ -143,12 +152,15 @@ class LookaheadOracle:
         config: LookaheadConfig | None = None,
         base: Policy | None = None,
         extra: Sequence[Policy] = (),
+        wrappers: Sequence[Callable[[Any], Any]] = (),
     ) -> None:
         self.config = config or LookaheadConfig()
         self.policies: list[Any] = [base] if base is not None else []
         self.extra = list(extra)
         """Policies the portfolio holds besides ``config.portfolio`` (those that read the
-        predictor are left out: the forks have no predictor)."""
+        predictor only with ``wrappers``)."""
+        self.wrappers = list(wrappers)
+        """The evaluated env's vector wrappers, for the pilot of predictor policies."""
         self.skipped: dict[str, str] = {}
         """Automatic portfolio policies that cannot act on the env, with the reason."""
         self.switched = 0
@@ -165,6 +177,25 @@ class LookaheadOracle:
     def __repr__(self) -> str:
         return f"LookaheadOracle({self.config!r})"
 
+    @property
+    def uses_predictor(self) -> bool:
+        """Evaluated on the wrapped env (the predictor's observations) where it follows a
+        policy that reads them (before `prepare`: where it may)."""
+        if self.policies:
+            return _reads_predictor(self.policies[0])
+        return bool(self.wrappers) and any(_reads_predictor(p) for p in self.extra)
+
+    def prepare(self, env: RecommendationVectorEnv, obs: Mapping[str, np.ndarray]) -> None:
+        """Build and rank the portfolio on ``env``'s simulator (done by the first `act`;
+        call it before an evaluation to know whether the oracle needs the wrapped env)."""
+        cfg = self.config
+        policies, self.skipped = portfolio(cfg.portfolio, env, obs)
+        policies += [p for p in self.extra if self.wrappers or not _reads_predictor(p)]
+        ranked = self.rank(env, policies)
+        # A predictor policy cannot act in forks: followed alone where it is best.
+        rollable = [p for p in ranked if not _reads_predictor(p)]
+        self.policies = ranked[:1] if _reads_predictor(ranked[0]) else rollable[: cfg.keep]
+
     def followed(self) -> list[str]:
         """The name of the policy each slot follows now."""
         return [self.policies[i].name for i in self._follow]
@@ -172,9 +203,7 @@ class LookaheadOracle:
     def act(self, obs: Mapping[str, np.ndarray], env: RecommendationVectorEnv) -> np.ndarray:
         cfg = self.config
         if not self.policies:
-            policies, self.skipped = portfolio(cfg.portfolio, env, obs)
-            policies += [p for p in self.extra if not getattr(p, "uses_predictor", False)]
-            self.policies = self.rank(env, policies)[: cfg.keep]
+            self.prepare(env, obs)
         acting = ~env.needs_reset
         active = np.flatnonzero(acting)
         due = np.flatnonzero(self._due(env) & acting)
@@ -184,7 +213,7 @@ class LookaheadOracle:
         follow = PolicySwitch(self.policies, self._follow)
         choice = np.asarray(follow.act(obs, env))
         k = min(cfg.top_k, env.config.num_candidates - env.config.slate_size + 1)
-        if active.size == 0 or k < 2:
+        if active.size == 0 or k < 2 or _reads_predictor(self.policies[0]):
             return choice
         first = self.first_actions(follow.scores(obs, env), choice, k)[active]
         slots = np.repeat(self._follow[active], cfg.samples * k)
@@ -206,10 +235,16 @@ class LookaheadOracle:
             return list(policies)
         # A fork only to get an env of the same simulator and options: reset replaces its users.
         pilot = env.fork(np.resize(np.arange(env.num_envs), cfg.pilot_users))
+        wrapped = pilot
+        for wrap in self.wrappers:
+            wrapped = wrap(wrapped)
         means = []
         for policy in policies:
             total = np.zeros(pilot.num_envs)
-            for _, live, _, reward in population_steps(pilot, policy, cfg.pilot_seed):
+            steps = population_steps(
+                wrapped if _reads_predictor(policy) else pilot, policy, cfg.pilot_seed
+            )
+            for _, live, _, reward in steps:
                 total += np.where(live, reward, 0.0)
             means.append(total.mean())
         self.pilot_means = {p.name: float(m) for p, m in zip(policies, means, strict=True)}

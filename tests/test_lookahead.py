@@ -332,6 +332,54 @@ def test_without_expected_responses_the_oracle_follows_the_catalogs_feature_rank
     assert watch["lookahead_oracle"] >= max(watch[name] for name in names)
 
 
+class _SeesTheBest(gym.vector.VectorWrapper):
+    """Adds ``best``: each user's best candidate on the trap (the longest that is not
+    the trap), as a predictor's observation wrapper adds what only it knows."""
+
+    def _add(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ids = self.env.unwrapped.candidates
+        return {**obs, "best": np.where(ids == 0, -1, ids).argmax(1)}
+
+    def reset(self, **kwargs: Any) -> Any:
+        obs, info = self.env.reset(**kwargs)
+        return self._add(obs), info
+
+    def step(self, actions: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        return self._add(obs), reward, terminated, truncated, info
+
+
+class _ReadsTheBest:
+    name, privileged, uses_predictor = "reads_the_best", False, True
+
+    def act(self, obs: dict[str, np.ndarray], env: Any) -> np.ndarray:
+        return obs["best"]
+
+
+def test_the_oracle_follows_a_predictor_agent_that_beats_its_portfolio() -> None:
+    """An agent that reads what only the env's wrappers add (as the predictor's
+    observations) and beats every portfolio policy: with the wrappers the pilot ranks it
+    first and the oracle follows it for every user; without them it cannot try it."""
+    options = {"simulator": BlindTrapUsers(), "num_candidates": 4, "horizon_days": 3}
+    config = LookaheadConfig(pilot_users=16, switch_samples=2)
+    with_wrappers = LookaheadOracle(config, extra=[_ReadsTheBest()], wrappers=[_SeesTheBest])
+    blind = LookaheadOracle(config, extra=[_ReadsTheBest()])
+    blind.name = "blind_oracle"
+    result = evaluate(
+        "loe_gym/Recommendation-v0",
+        [with_wrappers, blind, _ReadsTheBest(), "random"],
+        num_users=16,
+        seeds=(0,),
+        env_options=options,
+        progress=False,
+        wrappers=[_SeesTheBest],
+    )
+    watch = {name: result.metric(name, "total_watch").mean for name in result.results}
+    assert watch["lookahead_oracle"] == watch["reads_the_best"] > watch["random"]
+    assert with_wrappers.followed() == ["reads_the_best"] * 16
+    assert watch["blind_oracle"] < watch["reads_the_best"]
+
+
 def test_policy_switch_takes_each_row_from_its_own_policy() -> None:
     env = _env()
     obs, _ = env.reset(seed=0)
