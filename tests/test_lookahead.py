@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from trap_simulator import BlindTrapUsers, NestedTrapUsers, TrapUsers
 
 from agents.configs import LookaheadConfig
-from agents.evaluation import evaluate, run_population
+from agents.evaluation import evaluate, include_rivals, run_population
 from agents.lookahead import LookaheadOracle, PolicySwitch, paired_choice, portfolio
 from agents.presets import QUICK_LOOKAHEAD
 from agents.reference_policies import MyopicPolicy, make_policy
@@ -378,6 +378,11 @@ def test_the_oracle_follows_a_predictor_agent_that_beats_its_portfolio() -> None
     assert watch["lookahead_oracle"] == watch["reads_the_best"] > watch["random"]
     assert with_wrappers.followed() == ["reads_the_best"] * 16
     assert watch["blind_oracle"] < watch["reads_the_best"]
+    # What `loe-gym evaluate` does: the oracle gets the rivals its portfolio lacks and
+    # ranks them before the evaluation, which then wraps its env.
+    oracle, rival, named = LookaheadOracle(config), _ReadsTheBest(), make_policy("min_minutes")
+    include_rivals([rival, named, oracle], [_SeesTheBest], "loe_gym/Recommendation-v0", options)
+    assert oracle.extra == [rival] and oracle.policies == [rival] and oracle.uses_predictor
 
 
 def test_policy_switch_takes_each_row_from_its_own_policy() -> None:
