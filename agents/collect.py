@@ -288,6 +288,13 @@ def _logging_behaviour(
     return _make_policy(policy, seed=int(np.random.SeedSequence(seed).generate_state(1)[0]))
 
 
+def _privileged(privileged: bool | None, core: RecommendationVectorEnv) -> bool:
+    """``privileged``, or where None whether the simulator has ``expected_responses``."""
+    if privileged is None:
+        return callable(getattr(core.simulator, "expected_responses", None))
+    return privileged
+
+
 def _open_log(
     core: RecommendationVectorEnv,
     behaviour: Policy,
@@ -382,8 +389,7 @@ def collect_logs(
         seed: seeds the population, the candidates, the responses and the policy; the
             same seed writes the same log.
         horizon_days: days per user life; None keeps the environment's default.
-        privileged: add the privileged columns (evaluation only; see `loe_gym.logs`);
-            None (default): where the simulator has ``expected_responses``.
+        privileged: add the privileged columns (None: if the simulator has them).
         rows_per_group: rows per Parquet part file.
         overwrite: replace an existing log at ``path``.
         progress: show a progress bar over finished users.
@@ -408,8 +414,7 @@ def collect_logs(
         env_id, num_envs=num_users, vectorization_mode="vector_entry_point", **options
     )
     core: RecommendationVectorEnv = env.unwrapped  # type: ignore[assignment]
-    if privileged is None:
-        privileged = callable(getattr(core.simulator, "expected_responses", None))
+    privileged = _privileged(privileged, core)
     started = time.perf_counter()
     # What makes the rows: a resumed log must have been started with the same.
     name = policy if isinstance(policy, str) else repr(policy)

@@ -513,9 +513,10 @@ def policy_table(
     ``(markdown table with legend, metrics as a JSON-able dict)``; ``runner`` as `evaluate`'s."""
     import time
 
+    from agents.reference_policies import acting_defaults
     from loe_gym.registration import env_facts
 
-    policies = config.policies or _default_policies(
+    policies = config.policies or acting_defaults(
         env_facts(config.env_id).reference_policies, config.env_id, config.env_options
     )
     _check_policy_names(policies)
@@ -578,6 +579,8 @@ def evaluate_runs(
         if service is not None and wrap_config is not None
         else []
     )
+    from agents.lookahead import include_rivals
+
     include_rivals(policies, wrappers, config.env_id, env_options)
     return evaluate(
         config.env_id,
@@ -590,39 +593,6 @@ def evaluate_runs(
         progress=progress,
         wrappers=wrappers,
     )
-
-
-def include_rivals(
-    policies: Sequence[Any],
-    wrappers: Sequence[Any],
-    env_id: str,
-    env_options: Mapping[str, Any] | None,
-) -> None:
-    """Give each lookahead oracle among ``policies`` every policy it is judged against
-    that its automatic portfolio lacks (the agents, the predictor and popularity
-    baselines) and the env's ``wrappers``, so that it ranks those that read the
-    predictor too: an upper bound on all of them, not only on the reference policies.
-    Where one reads the predictor, the oracle ranks its portfolio now (on ``env_id``), so
-    that it is evaluated on the wrapped env only if it follows such a policy."""
-    from agents.lookahead import LookaheadOracle
-    from agents.reference_policies import is_policy_name
-
-    for oracle in policies:
-        if isinstance(oracle, LookaheadOracle) and not oracle.policies:
-            oracle.extra = [
-                p
-                for p in policies
-                if not isinstance(p, LookaheadOracle) and not is_policy_name(p.name)
-            ]
-            oracle.wrappers = list(wrappers)
-            if oracle.uses_predictor:
-                env = gym.make_vec(
-                    env_id, num_envs=1, vectorization_mode="vector_entry_point",
-                    **dict(env_options or {}),
-                )  # fmt: skip
-                obs, _ = env.reset(seed=oracle.config.pilot_seed)
-                oracle.prepare(env.unwrapped, obs)  # type: ignore[arg-type]
-                env.close()
 
 
 def _check_policy_names(names: Sequence[str]) -> None:
@@ -701,23 +671,6 @@ def _baselines(
         else:
             policies.append(_reference_policy(name, config.lookahead, agents))
     return policies, service, wrap_config
-
-
-def _default_policies(
-    names: Sequence[str], env_id: str, env_options: Mapping[str, Any] | None
-) -> list[str]:
-    """``names`` that act on the env: a simulator without ``expected_responses`` (a
-    custom one) gets the non-privileged ones and its catalog's feature rankings."""
-    from agents.reference_policies import public_feature_policies
-
-    env = gym.make(env_id, **dict(env_options or {}))
-    simulator = env.unwrapped.simulator  # type: ignore[attr-defined]
-    catalog = env.unwrapped.catalog  # type: ignore[attr-defined]
-    env.close()
-    if callable(getattr(simulator, "expected_responses", None)):
-        return list(names)
-    kept = [n for n in names if not make_policy(n).privileged]
-    return kept + [p.name for p in public_feature_policies(catalog)]
 
 
 def _reference_policy(name: str, lookahead: Any, agents: Sequence[Any] = ()) -> Policy:

@@ -28,7 +28,8 @@ import numpy as np
 from agents.aggregate import aggregate_runs, reach_summary, steps_to_reach
 from agents.collect import collect_logs
 from agents.configs import ExperimentConfig, TrainRunConfig
-from agents.evaluation import evaluate, include_rivals
+from agents.evaluation import evaluate
+from agents.lookahead import include_rivals
 from agents.reference_policies import (
     GreedyRewardModelPolicy,
     MyopicPredictedPolicy,

@@ -370,3 +370,37 @@ class LookaheadOracle:
         per_day = total[alive].sum() / days.sum()
         left = np.maximum(env.config.horizon_days - end_day, 0)
         return np.where(alive, per_day * left, 0.0)
+
+
+def include_rivals(
+    policies: Sequence[Any],
+    wrappers: Sequence[Any],
+    env_id: str,
+    env_options: Mapping[str, Any] | None,
+) -> None:
+    """Give each lookahead oracle among ``policies`` every policy it is judged against
+    that its automatic portfolio lacks (the agents, the predictor and popularity
+    baselines) and the env's ``wrappers``, so that it ranks those that read the
+    predictor too: an upper bound on all of them, not only on the reference policies.
+    Where one reads the predictor, the oracle ranks its portfolio now (on ``env_id``), so
+    that it is evaluated on the wrapped env only if it follows such a policy."""
+    import gymnasium as gym
+
+    from agents.reference_policies import is_policy_name
+
+    for oracle in policies:
+        if isinstance(oracle, LookaheadOracle) and not oracle.policies:
+            oracle.extra = [
+                p
+                for p in policies
+                if not isinstance(p, LookaheadOracle) and not is_policy_name(p.name)
+            ]
+            oracle.wrappers = list(wrappers)
+            if oracle.uses_predictor:
+                env = gym.make_vec(
+                    env_id, num_envs=1, vectorization_mode="vector_entry_point",
+                    **dict(env_options or {}),
+                )  # fmt: skip
+                obs, _ = env.reset(seed=oracle.config.pilot_seed)
+                oracle.prepare(env.unwrapped, obs)  # type: ignore[arg-type]
+                env.close()

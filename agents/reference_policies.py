@@ -507,3 +507,20 @@ def public_feature_policies(catalog: Any) -> list[PublicFeaturePolicy]:
 
 def policy_names(names: Sequence[str] | None = None) -> list[str]:
     return list(REFERENCE_POLICIES) if names is None else list(names)
+
+
+def acting_defaults(
+    names: Sequence[str], env_id: str, env_options: Mapping[str, Any] | None
+) -> list[str]:
+    """``names`` that act on the env: a simulator without ``expected_responses`` (a
+    custom one) gets the non-privileged ones and its catalog's feature rankings."""
+    import gymnasium as gym
+
+    env = gym.make(env_id, **dict(env_options or {}))
+    simulator = env.unwrapped.simulator  # type: ignore[attr-defined]
+    catalog = env.unwrapped.catalog  # type: ignore[attr-defined]
+    env.close()
+    if callable(getattr(simulator, "expected_responses", None)):
+        return list(names)
+    kept = [n for n in names if not make_policy(n).privileged]
+    return kept + [p.name for p in public_feature_policies(catalog)]

@@ -111,7 +111,7 @@ for entry, message in (
 case("simulator", "a module that does not exist", lambda: env(simulator="no_such_mod:Users"),
      ImportError, "'no_such_mod'", "Check the module path")  # fmt: skip
 case("simulator", "a class the module lacks", lambda: env(simulator="simulators.engagement:Usr"),
-     (AttributeError, ImportError), "'Usr'", "has no attribute")  # fmt: skip
+     ImportError, "'Usr'", "has no attribute")  # fmt: skip
 case("simulator", "simulator_kwargs misspelt", lambda: env(simulator_kwargs={"num_item": 5}),
      TypeError, "'num_item'", "Did you mean 'num_items'")  # fmt: skip
 case("simulator", "simulator_kwargs num_items=0", lambda: env(simulator_kwargs={"num_items": 0}),

@@ -21,8 +21,14 @@ from hypothesis import strategies as st
 from trap_simulator import BlindTrapUsers, NestedTrapUsers, TrapUsers
 
 from agents.configs import LookaheadConfig
-from agents.evaluation import evaluate, include_rivals, run_population
-from agents.lookahead import LookaheadOracle, PolicySwitch, paired_choice, portfolio
+from agents.evaluation import evaluate, run_population
+from agents.lookahead import (
+    LookaheadOracle,
+    PolicySwitch,
+    include_rivals,
+    paired_choice,
+    portfolio,
+)
 from agents.presets import QUICK_LOOKAHEAD
 from agents.reference_policies import MyopicPolicy, make_policy
 from loe_gym import RecommendationVectorEnv, Responses, check_simulator
