@@ -40,6 +40,7 @@ from agents.reference_policies import (
 from loe_gym import RecommendationVectorEnv
 from loe_gym.errors import check_positive_int, did_you_mean
 from loe_gym.logs import LogInteractions
+from loe_gym.simulator import is_privileged
 
 __all__ = [
     "DEPLOYABLE_POLICY",
@@ -291,7 +292,7 @@ def _logging_behaviour(
 def _privileged(privileged: bool | None, core: RecommendationVectorEnv) -> bool:
     """``privileged``, or where None whether the simulator has ``expected_responses``."""
     if privileged is None:
-        return callable(getattr(core.simulator, "expected_responses", None))
+        return is_privileged(core.simulator)
     return privileged
 
 

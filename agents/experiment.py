@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
 from agents.aggregate import aggregate_runs, reach_summary, steps_to_reach
@@ -34,6 +33,7 @@ from agents.reference_policies import (
     GreedyRewardModelPolicy,
     MyopicPredictedPolicy,
     PopularityPolicy,
+    env_simulator,
     make_policy,
 )
 from agents.report import plot_learning_curves, stage, write_evaluation
@@ -47,6 +47,7 @@ from agents.training import (
 from loe_gym.predictor.pipeline import fit_predictor
 from loe_gym.predictor.sequences import logged_item_popularity
 from loe_gym.run_folders import finish_run_folder, prepare_run_folder
+from loe_gym.simulator import is_privileged
 
 __all__ = ["ExperimentConfig", "run_experiment"]
 
@@ -127,20 +128,6 @@ def agent_runs(config: ExperimentConfig, folder: Path) -> list[AgentRun]:
     return [AgentRun(f"ppo_seed{s}", s, folder / "agents" / f"seed_{s}") for s in seeds]
 
 
-def _has_expected_responses(config: ExperimentConfig) -> bool:
-    env = gym.make_vec(
-        config.env_id,
-        num_envs=1,
-        vectorization_mode="vector_entry_point",
-        **dict(config.env_options or {}),
-    )
-    try:
-        simulator = getattr(env.unwrapped, "simulator", None)
-        return callable(getattr(simulator, "expected_responses", None))
-    finally:
-        env.close()
-
-
 def _evaluate(config: ExperimentConfig, folder: Path, progress: bool) -> Any:
     """The agents against the baselines, on the same populations."""
 
@@ -149,7 +136,7 @@ def _evaluate(config: ExperimentConfig, folder: Path, progress: bool) -> Any:
     clicks = logged_item_popularity(folder / "logs", service.num_items)
     # The one-step privileged baselines read expected_responses; a simulator without it
     # is judged against the rest (the lookahead oracle needs only forks of the env).
-    expected = _has_expected_responses(config)
+    expected = is_privileged(env_simulator(config.env_id, config.env_options))
     policies = [
         make_policy("random"),
         PopularityPolicy(clicks),

@@ -5,8 +5,8 @@ random numbers, so paired differences measure the choice, not the noise:
 
 1. **Policy switching** (Chang, Givan & Chong's parallel rollout). A portfolio (by
    default every reference policy that runs on the simulator and the rankings by each
-   public catalog feature, plus any ``extra`` policies such as the agents it is judged against) is ranked on a pilot
-   population of its own; the ``keep`` best stay, the best is each new user's default.
+   public catalog feature, plus any ``extra`` policies such as the agents it is judged
+   against) is ranked on a pilot population of its own; the ``keep`` best stay, the best is each new user's default.
    When a user's life starts (and every ``switch_every`` decisions, if set), the rest
    of its life is simulated ``switch_samples`` times under each kept policy; the user
    leaves the policy it follows only where the mean paired gain exceeds ``z`` standard
@@ -56,15 +56,14 @@ def portfolio(
     ``env``, and ``{name: why}`` for the automatic ones that cannot (a missing privileged
     interface, a missing catalog feature). A policy named explicitly must work."""
     automatic = tuple(names) == ("auto",)
-    chosen: list[Any] = list(names)
+    chosen = list(names)
     if automatic:
         chosen = [n for n in REFERENCE_POLICIES if n not in _NOT_IN_PORTFOLIO]
-        chosen += [p for p in public_feature_policies(env.catalog) if p.name not in chosen]
+        chosen += [p.name for p in public_feature_policies(env.catalog) if p.name not in chosen]
     policies, skipped = [], {}
-    for entry in chosen:
-        name = getattr(entry, "name", entry)
+    for name in chosen:
         try:
-            policy: Any = make_policy(entry) if isinstance(entry, str) else entry
+            policy: Any = make_policy(name)
             if callable(getattr(policy, "check", None)):
                 policy.check(env)
             policy.act(obs, env)

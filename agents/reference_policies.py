@@ -32,6 +32,7 @@ import numpy as np
 from agents.ranking import SCORE_NAMES, reward_model_score, top_slates
 from loe_gym import RecommendationVectorEnv
 from loe_gym.errors import did_you_mean
+from loe_gym.simulator import is_privileged
 
 
 class Policy(Protocol):
@@ -71,7 +72,7 @@ def expected_responses(env: RecommendationVectorEnv) -> Mapping[str, np.ndarray]
     computed once per step however many privileged policies read it (a rollout steps
     several of them over the same state); callers must not write into the arrays."""
     simulator = env.simulator
-    if not hasattr(simulator, "expected_responses"):
+    if not is_privileged(simulator):
         features = ", ".join(env.catalog.feature_names) or "none"
         raise TypeError(
             f"{type(simulator).__name__} exposes no expected_responses(); privileged "
@@ -86,7 +87,7 @@ def expected_responses(env: RecommendationVectorEnv) -> Mapping[str, np.ndarray]
     cached = env.__dict__.get("_expected_cache")
     if cached is not None and cached[0] is env.state and cached[1] is env.candidates:
         return cached[2]  # type: ignore[no-any-return]
-    expected = simulator.expected_responses(env.state, env.candidates)
+    expected = simulator.expected_responses(env.state, env.candidates)  # type: ignore[attr-defined]
     env.__dict__["_expected_cache"] = (env.state, env.candidates, expected)
     return expected  # type: ignore[no-any-return]
 
@@ -514,13 +515,17 @@ def acting_defaults(
 ) -> list[str]:
     """``names`` that act on the env: a simulator without ``expected_responses`` (a
     custom one) gets the non-privileged ones and its catalog's feature rankings."""
+    simulator = env_simulator(env_id, env_options)
+    if is_privileged(simulator):
+        return list(names)
+    kept = [n for n in names if not make_policy(n).privileged]
+    return kept + [p.name for p in public_feature_policies(simulator.catalog)]
+
+
+def env_simulator(env_id: str, env_options: Mapping[str, Any] | None) -> Any:
+    """The user simulator of ``env_id`` with ``env_options`` (built once, then closed)."""
     import gymnasium as gym
 
     env = gym.make(env_id, **dict(env_options or {}))
-    simulator = env.unwrapped.simulator  # type: ignore[attr-defined]
-    catalog = env.unwrapped.catalog  # type: ignore[attr-defined]
     env.close()
-    if callable(getattr(simulator, "expected_responses", None)):
-        return list(names)
-    kept = [n for n in names if not make_policy(n).privileged]
-    return kept + [p.name for p in public_feature_policies(catalog)]
+    return env.unwrapped.simulator  # type: ignore[attr-defined]

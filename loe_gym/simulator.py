@@ -161,6 +161,12 @@ def user_feature_bounds(simulator: Any) -> tuple[np.ndarray, np.ndarray]:
     return bounds[0].copy(), bounds[1].copy()
 
 
+def is_privileged(simulator: Any) -> bool:
+    """Whether ``simulator`` tells its true expectations (`PrivilegedSimulator`'s
+    ``expected_responses``), which the privileged baselines and log columns read."""
+    return callable(getattr(simulator, "expected_responses", None))
+
+
 # --- helpers for states: frozen dataclasses (possibly nested, or holding mappings) of
 # arrays with leading axis num_users ---
 
@@ -237,14 +243,9 @@ def select_users(state: StateT, index: IntArray | BoolArray) -> StateT:
     return map_users(lambda leaf: leaf[index], state)
 
 
-def take_users(state: StateT, index: IntArray | BoolArray) -> StateT:
-    """The users ``index`` of ``state`` (rows may repeat: a fork of those users).
-
-    Works on any state the contract allows, nested ones included (see `map_users`).
-    Fields are indexed, never shared, so the result can be stepped without touching
-    ``state``.
-    """
-    return select_users(state, index)
+take_users = select_users
+"""The users ``index`` of ``state``; rows may repeat (a fork of those users). Leaves are
+indexed, never shared, so the result can be stepped without touching ``state``."""
 
 
 def replace_users(state: StateT, mask: BoolArray, new_users: StateT) -> StateT:

@@ -13,6 +13,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from loe_gym.catalog import Catalog
 from loe_gym.logs.validation import _as_array
 from loe_gym.logs.writer import ParquetLogWriter
+from loe_gym.simulator import is_privileged
 
 __all__ = ["LogInteractions"]
 
@@ -58,7 +59,7 @@ def _privileged_core(env: VectorEnv) -> Any:
             "privileged=True needs a loe_gym vector environment exposing .state and "
             f".simulator (gym.make_vec('loe_gym/...', ...)); got {type(core).__name__}."
         )
-    if not callable(getattr(simulator, "expected_responses", None)):
+    if not is_privileged(simulator):
         raise TypeError(
             f"privileged=True needs a simulator with expected_responses(); "
             f"{type(simulator).__name__} has none (see loe_gym.PrivilegedSimulator)."
